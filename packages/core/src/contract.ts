@@ -1,0 +1,210 @@
+// The backend contract: four verbs (calibrate, quantize, benchmark, verify) plus discovery.
+import type { CalibrationTable } from './calibration-table';
+import type { RunContext } from './context';
+import type { Dataset } from './datasets/dataset';
+import type { LatencyStats } from './bench-stats';
+import type { OutputFidelity, LayerError } from './metrics';
+import type { TargetId, TargetProfile } from './target';
+import type { TensorInfo } from './tensor';
+
+export type ModelFormat = 'onnx' | 'tfjs-layers' | 'tfjs-graph' | 'tflite';
+export type QuantType = 'int8' | 'uint8' | 'int16' | 'uint16' | 'int4' | 'uint4';
+export type QuantMode = 'static' | 'dynamic' | 'weight-only';
+export type QuantFormat = 'qdq' | 'qoperator';
+export type CalibrationMethod = 'minmax' | 'percentile' | 'entropy' | 'mse';
+export type Granularity = 'per-tensor' | 'per-channel';
+export type Verb = 'inspect' | 'calibrate' | 'quantize' | 'benchmark' | 'verify';
+
+/** A model on disk and its format. */
+export interface ModelRef {
+  path: string;
+  format: ModelFormat;
+}
+
+/** What `inspect` learns about a model. */
+export interface ModelInfo {
+  path: string;
+  format: ModelFormat;
+  sizeBytes: number;
+  sha256: string;
+  producer?: string;
+  opset?: number;
+  inputs: TensorInfo[];
+  outputs: TensorInfo[];
+  /** Operator type → count. */
+  opHistogram: Record<string, number>;
+  parameterCount: number;
+  /** Notes a user should know (external data, unknown shapes, …). */
+  notes?: string[];
+}
+
+/** Whether a backend can run here. `detect()` never throws. */
+export interface Detection {
+  available: boolean;
+  /** Version of the SDK or runtime the backend drives. */
+  version?: string;
+  runtime?: string;
+  reason?: string;
+  hint?: string;
+  details?: Record<string, unknown>;
+}
+
+export interface BackendCapabilities {
+  inputFormats: ModelFormat[];
+  outputFormats: ModelFormat[];
+  /** Verbs this backend implements; the rest fail with E_UNSUPPORTED. */
+  verbs: Verb[];
+  modes: QuantMode[];
+  quantFormats: QuantFormat[];
+  calibrationMethods: CalibrationMethod[];
+  weightTypes: QuantType[];
+  activationTypes: QuantType[];
+  granularity: Granularity[];
+  targets: TargetId[];
+  /** Plain statements of what the backend does and does not do. */
+  notes: string[];
+}
+
+export interface CalibrateOptions {
+  /** @defaultValue the target profile's method */
+  method: CalibrationMethod;
+  /** Upper bound on samples read from the dataset. @defaultValue 128 */
+  samples: number;
+  /** Percentile kept by the `percentile` method. @defaultValue 99.999 */
+  percentile?: number;
+  /** Moving-average constant for `minmax`; absent means plain min/max. */
+  movingAverage?: number;
+  /** Histogram bins per side for histogram-based methods. @defaultValue 2048 */
+  bins?: number;
+  target: TargetProfile;
+  /** Activation type the ranges are chosen for (entropy/mse need it). */
+  activationType?: QuantType;
+}
+
+export interface QuantizeOptions {
+  output: string;
+  target: TargetProfile;
+  mode: QuantMode;
+  format: QuantFormat;
+  perChannel: boolean;
+  activationType: QuantType;
+  weightType: QuantType;
+  reduceRange: boolean;
+  symmetricWeights: boolean;
+  /** Node names to keep in float. */
+  excludeNodes: string[];
+  /** Restrict quantization to these operator types; empty = the backend's default set. */
+  opTypes: string[];
+  /** Backend-specific extras, recorded in the report. */
+  extra?: Record<string, unknown>;
+}
+
+/** One graph change made while preparing or quantizing, as recorded in the report. */
+export interface GraphChange {
+  kind: string;
+  node?: string;
+  detail: string;
+}
+
+export interface NodeDecision {
+  node: string;
+  opType: string;
+  quantized: boolean;
+  reason?: string;
+  weightType?: QuantType;
+  activationType?: QuantType;
+  granularity?: Granularity;
+}
+
+export interface QuantizeResult {
+  model: ModelRef;
+  sizeBytes: number;
+  preparation: GraphChange[];
+  decisions: NodeDecision[];
+  /** Additional artifacts written beside the model (path → description). */
+  artifacts?: Record<string, string>;
+}
+
+export interface BenchmarkOptions {
+  /** @defaultValue 1 */
+  threads: number;
+  /** @defaultValue 5 */
+  warmup: number;
+  /** @defaultValue 30 */
+  runs: number;
+  /** Inputs to feed; absent means the backend builds fixed random inputs from the model. */
+  dataset?: Dataset;
+  /** Measured alternately with the main model in one run, when given. */
+  compare?: ModelRef;
+}
+
+export interface ModelBenchmark {
+  model: ModelRef;
+  latencyMs: LatencyStats;
+  throughputPerSec: number;
+  loadTimeMs: number;
+  /** Resident set size growth while loading and running, in bytes. */
+  peakRssBytes: number;
+  threads: number;
+}
+
+export interface BenchmarkResult {
+  backend: string;
+  runtime: string;
+  target: string;
+  primary: ModelBenchmark;
+  compare?: ModelBenchmark;
+  /** compare.latency.mean / primary.latency.mean: above 1 means `primary` is faster. */
+  speedup?: number;
+}
+
+export interface VerifyThresholds {
+  /** @defaultValue 20 */
+  minSnrDb?: number;
+  /** Minimum cosine similarity per output. */
+  minCosine?: number;
+  /** Maximum top-1 accuracy drop in points (needs labels). @defaultValue 1 */
+  maxAccuracyDropPoints?: number;
+}
+
+export interface VerifyOptions {
+  samples: number;
+  thresholds: VerifyThresholds;
+  topK?: number;
+  /** Compute error at each quantized tensor (costly; backends that cannot see layers ignore it). */
+  perLayer?: boolean;
+}
+
+export interface VerifyResult {
+  samples: number;
+  labeled: boolean;
+  outputs: OutputFidelity[];
+  accuracy?: { reference: number; candidate: number; dropPoints: number };
+  layers?: LayerError[];
+  thresholds: VerifyThresholds;
+  passed: boolean;
+  failures: string[];
+}
+
+/** A backend: the only thing a plugin has to implement. */
+export interface Backend {
+  readonly id: string;
+  readonly displayName: string;
+  readonly packageName: string;
+  readonly version: string;
+  readonly capabilities: BackendCapabilities;
+  detect(): Promise<Detection>;
+  inspect(model: ModelRef, ctx: RunContext): Promise<ModelInfo>;
+  calibrate(model: ModelRef, dataset: Dataset, options: CalibrateOptions, ctx: RunContext): Promise<CalibrationTable>;
+  quantize(model: ModelRef, table: CalibrationTable | undefined, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult>;
+  benchmark(model: ModelRef, options: BenchmarkOptions, ctx: RunContext): Promise<BenchmarkResult>;
+  verify(reference: ModelRef, candidate: ModelRef, dataset: Dataset, options: VerifyOptions, ctx: RunContext): Promise<VerifyResult>;
+  /** Input description used to shape datasets (`random`, image folders). */
+  modelInputs(model: ModelRef, ctx: RunContext): Promise<TensorInfo[]>;
+}
+
+/** What a plugin's entry module exports: a factory the registry calls once. */
+export interface BackendFactory {
+  id: string;
+  create(): Backend;
+}

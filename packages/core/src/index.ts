@@ -1,0 +1,102 @@
+// @qforge/core: the public API. Nothing else in this package is meant to be imported.
+export type {
+  Backend,
+  BackendCapabilities,
+  BackendFactory,
+  BenchmarkOptions,
+  BenchmarkResult,
+  CalibrateOptions,
+  CalibrationMethod,
+  Detection,
+  GraphChange,
+  Granularity,
+  ModelBenchmark,
+  ModelFormat,
+  ModelInfo,
+  ModelRef,
+  NodeDecision,
+  QuantFormat,
+  QuantizeOptions,
+  QuantizeResult,
+  QuantMode,
+  QuantType,
+  Verb,
+  VerifyOptions,
+  VerifyResult,
+  VerifyThresholds,
+} from './contract';
+export { createRunContext, silentLogger, throwIfAborted } from './context';
+export type { Logger, ProgressEvent, RunContext, RunPhase } from './context';
+export {
+  ErrorCodes,
+  QforgeError,
+  errAborted,
+  errBackendLoadFailed,
+  errBackendUnavailable,
+  errBackendUnknown,
+  errCalibTableInvalid,
+  errCalibTableMismatch,
+  errDataNotFinite,
+  errDatasetEmpty,
+  errDatasetInvalid,
+  errDatasetNotFound,
+  errInputShape,
+  errInvalidOption,
+  errModelCorrupt,
+  errModelFormatUnknown,
+  errModelNotFound,
+  errNoBackend,
+  errOutputUnwritable,
+  errReportInvalid,
+  errRuntimeFailed,
+  errSdkMissing,
+  errUnsupported,
+  errUnsupportedOp,
+  isQforgeError,
+  toQforgeError,
+} from './errors';
+export type { ErrorCode, ErrorContext, QforgeErrorJson } from './errors';
+export { TARGET_PROFILES, detectTargetProfile, readCpuInfo, resolveTargetProfile } from './target';
+export type { CpuInfo, TargetDefaults, TargetId, TargetProfile } from './target';
+export {
+  dequantizeTensor,
+  quantizeBias,
+  quantizePerAxis,
+  quantizeTensor,
+  quantRange,
+  rangesPerAxis,
+  roundHalfEven,
+  scaleFromRange,
+} from './quant-math';
+export type { PerAxisQuantized, QuantizedArray, QuantParams, QuantRangeOptions } from './quant-math';
+export { Histogram, RunningMinMax, TensorStatistics, chooseRange, entropyThreshold, methodNeedsHistogram, mseRange } from './stats';
+export type { HistogramJson, RangeChoiceOptions } from './stats';
+export { AccuracyAccumulator, FidelityAccumulator, SNR_CAP_DB, argmax, cosineSimilarity, snrDb, topKIndices } from './metrics';
+export type { LayerError, OutputFidelity } from './metrics';
+export { percentile, summarizeLatencies, throughputPerSec } from './bench-stats';
+export type { LatencyStats } from './bench-stats';
+export {
+  CALIBRATION_TABLE_VERSION,
+  assertTableMatches,
+  readCalibrationTable,
+  validateCalibrationTable,
+  writeCalibrationTable,
+} from './calibration-table';
+export type { CalibrationTable, TensorCalibration } from './calibration-table';
+export { REPORT_SCHEMA_VERSION, formatRunSummary, readRunReport, validateRunReport } from './report';
+export type { ArtifactRecord, RunReport, Verdict } from './report';
+export { BACKEND_FACTORY, BackendRegistry, discoverPlugins } from './registry';
+export type { DiscoveredPlugin, PluginLoadFailure, PluginManifest } from './registry';
+export { detectModelFormat, ensureWritable, modelRef, sha256Bytes, sha256File, writeFileAtomic } from './files';
+export { concreteShape, elementCount, firstNonFinite, float32Tensor } from './tensor';
+export type { Tensor, TensorDType, TensorInfo } from './tensor';
+export { MNIST_SPLITS, imagePreprocessingFor, imageToTensorData, mulberry32, openDataset } from './datasets/open';
+export type { OpenDatasetOptions } from './datasets/open';
+export { encodeNpy, parseNpy, readNpy } from './datasets/npy';
+export type { NpyArray } from './datasets/npy';
+export type { Dataset, DatasetDescription, DatasetKind, ImagePreprocessing, Layout, Sample } from './datasets/dataset';
+export { CORE_VERSION } from './version';
+export { judgeVerification } from './verdict';
+export { SdkAdapterBackend } from './adapter';
+export { runProbe } from './probe';
+export type { ProbeResult } from './probe';

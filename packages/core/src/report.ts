@@ -1,0 +1,138 @@
+// The run report: a versioned, validated receipt of what a run did and measured.
+import { readFileSync } from 'node:fs';
+import Ajv from 'ajv';
+import type { BenchmarkResult, GraphChange, ModelFormat, NodeDecision, VerifyResult } from './contract';
+import type { DatasetDescription } from './datasets/dataset';
+import { errReportInvalid, type QforgeErrorJson } from './errors';
+
+export const REPORT_SCHEMA_VERSION = 1;
+
+export interface ArtifactRecord {
+  path: string;
+  format?: ModelFormat | 'json' | 'text' | 'html';
+  sizeBytes: number;
+  sha256: string;
+}
+
+export type Verdict = 'pass' | 'fail' | 'unverified' | 'error';
+
+export interface RunReport {
+  kind: 'qforge.run-report';
+  schemaVersion: number;
+  runId: string;
+  command: string;
+  createdAt: string;
+  durationMs: number;
+  status: 'succeeded' | 'failed';
+  tool: { qforge: string; node: string; platform: string };
+  backend: { id: string; package: string; version: string; runtime?: string };
+  target: { id: string; cpu?: string; flags?: string[] };
+  input: ArtifactRecord & { format: ModelFormat };
+  output?: ArtifactRecord & { format: ModelFormat };
+  calibrationTable?: ArtifactRecord;
+  options: Record<string, unknown>;
+  dataset?: DatasetDescription & { samplesUsed: number };
+  evalDataset?: DatasetDescription & { samplesUsed: number };
+  calibration?: { method: string; sampleCount: number; tensorCount: number; durationMs: number; reused: boolean };
+  quantization?: { durationMs: number; preparation: GraphChange[]; decisions: NodeDecision[]; quantizedNodes: number; skippedNodes: number };
+  sizes?: { inputBytes: number; outputBytes: number; ratio: number };
+  verify?: VerifyResult;
+  benchmark?: BenchmarkResult;
+  verdict: Verdict;
+  /** Why the verdict is what it is, in plain words. */
+  verdictReasons: string[];
+  error?: QforgeErrorJson;
+}
+
+const artifact = {
+  type: 'object',
+  required: ['path', 'sizeBytes', 'sha256'],
+  properties: { path: { type: 'string' }, sizeBytes: { type: 'number' }, sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
+} as const;
+
+const schema = {
+  type: 'object',
+  required: ['kind', 'schemaVersion', 'runId', 'command', 'createdAt', 'status', 'tool', 'backend', 'target', 'input', 'options', 'verdict', 'verdictReasons'],
+  properties: {
+    kind: { const: 'qforge.run-report' },
+    schemaVersion: { const: REPORT_SCHEMA_VERSION },
+    runId: { type: 'string', minLength: 1 },
+    command: { type: 'string' },
+    createdAt: { type: 'string' },
+    durationMs: { type: 'number' },
+    status: { enum: ['succeeded', 'failed'] },
+    tool: { type: 'object', required: ['qforge', 'node'] },
+    backend: { type: 'object', required: ['id', 'version'] },
+    target: { type: 'object', required: ['id'] },
+    input: artifact,
+    output: artifact,
+    calibrationTable: artifact,
+    options: { type: 'object' },
+    verdict: { enum: ['pass', 'fail', 'unverified', 'error'] },
+    verdictReasons: { type: 'array', items: { type: 'string' } },
+  },
+} as const;
+
+const validateReportSchema = new Ajv({ allErrors: false }).compile(schema);
+
+export function validateRunReport(json: unknown, source = '<report>'): RunReport {
+  if (!validateReportSchema(json)) {
+    const e = validateReportSchema.errors?.[0];
+    throw errReportInvalid(source, e ? `${e.instancePath || '/'} ${e.message}` : 'schema mismatch');
+  }
+  return json as unknown as RunReport;
+}
+
+export function readRunReport(path: string): RunReport {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw errReportInvalid(path, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'report.json does not exist' : `not JSON (${(e as Error).message})`);
+  }
+  return validateRunReport(json, path);
+}
+
+function fmtBytes(n: number): string {
+  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(2)} MiB`;
+  if (n >= 1 << 10) return `${(n / (1 << 10)).toFixed(1)} KiB`;
+  return `${n} B`;
+}
+
+/** The human summary written as summary.txt and printed by `quantize` and `report`. */
+export function formatRunSummary(r: RunReport): string {
+  const lines: string[] = [];
+  lines.push(`qforge run ${r.runId} (${r.command}) — ${r.status}`);
+  lines.push(`backend   ${r.backend.id} ${r.backend.version}${r.backend.runtime ? ` (${r.backend.runtime})` : ''}, target ${r.target.id}`);
+  lines.push(`input     ${r.input.path} (${fmtBytes(r.input.sizeBytes)})`);
+  if (r.output) lines.push(`output    ${r.output.path} (${fmtBytes(r.output.sizeBytes)})`);
+  if (r.sizes) lines.push(`size      ${fmtBytes(r.sizes.inputBytes)} → ${fmtBytes(r.sizes.outputBytes)} (${r.sizes.ratio.toFixed(3)}×)`);
+  if (r.dataset) lines.push(`calib     ${r.dataset.source}, ${r.dataset.samplesUsed} samples${r.dataset.synthetic ? ' (SYNTHETIC: says nothing about accuracy)' : ''}`);
+  if (r.calibration) lines.push(`method    ${r.calibration.method}, ${r.calibration.tensorCount} tensors, ${r.calibration.durationMs.toFixed(0)} ms${r.calibration.reused ? ' (reused table)' : ''}`);
+  if (r.quantization) lines.push(`quantized ${r.quantization.quantizedNodes} nodes, kept ${r.quantization.skippedNodes} in float, ${r.quantization.preparation.length} preparation changes`);
+  if (r.verify) {
+    for (const o of r.verify.outputs) {
+      lines.push(
+        `fidelity  ${o.output}: SNR ${o.snrDb.toFixed(1)} dB, cosine ${o.cosine.toFixed(5)}, max|err| ${o.maxAbsError.toPrecision(3)}` +
+          (o.top1Agreement !== undefined ? `, top-1 agree ${(o.top1Agreement * 100).toFixed(1)}%` : ''),
+      );
+    }
+    if (r.verify.accuracy) {
+      const a = r.verify.accuracy;
+      lines.push(`accuracy  fp32 ${(a.reference * 100).toFixed(2)}% → int8 ${(a.candidate * 100).toFixed(2)}% (drop ${a.dropPoints.toFixed(2)} points, ${r.verify.samples} samples)`);
+    }
+  }
+  if (r.benchmark) {
+    const b = r.benchmark;
+    const p = b.primary.latencyMs;
+    if (b.compare) {
+      const c = b.compare.latencyMs;
+      lines.push(`latency   fp32 ${c.mean.toFixed(3)} ms → int8 ${p.mean.toFixed(3)} ms (p50 ${c.p50.toFixed(3)} → ${p.p50.toFixed(3)}), speedup ${b.speedup?.toFixed(2)}× at ${b.primary.threads} thread(s)`);
+    } else {
+      lines.push(`latency   ${p.mean.toFixed(3)} ms mean, p50 ${p.p50.toFixed(3)}, p99 ${p.p99.toFixed(3)} at ${b.primary.threads} thread(s)`);
+    }
+  }
+  lines.push(`verdict   ${r.verdict.toUpperCase()}${r.verdictReasons.length ? ': ' + r.verdictReasons.join('; ') : ''}`);
+  if (r.error) lines.push(`error     ${r.error.code}: ${r.error.message}${r.error.hint ? `\n          hint: ${r.error.hint}` : ''}`);
+  return lines.join('\n') + '\n';
+}

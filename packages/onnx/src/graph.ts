@@ -1,0 +1,216 @@
+// Graph queries and edits: producers, consumers, topological order, typed tensor access.
+import type { TensorInfo } from '@qforge/core';
+import { errModelCorrupt } from '@qforge/core';
+import { DATA_TYPE_NAMES, DataType, type AttributeProto, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from './proto';
+
+export function opsetVersion(model: ModelProto, domain = ''): number {
+  const entry = model.opsetImport.find((o) => (o.domain ?? '') === domain || (domain === '' && o.domain === 'ai.onnx'));
+  return entry ? Number(entry.version) : 0;
+}
+
+export function attr(node: NodeProto, name: string): AttributeProto | undefined {
+  return node.attribute.find((a) => a.name === name);
+}
+
+export function attrInt(node: NodeProto, name: string, fallback: number): number {
+  const a = attr(node, name);
+  return a?.i !== undefined ? Number(a.i) : fallback;
+}
+
+export function attrFloat(node: NodeProto, name: string, fallback: number): number {
+  const a = attr(node, name);
+  return a?.f !== undefined ? a.f : fallback;
+}
+
+export function attrInts(node: NodeProto, name: string): number[] | undefined {
+  return attr(node, name)?.ints?.map(Number);
+}
+
+export function attrString(node: NodeProto, name: string): string | undefined {
+  const s = attr(node, name)?.s;
+  return s ? Buffer.from(s).toString('utf8') : undefined;
+}
+
+export function valueInfoToTensorInfo(v: ValueInfoProto): TensorInfo {
+  const t = v.type?.tensorType;
+  return {
+    name: v.name,
+    dtype: DATA_TYPE_NAMES[t?.elemType ?? 0] ?? `type${t?.elemType}`,
+    shape: (t?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined && Number(d.dimValue) > 0 ? Number(d.dimValue) : d.dimParam ?? null)),
+  };
+}
+
+/** Graph inputs that are real inputs, not initializers listed as inputs (IR < 4 style). */
+export function graphInputs(graph: GraphProto): TensorInfo[] {
+  const inits = new Set(graph.initializer.map((t) => t.name));
+  return graph.input.filter((i) => !inits.has(i.name)).map(valueInfoToTensorInfo);
+}
+
+export function graphOutputs(graph: GraphProto): TensorInfo[] {
+  return graph.output.map(valueInfoToTensorInfo);
+}
+
+/** Producer and consumer index over a graph; rebuild it after edits. */
+export class GraphIndex {
+  readonly producer = new Map<string, NodeProto>();
+  readonly consumers = new Map<string, NodeProto[]>();
+  readonly initializers = new Map<string, TensorProto>();
+  readonly graphOutputNames: Set<string>;
+
+  constructor(readonly graph: GraphProto) {
+    for (const t of graph.initializer) this.initializers.set(t.name, t);
+    for (const n of graph.node) {
+      for (const o of n.output) if (o) this.producer.set(o, n);
+      for (const i of n.input) {
+        if (!i) continue;
+        const list = this.consumers.get(i) ?? [];
+        list.push(n);
+        this.consumers.set(i, list);
+      }
+    }
+    this.graphOutputNames = new Set(graph.output.map((o) => o.name));
+  }
+
+  consumersOf(tensor: string): NodeProto[] {
+    return this.consumers.get(tensor) ?? [];
+  }
+
+  /** A constant: an initializer or the output of a Constant node. */
+  constantTensor(name: string): TensorProto | undefined {
+    const init = this.initializers.get(name);
+    if (init) return init;
+    const p = this.producer.get(name);
+    if (p && p.opType === 'Constant') return attr(p, 'value')?.t;
+    return undefined;
+  }
+}
+
+/** Kahn's algorithm; throws E_MODEL_CORRUPT on cycles or inputs nobody produces. */
+export function topologicalSort(graph: GraphProto): NodeProto[] {
+  const available = new Set<string>([...graph.input.map((i) => i.name), ...graph.initializer.map((t) => t.name), '']);
+  const pending = new Map<NodeProto, number>();
+  const waiting = new Map<string, NodeProto[]>();
+  const ready: NodeProto[] = [];
+  for (const n of graph.node) {
+    const missing = n.input.filter((i) => !available.has(i));
+    pending.set(n, new Set(missing).size);
+    for (const i of new Set(missing)) {
+      const l = waiting.get(i) ?? [];
+      l.push(n);
+      waiting.set(i, l);
+    }
+    if (missing.length === 0) ready.push(n);
+  }
+  const order: NodeProto[] = [];
+  while (ready.length) {
+    const n = ready.shift()!;
+    order.push(n);
+    for (const o of n.output) {
+      if (available.has(o)) continue;
+      available.add(o);
+      for (const c of waiting.get(o) ?? []) {
+        const left = pending.get(c)! - 1;
+        pending.set(c, left);
+        if (left === 0) ready.push(c);
+      }
+    }
+  }
+  if (order.length !== graph.node.length) {
+    const stuck = graph.node.find((n) => !order.includes(n))!;
+    throw errModelCorrupt('<graph>', `node ${stuck.name ?? stuck.opType} has inputs that no node produces, or the graph has a cycle`);
+  }
+  return order;
+}
+
+/** Reads a tensor's values as float32 (from raw_data or the typed fields). */
+export function tensorToFloat32(t: TensorProto): Float32Array {
+  const n = (t.dims ?? []).reduce((a, b) => a * Number(b), 1);
+  const raw = t.rawData;
+  switch (t.dataType) {
+    case DataType.FLOAT:
+      if (raw && raw.byteLength) {
+        // Copy only when raw_data is misaligned for a Float32Array view.
+        if (raw.byteOffset % 4 === 0) return new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+        return new Float32Array(Uint8Array.from(raw).buffer);
+      }
+      return Float32Array.from(t.floatData ?? new Array(n).fill(0));
+    case DataType.DOUBLE:
+      if (raw && raw.byteLength) return Float32Array.from(new Float64Array(Uint8Array.from(raw).buffer));
+      return Float32Array.from(t.doubleData ?? []);
+    case DataType.INT64:
+      if (raw && raw.byteLength) return Float32Array.from(new BigInt64Array(Uint8Array.from(raw).buffer), Number);
+      return Float32Array.from(t.int64Data ?? []);
+    case DataType.INT32:
+      if (raw && raw.byteLength) return Float32Array.from(new Int32Array(Uint8Array.from(raw).buffer));
+      return Float32Array.from(t.int32Data ?? []);
+    case DataType.INT8:
+      if (raw && raw.byteLength) return Float32Array.from(new Int8Array(raw.buffer, raw.byteOffset, raw.byteLength));
+      return Float32Array.from(t.int32Data ?? []);
+    case DataType.UINT8:
+      if (raw && raw.byteLength) return Float32Array.from(raw);
+      return Float32Array.from(t.int32Data ?? []);
+    default:
+      throw errModelCorrupt('<tensor>', `tensor ${t.name} has data type ${DATA_TYPE_NAMES[t.dataType] ?? t.dataType}, which qforge cannot read as numbers`);
+  }
+}
+
+/** Reads an int64 tensor (shapes, axes) as numbers. */
+export function tensorToInts(t: TensorProto): number[] {
+  return Array.from(tensorToFloat32(t));
+}
+
+type Typed = Float32Array | Int8Array | Uint8Array | Int32Array | Int16Array | Uint16Array;
+
+const TYPED_DT: [new (...a: never[]) => Typed, number][] = [
+  [Float32Array, DataType.FLOAT],
+  [Int8Array, DataType.INT8],
+  [Uint8Array, DataType.UINT8],
+  [Int32Array, DataType.INT32],
+  [Int16Array, DataType.INT16],
+  [Uint16Array, DataType.UINT16],
+];
+
+/** Builds an initializer from a typed array (stored as raw_data, little-endian). */
+export function makeTensor(name: string, dims: number[], data: Typed | BigInt64Array): TensorProto {
+  let dataType: number = DataType.INT64;
+  if (!(data instanceof BigInt64Array)) {
+    const hit = TYPED_DT.find(([ctor]) => data instanceof ctor);
+    if (!hit) throw new TypeError('unsupported typed array');
+    dataType = hit[1];
+  }
+  return { name, dims, dataType, rawData: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) };
+}
+
+export function makeNode(opType: string, inputs: string[], outputs: string[], name: string, attrs: AttributeProto[] = [], domain?: string): NodeProto {
+  const n: NodeProto = { opType, input: inputs, output: outputs, name, attribute: attrs };
+  if (domain) n.domain = domain;
+  return n;
+}
+
+export const intAttr = (name: string, i: number): AttributeProto => ({ name, type: 2, i });
+export const floatAttr = (name: string, f: number): AttributeProto => ({ name, type: 1, f });
+export const intsAttr = (name: string, ints: number[]): AttributeProto => ({ name, type: 7, ints });
+export const tensorAttr = (name: string, t: TensorProto): AttributeProto => ({ name, type: 4, t });
+
+/** A name not yet used by any tensor or node in the graph. */
+export function uniqueNamer(graph: GraphProto): (base: string) => string {
+  const used = new Set<string>();
+  for (const t of graph.initializer) used.add(t.name);
+  for (const i of graph.input) used.add(i.name);
+  for (const n of graph.node) {
+    if (n.name) used.add(n.name);
+    for (const o of n.output) used.add(o);
+  }
+  return (base: string) => {
+    let name = base;
+    for (let k = 1; used.has(name); k++) name = `${base}_${k}`;
+    used.add(name);
+    return name;
+  };
+}
+
+export function makeValueInfo(name: string, elemType: number, shape?: (number | string | null)[]): ValueInfoProto {
+  const v: ValueInfoProto = { name, type: { tensorType: { elemType } } };
+  if (shape) v.type!.tensorType!.shape = { dim: shape.map((d) => (typeof d === 'number' ? { dimValue: d } : d ? { dimParam: d } : {})) };
+  return v;
+}

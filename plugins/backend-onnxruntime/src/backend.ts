@@ -1,0 +1,402 @@
+// The ONNX Runtime backend: calibrate, quantize, benchmark and verify ONNX models (no side effects on import).
+import { statSync } from 'node:fs';
+import {
+  AccuracyAccumulator,
+  judgeVerification,
+  FidelityAccumulator,
+  CALIBRATION_TABLE_VERSION,
+  TensorStatistics,
+  assertTableMatches,
+  chooseRange,
+  concreteShape,
+  elementCount,
+  errCalibTableMismatch,
+  errDataNotFinite,
+  errDatasetEmpty,
+  errInvalidOption,
+  errUnsupported,
+  firstNonFinite,
+  methodNeedsHistogram,
+  mulberry32,
+  sha256Bytes,
+  sha256File,
+  summarizeLatencies,
+  throughputPerSec,
+  throwIfAborted,
+  type Backend,
+  type BackendCapabilities,
+  type BenchmarkOptions,
+  type BenchmarkResult,
+  type CalibrateOptions,
+  type CalibrationTable,
+  type Dataset,
+  type Detection,
+  type LayerError,
+  type ModelBenchmark,
+  type ModelInfo,
+  type ModelRef,
+  type QuantizeOptions,
+  type QuantizeResult,
+  type RunContext,
+  type Sample,
+  type Tensor,
+  type TensorInfo,
+  type VerifyOptions,
+  type VerifyResult,
+} from '@qforge/core';
+import { describeModel, encodeModel, graphInputs, loadModel, saveModel, type ModelProto } from '@qforge/onnx';
+import { prepareModel, type ObservedShapes } from './prepare';
+import { quantizeDynamic } from './quantize-dynamic';
+import { STATIC_OP_TYPES, quantizeStaticQdq } from './quantize-qdq';
+import { createSession, loadOrt, runSession } from './runtime';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const PACKAGE = require('../package.json') as { name: string; version: string };
+
+export const ONNXRUNTIME_CAPABILITIES: BackendCapabilities = {
+  inputFormats: ['onnx'],
+  outputFormats: ['onnx'],
+  verbs: ['inspect', 'calibrate', 'quantize', 'benchmark', 'verify'],
+  modes: ['static', 'dynamic'],
+  quantFormats: ['qdq'],
+  calibrationMethods: ['minmax', 'percentile', 'entropy', 'mse'],
+  weightTypes: ['int8', 'uint8'],
+  activationTypes: ['uint8', 'int8'],
+  granularity: ['per-tensor', 'per-channel'],
+  targets: ['x86-avx2', 'x86-vnni', 'x86-generic', 'arm64'],
+  notes: [
+    `static QDQ quantization of ${STATIC_OP_TYPES.join(', ')}; pass-through ops share parameters; Relu/Clip fused into output ranges`,
+    'dynamic quantization of MatMul/Gemm to DynamicQuantizeMatMul',
+    'preparation: Constant→initializer, Conv+BatchNormalization folding, opset upgrade to 13 for per-channel weights',
+    'QOperator format is not implemented yet (fails with E_UNSUPPORTED)',
+  ],
+};
+
+function allTensorNames(proto: ModelProto): string[] {
+  const names = new Set<string>(graphInputs(proto.graph).map((i) => i.name));
+  for (const n of proto.graph.node) for (const o of n.output) if (o) names.add(o);
+  return [...names];
+}
+
+/** A copy of the model that also returns the given tensors (ONNX Runtime accepts untyped outputs). */
+function withOutputs(proto: ModelProto, tensors: string[]): Uint8Array {
+  const existing = new Set(proto.graph.output.map((o) => o.name));
+  const copy: ModelProto = { ...proto, graph: { ...proto.graph, output: [...proto.graph.output, ...tensors.filter((t) => !existing.has(t)).map((name) => ({ name }))] } };
+  return encodeModel(copy);
+}
+
+function sampleInputsFor(inputs: TensorInfo[], seed: number, dims?: Record<string, number[]>): Record<string, Tensor> {
+  const rnd = mulberry32(seed);
+  const out: Record<string, Tensor> = {};
+  for (const i of inputs) {
+    const shape = dims?.[i.name] ?? concreteShape(i.shape);
+    const data = new Float32Array(elementCount(shape));
+    for (let k = 0; k < data.length; k++) data[k] = rnd() * 2 - 1;
+    out[i.name] = { dtype: 'float32', dims: shape, data };
+  }
+  return out;
+}
+
+function checkSample(s: Sample): void {
+  for (const [name, t] of Object.entries(s.inputs)) {
+    if (t.dtype !== 'float32') continue;
+    const bad = firstNonFinite(t.data as Float32Array);
+    if (bad >= 0) throw errDataNotFinite(`sample ${s.id}, input ${name} (element ${bad})`, { tensor: name });
+  }
+}
+
+/** Shapes and float-ness of every tensor, from one real run of the float model. */
+async function observeTensors(proto: ModelProto, inputs: Record<string, Tensor>): Promise<{ shapes: ObservedShapes; floats: Set<string> }> {
+  const names = allTensorNames(proto);
+  const session = await createSession(withOutputs(proto, names), { optimization: 'disabled' });
+  try {
+    const out = await runSession(session, inputs);
+    const shapes: ObservedShapes = new Map();
+    const floats = new Set<string>();
+    for (const [k, v] of Object.entries(out)) {
+      shapes.set(k, [...v.dims].map(Number));
+      if (v.type === 'float32') floats.add(k);
+    }
+    for (const [k, t] of Object.entries(inputs)) {
+      shapes.set(k, t.dims);
+      if (t.dtype === 'float32') floats.add(k);
+    }
+    return { shapes, floats };
+  } finally {
+    await session.release();
+  }
+}
+
+async function* limited(dataset: Dataset, limit: number): AsyncGenerator<Sample> {
+  for await (const s of dataset.samples({ limit })) {
+    checkSample(s);
+    yield s;
+  }
+}
+
+export class OnnxRuntimeBackend implements Backend {
+  readonly id = 'onnxruntime';
+  readonly displayName = 'ONNX Runtime';
+  readonly packageName = PACKAGE.name;
+  readonly version = PACKAGE.version;
+  readonly capabilities = ONNXRUNTIME_CAPABILITIES;
+  private detection?: Promise<Detection>;
+
+  detect(): Promise<Detection> {
+    this.detection ??= (async (): Promise<Detection> => {
+      try {
+        const ort = loadOrt();
+        const version = ort.env.versions?.node ?? ort.env.versions?.common;
+        const backends = typeof ort.listSupportedBackends === 'function' ? ort.listSupportedBackends().map((b) => b.name) : ['cpu'];
+        return { available: true, version, runtime: `onnxruntime-node ${version}`, details: { executionProviders: backends } };
+      } catch (e) {
+        return {
+          available: false,
+          reason: `onnxruntime-node does not load: ${(e as Error).message.split('\n')[0]}`,
+          hint: 'Install it with `npm i onnxruntime-node` (set onnxruntime-node-install=skip in .npmrc where its download is blocked).',
+        };
+      }
+    })();
+    return this.detection;
+  }
+
+  async inspect(model: ModelRef): Promise<ModelInfo> {
+    return describeModel(loadModel(model.path));
+  }
+
+  async modelInputs(model: ModelRef): Promise<TensorInfo[]> {
+    return graphInputs(loadModel(model.path).proto.graph);
+  }
+
+  /** Loads and prepares a model the same way for calibrate and quantize, so tables line up. */
+  private async prepared(model: ModelRef, probeInputs: Record<string, Tensor>) {
+    const loaded = loadModel(model.path);
+    const inputSha = await sha256File(model.path);
+    const { shapes } = await observeTensors(loaded.proto, probeInputs);
+    const prep = prepareModel(loaded.proto, shapes, { needPerAxis: true });
+    const preparedSha = sha256Bytes(encodeModel(prep.proto));
+    return { ...prep, inputSha, preparedSha };
+  }
+
+  async calibrate(model: ModelRef, dataset: Dataset, options: CalibrateOptions, ctx: RunContext): Promise<CalibrationTable> {
+    if (!this.capabilities.calibrationMethods.includes(options.method)) throw errInvalidOption('--method', `unknown method ${options.method}`);
+    const iterator = limited(dataset, options.samples)[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    if (first.done) throw errDatasetEmpty(dataset.description.source);
+    ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
+    const prep = await this.prepared(model, first.value.inputs);
+    const { floats } = await observeTensors(prep.proto, first.value.inputs);
+    const tensors = allTensorNames(prep.proto).filter((t) => floats.has(t));
+    const session = await createSession(withOutputs(prep.proto, tensors), { optimization: 'disabled' });
+    const bins = methodNeedsHistogram(options.method) ? 2 * (options.bins ?? 2048) : undefined;
+    const stats = new Map<string, TensorStatistics>(tensors.map((t) => [t, new TensorStatistics({ movingAverage: options.movingAverage, histogramBins: bins })]));
+    let count = 0;
+    const total = Math.min(options.samples, dataset.description.count ?? options.samples);
+    try {
+      for (let step: IteratorResult<Sample> = first; !step.done; step = await iterator.next()) {
+        throwIfAborted(ctx, 'calibration');
+        const sample = step.value;
+        const out = await runSession(session, sample.inputs, tensors.filter((t) => !(t in sample.inputs)));
+        for (const t of tensors) {
+          const data = (out[t]?.data ?? sample.inputs[t]?.data) as Float32Array | undefined;
+          if (data) stats.get(t)!.update(data);
+        }
+        count++;
+        ctx.progress({ phase: 'calibrate', current: count, total });
+      }
+    } finally {
+      await session.release();
+    }
+    const table: CalibrationTable = {
+      kind: 'qforge.calibration-table',
+      schemaVersion: CALIBRATION_TABLE_VERSION,
+      createdAt: new Date().toISOString(),
+      backend: this.id,
+      model: { sha256: prep.inputSha, format: 'onnx', preparedSha256: prep.preparedSha },
+      method: options.method,
+      methodOptions: {
+        percentile: options.method === 'percentile' ? options.percentile ?? 99.999 : undefined,
+        movingAverage: options.movingAverage,
+        activationType: options.activationType ?? options.target.defaults.activationType,
+        inputDims: Object.fromEntries(Object.entries(first.value.inputs).map(([k, t]) => [k, t.dims])),
+      },
+      sampleCount: count,
+      dataset: dataset.description,
+      tensors: {},
+    };
+    for (const [t, s] of stats) {
+      if (s.minMax.count === 0) continue;
+      const range = chooseRange(s.minMax.min, s.minMax.max, s.histogram, {
+        method: options.method,
+        percentile: options.percentile,
+        activationType: options.activationType ?? options.target.defaults.activationType,
+      });
+      table.tensors[t] = { min: s.minMax.min, max: s.minMax.max, range };
+    }
+    return table;
+  }
+
+  async quantize(model: ModelRef, table: CalibrationTable | undefined, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult> {
+    if (options.format !== 'qdq') throw errUnsupported(this.id, `--format ${options.format}`, 'only the QDQ format is implemented; ONNX Runtime fuses QDQ into the same int8 kernels');
+    const loaded = loadModel(model.path);
+    const inputs = graphInputs(loaded.proto.graph);
+    const dims = table?.methodOptions?.inputDims as Record<string, number[]> | undefined;
+    ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
+    const prep = await this.prepared(model, sampleInputsFor(inputs, 0, dims));
+    let decisions;
+    let changes;
+    if (options.mode === 'static') {
+      if (!table) throw errInvalidOption('--mode static', 'static quantization needs calibration data', 'Pass --data <dataset> or --calib-table <file>, or use --mode dynamic.');
+      assertTableMatches(table, prep.inputSha);
+      if (table.model.preparedSha256 && table.model.preparedSha256 !== prep.preparedSha) {
+        throw errCalibTableMismatch('the model prepares differently than when the table was made (another qforge version?)');
+      }
+      ({ decisions, changes } = quantizeStaticQdq(prep.proto, table, { ...options, perAxisAllowed: prep.opset >= 13 }));
+    } else if (options.mode === 'dynamic') {
+      ({ decisions, changes } = quantizeDynamic(prep.proto, options));
+    } else {
+      throw errUnsupported(this.id, `--mode ${options.mode}`, 'modes are static and dynamic');
+    }
+    ctx.progress({ phase: 'quantize', current: 1, total: 1 });
+    if (!decisions.some((d) => d.quantized)) {
+      throw errUnsupported(this.id, 'this model', `no node could be quantized (${decisions.map((d) => `${d.node}: ${d.reason}`).slice(0, 3).join('; ') || 'no Conv/MatMul/Gemm nodes'})`);
+    }
+    // The runtime must accept the result before anything is written.
+    const bytes = encodeModel(prep.proto);
+    const check = await createSession(bytes, { optimization: 'all' });
+    await check.release();
+    ctx.progress({ phase: 'write', current: 0, message: options.output });
+    await saveModel(prep.proto, options.output);
+    return {
+      model: { path: options.output, format: 'onnx' },
+      sizeBytes: statSync(options.output).size,
+      preparation: [...prep.changes, ...changes],
+      decisions,
+    };
+  }
+
+  private async benchInputs(model: ModelRef, options: BenchmarkOptions): Promise<Record<string, Tensor>> {
+    if (options.dataset) {
+      for await (const s of options.dataset.samples({ limit: 1 })) {
+        checkSample(s);
+        return s.inputs;
+      }
+    }
+    return sampleInputsFor(await this.modelInputs(model), 42);
+  }
+
+  async benchmark(model: ModelRef, options: BenchmarkOptions, ctx: RunContext): Promise<BenchmarkResult> {
+    const inputs = await this.benchInputs(model, options);
+    const rssBefore = process.memoryUsage().rss;
+    const open = async (ref: ModelRef) => {
+      const t0 = performance.now();
+      const session = await createSession(ref.path, { threads: options.threads, optimization: 'all' });
+      return { ref, session, loadTimeMs: performance.now() - t0, samples: [] as number[] };
+    };
+    const runs = [await open(model)];
+    if (options.compare) runs.push(await open(options.compare));
+    let peakRss = process.memoryUsage().rss;
+    try {
+      for (let i = 0; i < options.warmup; i++) for (const r of runs) await runSession(r.session, inputs);
+      // Alternate the models run by run, so drift in machine load hits both alike.
+      for (let i = 0; i < options.runs; i++) {
+        throwIfAborted(ctx, 'benchmark');
+        for (const r of i % 2 === 0 ? runs : [...runs].reverse()) {
+          const t0 = performance.now();
+          await runSession(r.session, inputs);
+          r.samples.push(performance.now() - t0);
+        }
+        peakRss = Math.max(peakRss, process.memoryUsage().rss);
+        ctx.progress({ phase: 'benchmark', current: i + 1, total: options.runs });
+      }
+    } finally {
+      for (const r of runs) await r.session.release();
+    }
+    const ort = loadOrt();
+    const toResult = (r: (typeof runs)[number]): ModelBenchmark => {
+      const latencyMs = summarizeLatencies(r.samples);
+      return { model: r.ref, latencyMs, throughputPerSec: throughputPerSec(latencyMs), loadTimeMs: r.loadTimeMs, peakRssBytes: Math.max(0, peakRss - rssBefore), threads: options.threads };
+    };
+    const primary = toResult(runs[0]);
+    const compare = runs[1] ? toResult(runs[1]) : undefined;
+    return {
+      backend: this.id,
+      runtime: `onnxruntime-node ${ort.env.versions?.node ?? ''}`.trim(),
+      target: 'cpu',
+      primary,
+      compare,
+      speedup: compare ? compare.latencyMs.mean / primary.latencyMs.mean : undefined,
+    };
+  }
+
+  async verify(reference: ModelRef, candidate: ModelRef, dataset: Dataset, options: VerifyOptions, ctx: RunContext): Promise<VerifyResult> {
+    const refProto = loadModel(reference.path).proto;
+    const candProto = loadModel(candidate.path).proto;
+    const outputs = refProto.graph.output.map((o) => o.name);
+    const candOutputs = new Set(candProto.graph.output.map((o) => o.name));
+    const missing = outputs.filter((o) => !candOutputs.has(o));
+    if (missing.length) throw errInvalidOption('candidate', `it lacks output(s) ${missing.join(', ')} of the reference`, 'Compare a model with its own quantized version.');
+    // Per-layer: each quantized activation X in the candidate appears as DequantizeLinear(QuantizeLinear(X)).
+    const layerPairs: { ref: string; cand: string; node?: string }[] = [];
+    if (options.perLayer) {
+      const refNames = new Set(allTensorNames(refProto));
+      const producers = new Map(candProto.graph.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
+      for (const n of candProto.graph.node) {
+        if (n.opType !== 'DequantizeLinear') continue;
+        const q = producers.get(n.input[0]);
+        if (q?.opType === 'QuantizeLinear' && refNames.has(q.input[0]) && !outputs.includes(q.input[0])) layerPairs.push({ ref: q.input[0], cand: n.output[0], node: producers.get(q.input[0])?.name });
+      }
+    }
+    const refSession = await createSession(layerPairs.length ? withOutputs(refProto, layerPairs.map((p) => p.ref)) : reference.path, { optimization: 'all' });
+    const candSession = await createSession(layerPairs.length ? withOutputs(candProto, layerPairs.map((p) => p.cand)) : candidate.path, { optimization: 'all' });
+    const fid = new Map<string, FidelityAccumulator>();
+    const layerAcc = new Map(layerPairs.map((p) => [p.ref, new FidelityAccumulator(p.ref)]));
+    const refAcc = new AccuracyAccumulator();
+    const candAcc = new AccuracyAccumulator();
+    let count = 0;
+    let labeled = dataset.description.labeled;
+    try {
+      for await (const sample of limited(dataset, options.samples)) {
+        throwIfAborted(ctx, 'verification');
+        const r = await runSession(refSession, sample.inputs);
+        const c = await runSession(candSession, sample.inputs);
+        for (const o of outputs) {
+          const rd = r[o].data as Float32Array;
+          const cd = c[o].data as Float32Array;
+          if (!fid.has(o)) {
+            const dims = [...r[o].dims].map(Number);
+            const classes = dims.length >= 1 && dims[dims.length - 1] > 1 && dims.length <= 2 ? dims[dims.length - 1] : 0;
+            fid.set(o, new FidelityAccumulator(o, classes, options.topK ?? 5));
+          }
+          fid.get(o)!.add(rd, cd);
+        }
+        for (const p of layerPairs) layerAcc.get(p.ref)!.add(r[p.ref].data as Float32Array, c[p.cand].data as Float32Array);
+        if (sample.label !== undefined) {
+          refAcc.add(r[outputs[0]].data as Float32Array, sample.label);
+          candAcc.add(c[outputs[0]].data as Float32Array, sample.label);
+        } else labeled = false;
+        count++;
+        ctx.progress({ phase: 'verify', current: count, total: Math.min(options.samples, dataset.description.count ?? options.samples) });
+      }
+    } finally {
+      await refSession.release();
+      await candSession.release();
+    }
+    if (count === 0) throw errDatasetEmpty(dataset.description.source);
+    const result: VerifyResult = { samples: count, labeled, outputs: outputs.map((o) => fid.get(o)!.result()), thresholds: options.thresholds, passed: true, failures: [] };
+    if (labeled) {
+      result.accuracy = { reference: refAcc.accuracy, candidate: candAcc.accuracy, dropPoints: (refAcc.accuracy - candAcc.accuracy) * 100 };
+    }
+    if (layerPairs.length) {
+      result.layers = layerPairs
+        .map((p): LayerError => {
+          const f = layerAcc.get(p.ref)!.result();
+          return { tensor: p.ref, node: p.node, snrDb: f.snrDb, cosine: f.cosine, maxAbsError: f.maxAbsError };
+        })
+        .sort((a, b) => a.snrDb - b.snrDb);
+    }
+    judgeVerification(result);
+    return result;
+  }
+}
+

@@ -1,0 +1,246 @@
+// Model preparation before calibration: make real exported graphs quantizable, recording each change.
+import type { GraphChange } from '@qforge/core';
+import {
+  GraphIndex,
+  attr,
+  attrFloat,
+  attrInt,
+  attrInts,
+  makeTensor,
+  opsetVersion,
+  tensorToFloat32,
+  uniqueNamer,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+} from '@qforge/onnx';
+
+/** Tensor shapes observed in a real run of the float model (name → dims). */
+export type ObservedShapes = Map<string, number[]>;
+
+export interface PreparationResult {
+  proto: ModelProto;
+  changes: GraphChange[];
+  /** The opset after preparation; per-axis quantization needs ≥ 13. */
+  opset: number;
+}
+
+/** `Constant` nodes become initializers, so weights can be found and quantized like any other. */
+export function constantsToInitializers(proto: ModelProto, changes: GraphChange[]): void {
+  const g = proto.graph;
+  const keep: NodeProto[] = [];
+  let moved = 0;
+  for (const n of g.node) {
+    if (n.opType === 'Constant' && (!n.domain || n.domain === 'ai.onnx')) {
+      const t = attr(n, 'value')?.t;
+      const vf = attr(n, 'value_float');
+      const vfs = attr(n, 'value_floats');
+      const vi = attr(n, 'value_int');
+      const vis = attr(n, 'value_ints');
+      let tensor: TensorProto | undefined;
+      if (t) tensor = { ...t, name: n.output[0] };
+      else if (vf?.f !== undefined) tensor = makeTensor(n.output[0], [], Float32Array.from([vf.f]));
+      else if (vfs?.floats) tensor = makeTensor(n.output[0], [vfs.floats.length], Float32Array.from(vfs.floats));
+      else if (vi?.i !== undefined) tensor = makeTensor(n.output[0], [], BigInt64Array.from([BigInt(vi.i)]));
+      else if (vis?.ints) tensor = makeTensor(n.output[0], [vis.ints.length], BigInt64Array.from(vis.ints.map((x) => BigInt(x))));
+      if (tensor) {
+        g.initializer.push(tensor);
+        moved++;
+        continue;
+      }
+    }
+    keep.push(n);
+  }
+  g.node = keep;
+  if (moved) changes.push({ kind: 'constant-to-initializer', detail: `${moved} Constant node(s) became initializers` });
+}
+
+/** Conv followed by BatchNormalization (inference mode) folds into the Conv's weights and bias. */
+export function foldBatchNorm(proto: ModelProto, changes: GraphChange[]): void {
+  const g = proto.graph;
+  const idx = new GraphIndex(g);
+  const name = uniqueNamer(g);
+  const removed = new Set<NodeProto>();
+  for (const bn of g.node) {
+    if (bn.opType !== 'BatchNormalization' || bn.output.filter(Boolean).length !== 1) continue;
+    const conv = idx.producer.get(bn.input[0]);
+    if (!conv || conv.opType !== 'Conv' || idx.consumersOf(conv.output[0]).length !== 1 || idx.graphOutputNames.has(conv.output[0])) continue;
+    const w = idx.initializers.get(conv.input[1]);
+    const b = conv.input[2] ? idx.initializers.get(conv.input[2]) : undefined;
+    const [scale, beta, mean, variance] = bn.input.slice(1, 5).map((i) => idx.initializers.get(i));
+    if (!w || (conv.input[2] && !b) || !scale || !beta || !mean || !variance) continue;
+    if (idx.consumersOf(conv.input[1]).length !== 1) continue; // shared weights: folding would change the other user
+    const eps = attrFloat(bn, 'epsilon', 1e-5);
+    const wData = tensorToFloat32(w);
+    const co = Number(w.dims[0]);
+    const per = wData.length / co;
+    const s = tensorToFloat32(scale);
+    const be = tensorToFloat32(beta);
+    const m = tensorToFloat32(mean);
+    const v = tensorToFloat32(variance);
+    const bData = b ? tensorToFloat32(b) : new Float32Array(co);
+    const newW = new Float32Array(wData.length);
+    const newB = new Float32Array(co);
+    for (let c = 0; c < co; c++) {
+      const f = s[c] / Math.sqrt(v[c] + eps);
+      for (let k = 0; k < per; k++) newW[c * per + k] = wData[c * per + k] * f;
+      newB[c] = (bData[c] - m[c]) * f + be[c];
+    }
+    const wName = name(`${conv.input[1]}_bnfolded`);
+    const bName = name(`${conv.name || 'conv'}_bias_bnfolded`);
+    g.initializer.push(makeTensor(wName, w.dims.map(Number), newW), makeTensor(bName, [co], newB));
+    conv.input[1] = wName;
+    conv.input[2] = bName;
+    conv.output[0] = bn.output[0];
+    removed.add(bn);
+    changes.push({ kind: 'fold-batchnorm', node: conv.name, detail: `BatchNormalization ${bn.name ?? ''} folded into Conv ${conv.name ?? ''}` });
+  }
+  if (removed.size) g.node = g.node.filter((n) => !removed.has(n));
+}
+
+/** Initializers nobody uses any more (after folding) are dropped so the output is not padded with them. */
+export function dropUnusedInitializers(proto: ModelProto): number {
+  const g = proto.graph;
+  const used = new Set<string>(g.node.flatMap((n) => n.input));
+  for (const o of g.output) used.add(o.name);
+  const before = g.initializer.length;
+  const dropped = new Set(g.initializer.filter((t) => !used.has(t.name)).map((t) => t.name));
+  g.initializer = g.initializer.filter((t) => !dropped.has(t.name));
+  // IR < 4 models list initializers as graph inputs too; a dropped one must not become a required feed.
+  g.input = g.input.filter((i) => !dropped.has(i.name));
+  return before - g.initializer.length;
+}
+
+/**
+ * Raises the default-domain opset to 13 (per-axis Q/DQ needs it), rewriting the ops whose
+ * signature changed on the way. Returns a reason instead when the graph cannot be upgraded safely.
+ */
+export function upgradeOpset(proto: ModelProto, shapes: ObservedShapes, changes: GraphChange[], target = 13): string | undefined {
+  const from = opsetVersion(proto);
+  if (from >= target) return undefined;
+  if (from < 9) return `opset ${from} is older than 9; qforge upgrades opset 9 and later`;
+  const g = proto.graph;
+  const name = uniqueNamer(g);
+  const int64 = (vals: number[], base: string) => {
+    const n = name(base);
+    g.initializer.push(makeTensor(n, [vals.length], BigInt64Array.from(vals.map((v) => BigInt(v)))));
+    return n;
+  };
+  const blocked = g.node.find((n) => (!n.domain || n.domain === 'ai.onnx') && ['Upsample', 'Scan', 'Loop', 'If'].includes(n.opType));
+  if (blocked) return `${blocked.opType} (${blocked.name ?? 'unnamed'}) changed between opset ${from} and ${target}; kept opset ${from}`;
+  for (const n of g.node) {
+    if (n.domain && n.domain !== 'ai.onnx') continue;
+    const dropAttr = (a: string) => (n.attribute = n.attribute.filter((x) => x.name !== a));
+    switch (n.opType) {
+      case 'Resize':
+        if (from < 11) return `Resize (${n.name ?? ''}) changed at opset 11; kept opset ${from}`;
+        break;
+      case 'Clip':
+        if (from < 11) {
+          const lo = attrFloat(n, 'min', -3.4028234663852886e38);
+          const hi = attrFloat(n, 'max', 3.4028234663852886e38);
+          const loName = name(`${n.name || 'clip'}_min`);
+          const hiName = name(`${n.name || 'clip'}_max`);
+          g.initializer.push(makeTensor(loName, [], Float32Array.from([lo])), makeTensor(hiName, [], Float32Array.from([hi])));
+          n.input = [n.input[0], loName, hiName];
+          dropAttr('min');
+          dropAttr('max');
+        }
+        break;
+      case 'Pad':
+        if (from < 11) {
+          const pads = attrInts(n, 'pads') ?? [];
+          const value = attrFloat(n, 'value', 0);
+          const vName = name(`${n.name || 'pad'}_value`);
+          g.initializer.push(makeTensor(vName, [], Float32Array.from([value])));
+          n.input = [n.input[0], int64(pads, `${n.name || 'pad'}_pads`), vName];
+          dropAttr('pads');
+          dropAttr('value');
+        }
+        break;
+      case 'Slice':
+        if (from < 10) {
+          const starts = attrInts(n, 'starts') ?? [];
+          const ends = attrInts(n, 'ends') ?? [];
+          const axes = attrInts(n, 'axes');
+          n.input = [n.input[0], int64(starts, `${n.name || 'slice'}_starts`), int64(ends, `${n.name || 'slice'}_ends`)];
+          if (axes) n.input.push(int64(axes, `${n.name || 'slice'}_axes`));
+          for (const a of ['starts', 'ends', 'axes']) dropAttr(a);
+        }
+        break;
+      case 'Squeeze':
+      case 'Unsqueeze':
+      case 'ReduceSum': {
+        const axes = attrInts(n, 'axes');
+        if (axes) {
+          n.input = [n.input[0], int64(axes, `${n.name || n.opType}_axes`)];
+          dropAttr('axes');
+        }
+        break;
+      }
+      case 'Split': {
+        const split = attrInts(n, 'split');
+        if (split) {
+          n.input = [n.input[0], int64(split, `${n.name || 'split'}_split`)];
+          dropAttr('split');
+        }
+        break;
+      }
+      case 'Softmax':
+      case 'LogSoftmax':
+      case 'Hardmax': {
+        // Before 13 these flattened to 2-D at `axis`; from 13 they act on `axis` alone. Same result
+        // exactly when `axis` is the last dimension.
+        const dims = shapes.get(n.input[0]);
+        const axis = attrInt(n, 'axis', 1);
+        if (!dims) return `${n.opType} (${n.name ?? ''}) input shape unknown; kept opset ${from}`;
+        const rank = dims.length;
+        const norm = axis < 0 ? axis + rank : axis;
+        if (norm !== rank - 1) return `${n.opType} (${n.name ?? ''}) with axis ${axis} over rank ${rank} changes meaning at opset 13; kept opset ${from}`;
+        break;
+      }
+      case 'BatchNormalization':
+        dropAttr('spatial');
+        dropAttr('is_test');
+        dropAttr('consumed_inputs');
+        break;
+      case 'Dropout':
+        dropAttr('is_test');
+        break;
+      case 'TopK':
+        if (from < 10) {
+          const k = attrInt(n, 'k', 1);
+          n.input = [n.input[0], int64([k], `${n.name || 'topk'}_k`)];
+          dropAttr('k');
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  for (const o of proto.opsetImport) if (!o.domain || o.domain === 'ai.onnx') o.version = target;
+  // IR version 7 is the first that allows opset 13.
+  if ((proto.irVersion ?? 0) < 7) proto.irVersion = 7;
+  changes.push({ kind: 'opset-upgrade', detail: `opset ${from} → ${target}` });
+  return undefined;
+}
+
+export function prepareModel(proto: ModelProto, shapes: ObservedShapes, opts: { needPerAxis: boolean }): PreparationResult & { perAxisBlockedBy?: string } {
+  const changes: GraphChange[] = [];
+  constantsToInitializers(proto, changes);
+  foldBatchNorm(proto, changes);
+  const dropped = dropUnusedInitializers(proto);
+  if (dropped) changes.push({ kind: 'drop-unused', detail: `${dropped} unused initializer(s) removed` });
+  let perAxisBlockedBy: string | undefined;
+  if (opts.needPerAxis) {
+    // Upgrade a copy: a refused upgrade must leave the graph exactly as it was.
+    const trial = structuredClone(proto);
+    const trialChanges: GraphChange[] = [];
+    perAxisBlockedBy = upgradeOpset(trial, shapes, trialChanges);
+    if (!perAxisBlockedBy) {
+      Object.assign(proto, trial);
+      changes.push(...trialChanges);
+    } else changes.push({ kind: 'opset-kept', detail: `${perAxisBlockedBy}; weights use per-tensor scales` });
+  }
+  return { proto, changes, opset: opsetVersion(proto), perAxisBlockedBy };
+}

@@ -1,0 +1,90 @@
+// Dynamic quantization: int8 weights ahead of time, activations quantized per run by the kernel.
+import { errUnsupportedOp, quantizePerAxis, quantizeTensor, scaleFromRange, type GraphChange, type NodeDecision, type QuantizeOptions } from '@qforge/core';
+import { DataType, GraphIndex, attrFloat, attrInt, makeNode, makeTensor, tensorToFloat32, topologicalSort, uniqueNamer, type ModelProto, type NodeProto } from '@qforge/onnx';
+import { dropUnusedInitializers } from './prepare';
+
+export const DYNAMIC_OP_TYPES = ['MatMul', 'Gemm'] as const;
+const MS_DOMAIN = 'com.microsoft';
+
+/**
+ * Rewrites MatMul/Gemm with constant weights to ONNX Runtime's fused `DynamicQuantizeMatMul`
+ * (com.microsoft): the weight is stored int8 with per-column scales; the activation is quantized
+ * to uint8 at run time inside the kernel, so no separate quantize/cast/mul nodes run.
+ */
+export function quantizeDynamic(proto: ModelProto, opts: QuantizeOptions): { decisions: NodeDecision[]; changes: GraphChange[] } {
+  const g = proto.graph;
+  const requested = opts.opTypes.length ? opts.opTypes : [...DYNAMIC_OP_TYPES];
+  const unknown = requested.filter((t) => !(DYNAMIC_OP_TYPES as readonly string[]).includes(t));
+  if (unknown.length) throw errUnsupportedOp('onnxruntime', unknown, { operation: 'dynamic quantization', supported: DYNAMIC_OP_TYPES.join(',') });
+  if (opts.weightType !== 'int8') throw errUnsupportedOp('onnxruntime', [`DynamicQuantizeMatMul with ${opts.weightType} weights`], { hint: 'use --weight-type int8' });
+  const idx = new GraphIndex(g);
+  const name = uniqueNamer(g);
+  const decisions: NodeDecision[] = [];
+  const excluded = new Set(opts.excludeNodes);
+  const replaced = new Map<NodeProto, NodeProto>();
+  for (const n of g.node) {
+    if (!requested.includes(n.opType) || (n.domain && n.domain !== 'ai.onnx')) continue;
+    const nodeName = n.name || n.output[0];
+    const skip = (reason: string) => decisions.push({ node: nodeName, opType: n.opType, quantized: false, reason });
+    if (excluded.has(nodeName)) {
+      skip('excluded by the user (--exclude-nodes)');
+      continue;
+    }
+    const w = idx.initializers.get(n.input[1]);
+    if (!w || w.dataType !== DataType.FLOAT || w.dims.length !== 2) {
+      skip('weight is not a 2-D float constant');
+      continue;
+    }
+    if (n.opType === 'Gemm' && (attrInt(n, 'transA', 0) !== 0 || attrFloat(n, 'alpha', 1) !== 1 || attrFloat(n, 'beta', 1) !== 1)) {
+      skip('Gemm with transA or alpha/beta ≠ 1');
+      continue;
+    }
+    let data = tensorToFloat32(w);
+    let [k, cols] = w.dims.map(Number);
+    if (n.opType === 'Gemm' && attrInt(n, 'transB', 0)) {
+      // DynamicQuantizeMatMul takes B as [K, N]; transpose [N, K] once, offline.
+      const t = new Float32Array(data.length);
+      for (let r = 0; r < k; r++) for (let c = 0; c < cols; c++) t[c * k + r] = data[r * cols + c];
+      data = t;
+      [k, cols] = [cols, k];
+    }
+    const rangeOpts = { type: 'int8' as const, symmetric: true, reduceRange: opts.reduceRange };
+    let values: ArrayLike<number>;
+    let scales: Float32Array;
+    if (opts.perChannel) {
+      const r = quantizePerAxis(data, [k, cols], 1, rangeOpts);
+      values = r.values;
+      scales = r.scales;
+    } else {
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (const v of data) {
+        lo = Math.min(lo, v);
+        hi = Math.max(hi, v);
+      }
+      const p = scaleFromRange(lo, hi, rangeOpts);
+      values = quantizeTensor(data, p, rangeOpts);
+      scales = Float32Array.from([p.scale]);
+    }
+    const base = n.input[1];
+    const qName = name(`${base}_quantized`);
+    const sName = name(`${base}_scale`);
+    const zName = name(`${base}_zero_point`);
+    const shape = scales.length > 1 ? [scales.length] : [];
+    g.initializer.push(makeTensor(qName, [k, cols], Int8Array.from(values)), makeTensor(sName, shape, scales), makeTensor(zName, shape, new Int8Array(scales.length)));
+    const inputs = [n.input[0], qName, sName, zName];
+    const bias = n.opType === 'Gemm' && n.input[2] ? idx.initializers.get(n.input[2]) : undefined;
+    if (n.opType === 'Gemm' && n.input[2] && !(bias && bias.dims.length === 1 && Number(bias.dims[0]) === cols)) {
+      skip('Gemm bias is not a constant vector of output size');
+      continue;
+    }
+    if (bias) inputs.push(bias.name);
+    replaced.set(n, makeNode('DynamicQuantizeMatMul', inputs, [n.output[0]], name(`${nodeName}_DynamicQuantizeMatMul`), [], MS_DOMAIN));
+    decisions.push({ node: nodeName, opType: n.opType, quantized: true, weightType: 'int8', granularity: scales.length > 1 ? 'per-channel' : 'per-tensor' });
+  }
+  g.node = g.node.map((n) => replaced.get(n) ?? n);
+  if (replaced.size && !proto.opsetImport.some((o) => o.domain === MS_DOMAIN)) proto.opsetImport.push({ domain: MS_DOMAIN, version: 1 });
+  g.node = topologicalSort(g);
+  dropUnusedInitializers(proto);
+  return { decisions, changes: [{ kind: 'dynamic-quantize', detail: `${replaced.size} MatMul/Gemm node(s) → DynamicQuantizeMatMul (int8 weights)` }] };
+}

@@ -1,0 +1,222 @@
+// Static QDQ quantization: Q/DQ pairs placed where ONNX Runtime fuses them into int8 kernels.
+import {
+  errCalibTableMismatch,
+  errUnsupportedOp,
+  quantizeBias,
+  quantizePerAxis,
+  quantizeTensor,
+  scaleFromRange,
+  type CalibrationTable,
+  type GraphChange,
+  type NodeDecision,
+  type QuantizeOptions,
+  type QuantParams,
+} from '@qforge/core';
+import {
+  DataType,
+  GraphIndex,
+  attrFloat,
+  attrInt,
+  intAttr,
+  makeNode,
+  makeTensor,
+  tensorToFloat32,
+  topologicalSort,
+  uniqueNamer,
+  type ModelProto,
+  type NodeProto,
+} from '@qforge/onnx';
+import { dropUnusedInitializers } from './prepare';
+
+/** Operators with int8 kernels in ONNX Runtime's CPU provider that qforge quantizes statically. */
+export const STATIC_OP_TYPES = ['Conv', 'Gemm', 'MatMul'] as const;
+
+/** Ops that only move or select values: their output shares the input's quantization parameters. */
+const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze']);
+
+export interface QdqResult {
+  decisions: NodeDecision[];
+  changes: GraphChange[];
+  quantizedTensors: string[];
+}
+
+function fusedActivation(idx: GraphIndex, tensor: string): NodeProto | undefined {
+  const consumers = idx.consumersOf(tensor);
+  if (consumers.length !== 1 || idx.graphOutputNames.has(tensor)) return undefined;
+  const c = consumers[0];
+  if (c.opType === 'Relu') return c;
+  if (c.opType === 'Clip') {
+    const lo = c.input[1] ? idx.initializers.get(c.input[1]) : undefined;
+    if (lo && tensorToFloat32(lo)[0] === 0) return c;
+  }
+  return undefined;
+}
+
+function weightAxis(node: NodeProto, rank: number): number | undefined {
+  if (node.opType === 'Conv') return 0;
+  if (node.opType === 'Gemm') return attrInt(node, 'transB', 0) ? 0 : 1;
+  if (node.opType === 'MatMul') return rank === 2 ? 1 : undefined;
+  return undefined;
+}
+
+export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, opts: QuantizeOptions & { perAxisAllowed: boolean }): QdqResult {
+  const g = proto.graph;
+  const requested = opts.opTypes.length ? opts.opTypes : [...STATIC_OP_TYPES];
+  const unknown = requested.filter((t) => !(STATIC_OP_TYPES as readonly string[]).includes(t));
+  if (unknown.length) throw errUnsupportedOp('onnxruntime', unknown, { operation: 'static quantization', supported: STATIC_OP_TYPES.join(',') });
+  const opTypes = new Set(requested);
+  const excluded = new Set(opts.excludeNodes);
+  const idx = new GraphIndex(g);
+  const order = topologicalSort(g);
+  const name = uniqueNamer(g);
+  const decisions: NodeDecision[] = [];
+  const changes: GraphChange[] = [];
+  const quantNodes: NodeProto[] = [];
+
+  for (const n of order) {
+    if (!opTypes.has(n.opType) || (n.domain && n.domain !== 'ai.onnx')) continue;
+    const nodeName = n.name || n.output[0];
+    const skip = (reason: string) => decisions.push({ node: nodeName, opType: n.opType, quantized: false, reason });
+    if (excluded.has(nodeName)) {
+      skip('excluded by the user (--exclude-nodes)');
+      continue;
+    }
+    const w = idx.initializers.get(n.input[1]);
+    if (!w || w.dataType !== DataType.FLOAT) {
+      skip('weight is not a float constant (two dynamic inputs)');
+      continue;
+    }
+    if (n.opType === 'Gemm' && (attrInt(n, 'transA', 0) !== 0 || attrFloat(n, 'alpha', 1) !== 1 || attrFloat(n, 'beta', 1) !== 1)) {
+      skip('Gemm with transA or alpha/beta ≠ 1 has no int8 kernel');
+      continue;
+    }
+    if (n.opType === 'Conv' && w.dims.length !== 4) {
+      skip(`Conv${w.dims.length - 2}D: ONNX Runtime's int8 convolution kernels are 2-D`);
+      continue;
+    }
+    const x = n.input[0];
+    if (!table.tensors[x]) throw errCalibTableMismatch(`no range for tensor ${x} (input of ${nodeName})`, { tensor: x, node: nodeName });
+    quantNodes.push(n);
+  }
+
+  // Activation parameters: uint8/int8 asymmetric per tensor, full range (weights carry reduce-range).
+  const actParams = (tensor: string): QuantParams => {
+    const t = table.tensors[tensor];
+    if (!t) throw errCalibTableMismatch(`no range for tensor ${tensor}`, { tensor });
+    return scaleFromRange(t.range[0], t.range[1], { type: opts.activationType });
+  };
+  const qTensors = new Map<string, QuantParams>();
+  for (const n of quantNodes) {
+    qTensors.set(n.input[0], actParams(n.input[0]));
+    const act = fusedActivation(idx, n.output[0]);
+    const y = act ? act.output[0] : n.output[0];
+    if (act) changes.push({ kind: 'fuse-activation', node: n.name, detail: `${act.opType} absorbed into the output range of ${n.name || n.output[0]}` });
+    if (!idx.graphOutputNames.has(y) && idx.consumersOf(y).length && table.tensors[y]) qTensors.set(y, actParams(y));
+  }
+  // Share parameters through pass-through ops between quantized tensors, so no requantization happens.
+  for (const n of order) {
+    if (!PASS_THROUGH.has(n.opType)) continue;
+    const p = qTensors.get(n.input[0]);
+    const out = n.output[0];
+    if (!p || idx.graphOutputNames.has(out)) continue;
+    const feedsInt8 = idx.consumersOf(out).every((c) => quantNodes.includes(c) || PASS_THROUGH.has(c.opType));
+    if (feedsInt8) qTensors.set(out, p);
+  }
+
+  const zpType = opts.activationType === 'int8' ? Int8Array : Uint8Array;
+  const newNodes: NodeProto[] = [];
+  const dqName = new Map<string, string>();
+  const paramsByDq = new Map<string, QuantParams>();
+  for (const [tensor, p] of qTensors) {
+    const s = name(`${tensor}_scale`);
+    const z = name(`${tensor}_zero_point`);
+    const q = name(`${tensor}_quantized`);
+    const dq = name(`${tensor}_dequantized`);
+    g.initializer.push(makeTensor(s, [], Float32Array.from([p.scale])), makeTensor(z, [], zpType.from([p.zeroPoint])));
+    newNodes.push(makeNode('QuantizeLinear', [tensor, s, z], [q], name(`${tensor}_QuantizeLinear`)));
+    newNodes.push(makeNode('DequantizeLinear', [q, s, z], [dq], name(`${tensor}_DequantizeLinear`)));
+    dqName.set(tensor, dq);
+    paramsByDq.set(dq, p);
+  }
+  for (const n of g.node) n.input = n.input.map((i) => dqName.get(i) ?? i);
+
+  const weightCache = new Map<string, { dq: string; scales: Float32Array }>();
+  const wType = opts.weightType;
+  for (const n of quantNodes) {
+    const wName = n.input[1];
+    const w = idx.initializers.get(wName)!;
+    const dims = w.dims.map(Number);
+    const axis = opts.perChannel && opts.perAxisAllowed ? weightAxis(n, dims.length) : undefined;
+    const key = `${wName}|${axis}`;
+    let entry = weightCache.get(key);
+    const symmetric = opts.symmetricWeights && wType.startsWith('int');
+    const rangeOpts = { type: wType, symmetric, reduceRange: opts.reduceRange };
+    if (!entry) {
+      const data = tensorToFloat32(w);
+      let values: ArrayLike<number>;
+      let scales: Float32Array;
+      let zps: number[];
+      if (axis !== undefined) {
+        // quantizePerAxis works along `axis` of a row-major tensor.
+        const r = quantizePerAxis(data, dims, axis, rangeOpts);
+        values = r.values;
+        scales = r.scales;
+        zps = Array.from(r.zeroPoints);
+      } else {
+        let lo = Infinity;
+        let hi = -Infinity;
+        for (const v of data) {
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+        }
+        const p = scaleFromRange(lo, hi, rangeOpts);
+        values = quantizeTensor(data, p, rangeOpts);
+        scales = Float32Array.from([p.scale]);
+        zps = [p.zeroPoint];
+      }
+      const qName = name(`${wName}_quantized`);
+      const sName = name(`${wName}_scale`);
+      const zName = name(`${wName}_zero_point`);
+      const dq = name(`${wName}_dequantized`);
+      const WT = wType === 'uint8' ? Uint8Array : Int8Array;
+      const shape = axis !== undefined ? [scales.length] : [];
+      g.initializer.push(makeTensor(qName, dims, WT.from(values)), makeTensor(sName, shape, scales), makeTensor(zName, shape, WT.from(zps)));
+      newNodes.push(makeNode('DequantizeLinear', [qName, sName, zName], [dq], name(`${wName}_DequantizeLinear`), axis !== undefined ? [intAttr('axis', axis)] : []));
+      entry = { dq, scales };
+      weightCache.set(key, entry);
+    }
+    n.input[1] = entry.dq;
+
+    const xParams = paramsByDq.get(n.input[0]);
+    const b = n.input[2] ? idx.initializers.get(n.input[2]) : undefined;
+    if (b && xParams && b.dataType === DataType.FLOAT && b.dims.length === 1) {
+      const bias = tensorToFloat32(b);
+      const channels = bias.length;
+      const wScales = entry.scales.length === 1 ? new Float32Array(channels).fill(entry.scales[0]) : entry.scales;
+      if (wScales.length === channels) {
+        const qb = quantizeBias(bias, xParams.scale, wScales);
+        const qName = name(`${b.name}_quantized`);
+        const sName = name(`${b.name}_scale`);
+        const zName = name(`${b.name}_zero_point`);
+        const dq = name(`${b.name}_dequantized`);
+        g.initializer.push(makeTensor(qName, [channels], qb.values), makeTensor(sName, [channels], qb.scales), makeTensor(zName, [channels], new Int32Array(channels)));
+        newNodes.push(makeNode('DequantizeLinear', [qName, sName, zName], [dq], name(`${b.name}_DequantizeLinear`), [intAttr('axis', 0)]));
+        n.input[2] = dq;
+      }
+    }
+    decisions.push({
+      node: n.name || n.output[0],
+      opType: n.opType,
+      quantized: true,
+      weightType: wType,
+      activationType: opts.activationType,
+      granularity: axis !== undefined ? 'per-channel' : 'per-tensor',
+    });
+  }
+
+  g.node.push(...newNodes);
+  g.node = topologicalSort(g);
+  dropUnusedInitializers(proto);
+  changes.push({ kind: 'insert-qdq', detail: `${qTensors.size} activation tensor(s) and ${weightCache.size} weight(s) quantized` });
+  return { decisions, changes, quantizedTensors: [...qTensors.keys()] };
+}
