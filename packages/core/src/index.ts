@@ -100,3 +100,5 @@ export { judgeVerification } from './verdict';
 export { SdkAdapterBackend } from './adapter';
 export { runProbe } from './probe';
 export type { ProbeResult } from './probe';
+export { runQuantize } from './pipeline';
+export type { QuantizeRunOptions, QuantizeRunResult } from './pipeline';

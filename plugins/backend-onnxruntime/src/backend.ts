@@ -239,6 +239,8 @@ export class OnnxRuntimeBackend implements Backend {
   async quantize(model: ModelRef, table: CalibrationTable | undefined, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult> {
     if (options.format !== 'qdq') throw errUnsupported(this.id, `--format ${options.format}`, 'only the QDQ format is implemented; ONNX Runtime fuses QDQ into the same int8 kernels');
     const loaded = loadModel(model.path);
+    // A table for another model is refused before anything runs.
+    if (table) assertTableMatches(table, await sha256File(model.path));
     const inputs = graphInputs(loaded.proto.graph);
     const dims = table?.methodOptions?.inputDims as Record<string, number[]> | undefined;
     ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });

@@ -1,0 +1,41 @@
+import { Args, Flags } from '@oclif/core';
+import { modelRef, openDataset, type BenchmarkResult } from '@qforge/core';
+import { QforgeCommand } from '../lib/base';
+import { backendFlag, imageFlags, imageOptions, positiveInt } from '../lib/flags';
+import { cliRunContext } from '../lib/progress';
+
+export default class Benchmark extends QforgeCommand {
+  static summary = 'Measure latency, throughput, load time and memory; with --compare, two models alternately in one run.';
+  static examples = ['<%= config.bin %> benchmark model.int8.onnx --compare model.onnx --threads 1 --runs 200'];
+  static args = { model: Args.string({ description: 'Model file.', required: true }) };
+  static flags = {
+    compare: Flags.string({ description: 'A second model measured in the same run (ratio reported).' }),
+    threads: Flags.integer({ description: 'Intra-op threads.', default: 1 }),
+    warmup: Flags.integer({ description: 'Untimed warm-up runs.', default: 10 }),
+    runs: Flags.integer({ description: 'Timed runs.', default: 100 }),
+    data: Flags.string({ char: 'd', description: 'Feed the first sample of this dataset instead of fixed random inputs.' }),
+    backend: backendFlag,
+    ...imageFlags,
+  };
+
+  async run(): Promise<BenchmarkResult> {
+    const { args, flags } = await this.parse(Benchmark);
+    const model = modelRef(args.model);
+    const compare = flags.compare ? modelRef(flags.compare) : undefined;
+    const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'benchmark' });
+    const { ctx, stop } = cliRunContext();
+    const dataset = flags.data ? openDataset(flags.data, { inputs: await backend.modelInputs(model, ctx), image: imageOptions(flags) }) : undefined;
+    const r = await backend
+      .benchmark(model, { threads: positiveInt('threads', flags.threads), warmup: Math.max(0, flags.warmup), runs: positiveInt('runs', flags.runs), dataset, compare }, ctx)
+      .finally(stop);
+    const line = (name: string, b: BenchmarkResult['primary']) =>
+      `${name.padEnd(8)} mean ${b.latencyMs.mean.toFixed(3)} ms  p50 ${b.latencyMs.p50.toFixed(3)}  p90 ${b.latencyMs.p90.toFixed(3)}  p99 ${b.latencyMs.p99.toFixed(3)}  std ${b.latencyMs.std.toFixed(3)}  ${b.throughputPerSec.toFixed(1)}/s  load ${b.loadTimeMs.toFixed(1)} ms`;
+    this.log(`${r.runtime}, ${flags.threads} thread(s), ${flags.runs} runs after ${flags.warmup} warm-up`);
+    this.log(line('model', r.primary));
+    if (r.compare) {
+      this.log(line('compare', r.compare));
+      this.log(`speedup  ${r.speedup!.toFixed(2)}× (compare mean / model mean)`);
+    }
+    return r;
+  }
+}

@@ -1,0 +1,99 @@
+import { Args, Flags } from '@oclif/core';
+import { modelRef, resolveTargetProfile, runQuantize, type CalibrationMethod, type QuantFormat, type QuantMode, type QuantType, type RunReport } from '@qforge/core';
+import { QforgeCommand } from '../lib/base';
+import { backendFlag, imageFlags, imageOptions, list, positiveInt, targetFlag } from '../lib/flags';
+import { cliRunContext } from '../lib/progress';
+
+export interface QuantizeOutput {
+  runDir: string;
+  report: RunReport;
+}
+
+export default class Quantize extends QforgeCommand {
+  static summary = 'Quantize a model to int8: calibrate → quantize → verify → benchmark, written to a run directory.';
+  static description = `Writes <runs-dir>/<time>-<model>-<backend>/ with report.json (the receipt: hashes, options, versions, results), summary.txt, calibration.json and the int8 model; -o also copies the model there.
+Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thresholds, 2 on errors.`;
+  static examples = [
+    '<%= config.bin %> quantize model.onnx --data ./calib-images -o model.int8.onnx',
+    '<%= config.bin %> quantize model.onnx --data mnist:calib --eval-data mnist:test --method entropy',
+    '<%= config.bin %> quantize bert.onnx --mode dynamic -o bert.int8.onnx',
+  ];
+  static args = { model: Args.string({ description: 'Model file (.onnx, model.json).', required: true }) };
+  static flags = {
+    output: Flags.string({ char: 'o', description: 'Also write the quantized model here.' }),
+    backend: backendFlag,
+    target: targetFlag,
+    mode: Flags.string({ description: 'static (calibrated activations) or dynamic (weights only ahead of time).', options: ['static', 'dynamic'], default: 'static' }),
+    format: Flags.string({ description: 'Quantized graph format (default: from the target).', options: ['qdq', 'qoperator'] }),
+    data: Flags.string({ char: 'd', description: 'Calibration dataset: folder, .npy, mnist[:split], random[:seed].' }),
+    samples: Flags.integer({ description: 'Calibration samples.', default: 128 }),
+    method: Flags.string({ description: 'Calibration range method (default: from the target).', options: ['minmax', 'percentile', 'entropy', 'mse'] }),
+    percentile: Flags.string({ description: 'Percentile for --method percentile.', default: '99.999' }),
+    'per-channel': Flags.boolean({ description: 'Per-channel weight scales (default: from the target).', allowNo: true }),
+    'activation-type': Flags.string({ description: 'Activation integer type (default: from the target).', options: ['uint8', 'int8'] }),
+    'weight-type': Flags.string({ description: 'Weight integer type (default: from the target).', options: ['int8', 'uint8'] }),
+    'reduce-range': Flags.boolean({ description: '7-bit weights; on by default where int8 kernels saturate (AVX2 without VNNI).', allowNo: true }),
+    'calib-table': Flags.string({ description: 'Reuse a calibration table instead of calibrating.' }),
+    'exclude-nodes': Flags.string({ description: 'Comma-separated node names to keep in float.' }),
+    'op-types': Flags.string({ description: 'Comma-separated operator types to quantize (default: all the backend supports).' }),
+    'eval-data': Flags.string({ description: 'Held-out dataset for verification (default: the calibration data).' }),
+    'eval-samples': Flags.integer({ description: 'Samples to verify on.', default: 200 }),
+    'min-snr': Flags.string({ description: 'Minimum output SNR in dB.', default: '20' }),
+    'max-acc-drop': Flags.string({ description: 'Maximum top-1 accuracy drop in points (labeled data).', default: '1' }),
+    verify: Flags.boolean({ description: 'Verify the int8 model against the original.', default: true, allowNo: true }),
+    benchmark: Flags.boolean({ description: 'Benchmark int8 against fp32.', default: true, allowNo: true }),
+    'benchmark-runs': Flags.integer({ description: 'Timed runs per model.', default: 100 }),
+    threads: Flags.integer({ description: 'Threads for benchmarking.', default: 1 }),
+    'runs-dir': Flags.string({ description: 'Where run directories go.', default: './qforge-runs' }),
+    ...imageFlags,
+  };
+
+  async run(): Promise<QuantizeOutput> {
+    const { args, flags } = await this.parse(Quantize);
+    const model = modelRef(args.model);
+    const target = resolveTargetProfile(flags.target);
+    const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
+    const { ctx, stop } = cliRunContext();
+    const result = await runQuantize(
+      backend,
+      {
+        model,
+        output: flags.output,
+        runsDir: flags['runs-dir'],
+        target,
+        mode: flags.mode as QuantMode,
+        format: flags.format as QuantFormat | undefined,
+        data: flags.data,
+        samples: positiveInt('samples', flags.samples),
+        method: flags.method as CalibrationMethod | undefined,
+        percentile: Number(flags.percentile),
+        perChannel: flags['per-channel'],
+        activationType: flags['activation-type'] as QuantType | undefined,
+        weightType: flags['weight-type'] as QuantType | undefined,
+        reduceRange: flags['reduce-range'],
+        calibTable: flags['calib-table'],
+        excludeNodes: list(flags['exclude-nodes']),
+        opTypes: list(flags['op-types']),
+        evalData: flags['eval-data'],
+        evalSamples: positiveInt('eval-samples', flags['eval-samples']),
+        verify: flags.verify,
+        benchmark: flags.benchmark,
+        benchmarkRuns: positiveInt('benchmark-runs', flags['benchmark-runs']),
+        threads: positiveInt('threads', flags.threads),
+        thresholds: { minSnrDb: Number(flags['min-snr']), maxAccuracyDropPoints: Number(flags['max-acc-drop']) },
+        image: imageOptions(flags),
+        command: ['quantize', ...this.argv].join(' '),
+        qforgeVersion: this.config.version,
+      },
+      ctx,
+    ).finally(stop);
+    this.log(result.summary.trimEnd());
+    this.log(`run directory: ${result.runDir}`);
+    const out = { runDir: result.runDir, report: result.report };
+    if (result.report.verdict === 'fail') {
+      if (this.jsonEnabled()) this.logJson(out);
+      this.exit(1);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,53 @@
+import { Args, Flags } from '@oclif/core';
+import { modelRef, openDataset, type VerifyResult } from '@qforge/core';
+import { QforgeCommand } from '../lib/base';
+import { backendFlag, imageFlags, imageOptions, positiveInt } from '../lib/flags';
+import { cliRunContext } from '../lib/progress';
+
+export default class Verify extends QforgeCommand {
+  static summary = 'Compare a candidate (int8) model with its reference on a dataset. Exit 0 pass, 1 fail, 2 error.';
+  static examples = ['<%= config.bin %> verify model.onnx model.int8.onnx --data mnist:test --min-snr 25 --max-acc-drop 0.5'];
+  static args = {
+    reference: Args.string({ description: 'Reference (fp32) model.', required: true }),
+    candidate: Args.string({ description: 'Candidate (quantized) model.', required: true }),
+  };
+  static flags = {
+    data: Flags.string({ char: 'd', description: 'Evaluation dataset.', required: true }),
+    samples: Flags.integer({ description: 'Samples to compare.', default: 500 }),
+    'min-snr': Flags.string({ description: 'Minimum SNR (dB) per output.', default: '20' }),
+    'min-cosine': Flags.string({ description: 'Minimum cosine similarity per output.' }),
+    'max-acc-drop': Flags.string({ description: 'Maximum top-1 accuracy drop in points (labeled data).', default: '1' }),
+    'per-layer': Flags.boolean({ description: 'Also measure the error at each quantized tensor.', default: true, allowNo: true }),
+    backend: backendFlag,
+    ...imageFlags,
+  };
+
+  async run(): Promise<VerifyResult> {
+    const { args, flags } = await this.parse(Verify);
+    const reference = modelRef(args.reference);
+    const candidate = modelRef(args.candidate);
+    const backend = await this.registry.resolve({ backend: flags.backend, format: reference.format, verb: 'verify' });
+    const { ctx, stop } = cliRunContext();
+    const dataset = openDataset(flags.data, { inputs: await backend.modelInputs(reference, ctx), image: imageOptions(flags) });
+    const thresholds = {
+      minSnrDb: Number(flags['min-snr']),
+      maxAccuracyDropPoints: Number(flags['max-acc-drop']),
+      ...(flags['min-cosine'] ? { minCosine: Number(flags['min-cosine']) } : {}),
+    };
+    const r = await backend.verify(reference, candidate, dataset, { samples: positiveInt('samples', flags.samples), thresholds, perLayer: flags['per-layer'] }, ctx).finally(stop);
+    for (const o of r.outputs) {
+      this.log(`${o.output}: SNR ${o.snrDb.toFixed(2)} dB, cosine ${o.cosine.toFixed(6)}, max|err| ${o.maxAbsError.toPrecision(3)}, mean|err| ${o.meanAbsError.toPrecision(3)}${o.top1Agreement !== undefined ? `, top-1 agreement ${(o.top1Agreement * 100).toFixed(2)}%` : ''}`);
+    }
+    if (r.accuracy) this.log(`accuracy: reference ${(r.accuracy.reference * 100).toFixed(2)}%, candidate ${(r.accuracy.candidate * 100).toFixed(2)}% (drop ${r.accuracy.dropPoints.toFixed(2)} points) on ${r.samples} samples`);
+    if (r.layers?.length) {
+      this.log('worst layers (candidates to keep in float):');
+      for (const l of r.layers.slice(0, 5)) this.log(`  ${l.tensor.padEnd(32)} SNR ${l.snrDb.toFixed(2)} dB  cosine ${l.cosine.toFixed(5)}`);
+    }
+    this.log(r.passed ? 'PASS' : `FAIL: ${r.failures.join('; ')}`);
+    if (!r.passed) {
+      if (this.jsonEnabled()) this.logJson(r);
+      this.exit(1);
+    }
+    return r;
+  }
+}

@@ -1,0 +1,48 @@
+// Flags shared by commands that read datasets or pick backends and targets.
+import { Flags } from '@oclif/core';
+import { errInvalidOption, type ImagePreprocessing, type Layout } from '@qforge/core';
+
+export const backendFlag = Flags.string({ description: 'Backend id, or auto to pick from the model format.', default: 'auto' });
+export const targetFlag = Flags.string({ description: 'Target profile: auto (reads this CPU), x86-avx2, x86-vnni, x86-generic, arm64, tflite-int8, akida, tvm-llvm.', default: 'auto' });
+
+export const imageFlags = {
+  'image-size': Flags.string({ description: 'Image size WxH for image folders (default: from the model input).', helpGroup: 'DATA' }),
+  layout: Flags.string({ description: 'Image tensor layout (default: from the model input).', options: ['NCHW', 'NHWC'], helpGroup: 'DATA' }),
+  mean: Flags.string({ description: 'Per-channel mean after scaling pixels to 0..1, e.g. 0.485,0.456,0.406.', helpGroup: 'DATA' }),
+  std: Flags.string({ description: 'Per-channel std, e.g. 0.229,0.224,0.225.', helpGroup: 'DATA' }),
+};
+
+function numbers(flag: string, v: string | undefined): number[] | undefined {
+  if (v === undefined) return undefined;
+  const out = v.split(',').map(Number);
+  if (out.some((x) => !Number.isFinite(x))) throw errInvalidOption(`--${flag}`, `"${v}" is not a comma-separated list of numbers`);
+  return out;
+}
+
+export function imageOptions(flags: { 'image-size'?: string; layout?: string; mean?: string; std?: string }): Partial<ImagePreprocessing> {
+  const out: Partial<ImagePreprocessing> = {};
+  if (flags['image-size']) {
+    const m = /^(\d+)x(\d+)$/.exec(flags['image-size']);
+    if (!m) throw errInvalidOption('--image-size', `"${flags['image-size']}" is not WxH`, 'Example: --image-size 224x224');
+    out.width = Number(m[1]);
+    out.height = Number(m[2]);
+  }
+  if (flags.layout) out.layout = flags.layout as Layout;
+  const mean = numbers('mean', flags.mean);
+  const std = numbers('std', flags.std);
+  if (mean) out.mean = mean;
+  if (std) {
+    if (std.some((s) => s === 0)) throw errInvalidOption('--std', 'std values must not be 0');
+    out.std = std;
+  }
+  return out;
+}
+
+export function positiveInt(name: string, v: number): number {
+  if (!Number.isInteger(v) || v < 1) throw errInvalidOption(`--${name}`, `must be a positive integer, got ${v}`);
+  return v;
+}
+
+export function list(v: string | undefined): string[] {
+  return v ? v.split(',').map((s) => s.trim()).filter(Boolean) : [];
+}

@@ -1,0 +1,159 @@
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encodeNpy, validateRunReport } from '@qforge/core';
+import { EXAMPLE, qforge } from './helpers';
+
+const work = mkdtempSync(join(tmpdir(), 'qforge-cli-work-'));
+
+describe('qforge backends / doctor / inspect', () => {
+  it('lists the four bundled backends with honest availability', () => {
+    const r = qforge(['backends', '--json']);
+    expect(r.code).toBe(0);
+    const { backends } = r.json();
+    expect(backends.map((b: { id: string }) => b.id)).toEqual(['onnxruntime', 'tfjs', 'akida', 'tvm']);
+    const byId = Object.fromEntries(backends.map((b: { id: string }) => [b.id, b]));
+    expect(byId.onnxruntime).toMatchObject({ available: true, runtime: expect.stringMatching(/onnxruntime-node 1\.30/) });
+    expect(byId.akida).toMatchObject({ available: false, reason: expect.stringMatching(/akida/), hint: expect.stringMatching(/pip install/) });
+    expect(byId.tvm).toMatchObject({ available: false, reason: expect.stringMatching(/tvmc/) });
+  });
+
+  it('doctor reports CPU features and the target profile auto picks from them', () => {
+    const r = qforge(['doctor', '--json']);
+    expect(r.code).toBe(0);
+    const d = r.json();
+    expect(typeof d.cpu.avx2).toBe('boolean');
+    const expected = d.cpu.vnni ? 'x86-vnni' : d.cpu.avx2 ? 'x86-avx2' : process.arch === 'arm64' ? 'arm64' : 'x86-generic';
+    expect(d.target.id).toBe(expected);
+    expect(d.backends.find((b: { id: string }) => b.id === 'akida').hint).toBeTruthy();
+  });
+
+  it('inspect describes the example model', () => {
+    const r = qforge(['inspect', EXAMPLE, '--json']);
+    expect(r.code).toBe(0);
+    expect(r.json()).toMatchObject({ format: 'onnx', opset: 13, inputs: [{ name: 'input', shape: ['batch', 1, 28, 28] }], opHistogram: { Conv: 2, Gemm: 2 } });
+  });
+});
+
+describe('bad input: coded error, hint, exit 2, no partial output', () => {
+  const cases: [string, string[], string][] = [
+    ['missing file', ['inspect', join(work, 'nope.onnx')], 'E_MODEL_NOT_FOUND'],
+    ['unknown backend', ['quantize', EXAMPLE, '--backend', 'zzz', '--data', 'random'], 'E_BACKEND_UNKNOWN'],
+    ['missing SDK', ['quantize', EXAMPLE, '--backend', 'akida', '--data', 'random'], 'E_BACKEND_UNAVAILABLE'],
+    ['unknown target', ['quantize', EXAMPLE, '--target', 'z80', '--data', 'random'], 'E_INVALID_OPTION'],
+  ];
+  it.each(cases)('%s', (_name, args, code) => {
+    const r = qforge([...args, '--json']);
+    expect(r.code).toBe(2);
+    expect(r.json().error).toMatchObject({ code, hint: expect.any(String) });
+  });
+
+  it('a file that is not a model', () => {
+    const bad = join(work, 'garbage.onnx');
+    writeFileSync(bad, 'garbage bytes, not protobuf');
+    const r = qforge(['quantize', bad, '--data', 'random', '-o', join(work, 'g.int8.onnx')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/E_MODEL_CORRUPT/);
+    expect(r.stderr).toMatch(/hint:/);
+    expect(existsSync(join(work, 'g.int8.onnx'))).toBe(false);
+  });
+
+  it('an unwritable output path', () => {
+    const blocker = join(work, 'blocker');
+    writeFileSync(blocker, 'a file where a folder should be');
+    const out = join(blocker, 'model.int8.onnx');
+    const r = qforge(['quantize', EXAMPLE, '--data', 'random', '--samples', '2', '-o', out, '--json']);
+    expect(r.code).toBe(2);
+    expect(r.json().error.code).toBe('E_OUTPUT_UNWRITABLE');
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('NaN in the calibration data: failed run recorded, no model written', () => {
+    const d = join(work, 'nan');
+    mkdirSync(d);
+    const x = new Float32Array(784);
+    x[3] = NaN;
+    writeFileSync(join(d, 'a.npy'), encodeNpy([1, 1, 28, 28], x));
+    const runs = join(work, 'nan-runs');
+    const out = join(work, 'nan.int8.onnx');
+    const r = qforge(['quantize', EXAMPLE, '--data', d, '-o', out, '--runs-dir', runs, '--json']);
+    expect(r.code).toBe(2);
+    expect(r.json().error.code).toBe('E_DATA_NOT_FINITE');
+    expect(existsSync(out)).toBe(false);
+    const [run] = readdirSync(runs);
+    const report = validateRunReport(JSON.parse(readFileSync(join(runs, run, 'report.json'), 'utf8')));
+    expect(report).toMatchObject({ status: 'failed', verdict: 'error', error: { code: 'E_DATA_NOT_FINITE' } });
+    expect(readdirSync(join(runs, run)).filter((f) => f.endsWith('.onnx'))).toEqual([]);
+  });
+});
+
+describe('the quantize pipeline on the embedded example', () => {
+  const runs = join(work, 'runs');
+  const out = join(work, 'mnist.int8.onnx');
+  let result: ReturnType<typeof qforge>;
+  beforeAll(() => {
+    result = qforge(['quantize', EXAMPLE, '--data', 'mnist:calib', '--samples', '64', '--eval-data', 'mnist:test', '--eval-samples', '300', '--benchmark-runs', '20', '-o', out, '--runs-dir', runs, '--json']);
+  });
+
+  it('writes the run directory and the model, and passes verification', () => {
+    expect(result.code).toBe(0);
+    const { runDir, report } = result.json();
+    expect(readdirSync(runDir).sort()).toEqual(['calibration.json', 'model.int8.onnx', 'report.json', 'summary.txt']);
+    expect(validateRunReport(report)).toBeTruthy();
+    expect(report).toMatchObject({ status: 'succeeded', verdict: 'pass', calibration: { sampleCount: 64 }, evalDataset: { kind: 'mnist', samplesUsed: 300 } });
+    expect(report.sizes.ratio).toBeLessThan(0.35);
+    expect(report.verify.accuracy.dropPoints).toBeLessThan(1.5);
+    expect(report.benchmark.compare).toBeDefined();
+    expect(existsSync(out)).toBe(true);
+    expect(report.input.sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('report reads the run back', () => {
+    const { runDir } = result.json();
+    const r = qforge(['report', runDir, '--json']);
+    expect(r.code).toBe(0);
+    expect(r.json().runId).toBe(result.json().report.runId);
+  });
+
+  it('verify exits 0 on pass and 1 on fail', () => {
+    expect(qforge(['verify', EXAMPLE, out, '--data', 'mnist:test', '--samples', '50']).code).toBe(0);
+    const fail = qforge(['verify', EXAMPLE, out, '--data', 'mnist:test', '--samples', '50', '--min-snr', '150', '--json']);
+    expect(fail.code).toBe(1);
+    expect(fail.json()).toMatchObject({ passed: false });
+  });
+
+  it('calibrate writes a table that quantize reuses, and a table for another model is refused', () => {
+    const table = join(work, 'table.json');
+    expect(qforge(['calibrate', EXAMPLE, '--data', 'mnist:calib', '--samples', '16', '-o', table]).code).toBe(0);
+    const reuse = qforge(['quantize', EXAMPLE, '--calib-table', table, '--no-benchmark', '--eval-data', 'mnist:test', '--eval-samples', '50', '--runs-dir', runs, '--json']);
+    expect(reuse.code).toBe(0);
+    expect(reuse.json().report.calibration.reused).toBe(true);
+    const t = JSON.parse(readFileSync(table, 'utf8'));
+    t.model.sha256 = '0'.repeat(64);
+    writeFileSync(table, JSON.stringify(t));
+    const bad = qforge(['quantize', EXAMPLE, '--calib-table', table, '-o', join(work, 'never.onnx'), '--runs-dir', runs, '--json']);
+    expect(bad.code).toBe(2);
+    expect(bad.json().error.code).toBe('E_CALIB_TABLE_MISMATCH');
+    expect(existsSync(join(work, 'never.onnx'))).toBe(false);
+  });
+
+  it('benchmark compares two models in one run', () => {
+    const r = qforge(['benchmark', out, '--compare', EXAMPLE, '--runs', '10', '--warmup', '2', '--json']);
+    expect(r.code).toBe(0);
+    const b = r.json();
+    expect(b.primary.latencyMs.count).toBe(10);
+    expect(b.speedup).toBeCloseTo(b.compare.latencyMs.mean / b.primary.latencyMs.mean, 6);
+  });
+});
+
+describe('qforge demo', () => {
+  it('runs the embedded example end to end', () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'qforge-demo-'));
+    const r = qforge(['demo', '--json'], { cwd });
+    expect(r.code).toBe(0);
+    const { report } = r.json();
+    expect(report).toMatchObject({ command: 'demo', verdict: 'pass', evalDataset: { source: 'mnist:9000-10000', samplesUsed: 1000 } });
+    expect(existsSync(join(cwd, 'qforge-runs'))).toBe(true);
+  });
+});
+

@@ -1,0 +1,217 @@
+// The whole `quantize` run, backend-agnostic: calibrate → quantize → verify → benchmark → run directory.
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { arch, platform } from 'node:os';
+import { basename, extname, join, resolve } from 'node:path';
+import type { Backend, BenchmarkResult, CalibrationMethod, ModelRef, QuantFormat, QuantizeOptions, QuantMode, QuantType, VerifyResult, VerifyThresholds } from './contract';
+import { readCalibrationTable, writeCalibrationTable, type CalibrationTable } from './calibration-table';
+import type { RunContext } from './context';
+import type { ImagePreprocessing } from './datasets/dataset';
+import { openDataset } from './datasets/open';
+import { errBackendUnavailable, errInvalidOption, toQforgeError, type QforgeError } from './errors';
+import { ensureWritable, sha256File, writeFileAtomic } from './files';
+import { REPORT_SCHEMA_VERSION, formatRunSummary, type ArtifactRecord, type RunReport } from './report';
+import { readCpuInfo, type TargetProfile } from './target';
+import { CORE_VERSION } from './version';
+
+export interface QuantizeRunOptions {
+  model: ModelRef;
+  /** Where to copy the quantized model, besides the run directory. */
+  output?: string;
+  runsDir: string;
+  target: TargetProfile;
+  mode?: QuantMode;
+  format?: QuantFormat;
+  data?: string;
+  samples?: number;
+  method?: CalibrationMethod;
+  percentile?: number;
+  perChannel?: boolean;
+  activationType?: QuantType;
+  weightType?: QuantType;
+  reduceRange?: boolean;
+  calibTable?: string;
+  excludeNodes?: string[];
+  opTypes?: string[];
+  evalData?: string;
+  evalSamples?: number;
+  verify?: boolean;
+  benchmark?: boolean;
+  benchmarkRuns?: number;
+  threads?: number;
+  thresholds?: VerifyThresholds;
+  perLayer?: boolean;
+  image?: Partial<ImagePreprocessing>;
+  /** The command line, recorded in the report. */
+  command?: string;
+  qforgeVersion?: string;
+}
+
+export interface QuantizeRunResult {
+  runDir: string;
+  report: RunReport;
+  summary: string;
+}
+
+function outputName(model: ModelRef, backend: Backend): string {
+  const ext = backend.capabilities.outputFormats.includes('tflite') && !backend.capabilities.outputFormats.includes('onnx') ? '.tflite' : extname(model.path) || '.onnx';
+  return `model.int8${ext}`;
+}
+
+async function artifact(path: string): Promise<ArtifactRecord> {
+  return { path, sizeBytes: statSync(path).size, sha256: await sha256File(path) };
+}
+
+function runId(model: ModelRef, backendId: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const name = basename(model.path, extname(model.path)).replace(/[^A-Za-z0-9_.-]/g, '_') || 'model';
+  return `${stamp}-${name}-${backendId}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/**
+ * Runs the pipeline and always writes report.json (a failed run records its coded error).
+ * The quantized model appears only if quantization succeeded; it is written atomically.
+ */
+export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ctx: RunContext): Promise<QuantizeRunResult> {
+  const started = Date.now();
+  const d = opts.target.defaults;
+  const mode = opts.mode ?? 'static';
+  const id = runId(opts.model, backend.id);
+  const runsDir = resolve(opts.runsDir);
+  const runDir = join(runsDir, id);
+  // A run is built in a hidden folder and renamed into place, so readers never see half a run.
+  const workDir = join(runsDir, `.${id}.partial`);
+  ensureWritable(join(workDir, 'probe'));
+  if (opts.output) ensureWritable(opts.output);
+  mkdirSync(workDir, { recursive: true });
+  const detection = await backend.detect();
+  const cpu = readCpuInfo();
+  const options: QuantizeOptions = {
+    output: join(workDir, outputName(opts.model, backend)),
+    target: opts.target,
+    mode,
+    format: opts.format ?? d.format,
+    perChannel: opts.perChannel ?? d.perChannel,
+    activationType: opts.activationType ?? d.activationType,
+    weightType: opts.weightType ?? d.weightType,
+    reduceRange: opts.reduceRange ?? d.reduceRange,
+    symmetricWeights: d.symmetricWeights,
+    excludeNodes: opts.excludeNodes ?? [],
+    opTypes: opts.opTypes ?? [],
+  };
+  const report: RunReport = {
+    kind: 'qforge.run-report',
+    schemaVersion: REPORT_SCHEMA_VERSION,
+    runId: id,
+    command: opts.command ?? 'quantize',
+    createdAt: new Date(started).toISOString(),
+    durationMs: 0,
+    status: 'failed',
+    tool: { qforge: opts.qforgeVersion ?? CORE_VERSION, node: process.version, platform: `${platform()}-${arch()}` },
+    backend: { id: backend.id, package: backend.packageName, version: backend.version, runtime: detection.runtime },
+    target: { id: opts.target.id, cpu: cpu.model, flags: ['avx2', 'avx512f', 'avx512_vnni', 'avx_vnni'].filter((f) => cpu.flags.includes(f)) },
+    input: { ...(await artifact(opts.model.path)), format: opts.model.format },
+    options: {
+      ...options,
+      output: opts.output ? resolve(opts.output) : undefined,
+      target: opts.target.id,
+      data: opts.data,
+      samples: opts.samples,
+      method: opts.method ?? d.method,
+      percentile: opts.percentile,
+      calibTable: opts.calibTable,
+      evalData: opts.evalData,
+      evalSamples: opts.evalSamples,
+      verify: opts.verify !== false,
+      benchmark: opts.benchmark !== false,
+      threads: opts.threads ?? 1,
+      thresholds: opts.thresholds,
+      image: opts.image,
+    },
+    verdict: 'error',
+    verdictReasons: [],
+  };
+  const finish = async (): Promise<QuantizeRunResult> => {
+    report.durationMs = Date.now() - started;
+    // The report names artifacts where they will be once the run folder is renamed into place.
+    for (const a of [report.output, report.calibrationTable]) if (a) a.path = a.path.replace(workDir, runDir);
+    const summary = formatRunSummary(report);
+    await writeFileAtomic(join(workDir, 'report.json'), JSON.stringify(report, null, 1) + '\n');
+    await writeFileAtomic(join(workDir, 'summary.txt'), summary);
+    renameSync(workDir, runDir);
+    return { runDir, report, summary };
+  };
+
+  try {
+    if (!detection.available) throw errBackendUnavailable(backend.id, detection.reason ?? 'unknown reason', detection.hint);
+    const inputs = await backend.modelInputs(opts.model, ctx);
+    let table: CalibrationTable | undefined;
+    if (mode === 'static') {
+      const t0 = Date.now();
+      if (opts.calibTable) {
+        table = readCalibrationTable(resolve(opts.calibTable));
+      } else {
+        if (!opts.data) throw errInvalidOption('--data', 'static quantization needs calibration data', 'Pass --data <dataset> (a folder, .npy, mnist or random), --calib-table <file>, or use --mode dynamic.');
+        const ds = openDataset(opts.data, { inputs, image: opts.image });
+        table = await backend.calibrate(opts.model, ds, { method: opts.method ?? d.method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType }, ctx);
+      }
+      const tablePath = join(workDir, 'calibration.json');
+      await writeCalibrationTable(tablePath, table);
+      report.calibrationTable = { ...(await artifact(tablePath)), format: 'json' };
+      report.dataset = { ...table.dataset, samplesUsed: table.sampleCount };
+      report.calibration = { method: table.method, sampleCount: table.sampleCount, tensorCount: Object.keys(table.tensors).length, durationMs: Date.now() - t0, reused: Boolean(opts.calibTable) };
+    }
+    const tq = Date.now();
+    const q = await backend.quantize(opts.model, table, options, ctx);
+    report.output = { ...(await artifact(q.model.path)), format: q.model.format };
+    report.quantization = {
+      durationMs: Date.now() - tq,
+      preparation: q.preparation,
+      decisions: q.decisions,
+      quantizedNodes: q.decisions.filter((x) => x.quantized).length,
+      skippedNodes: q.decisions.filter((x) => !x.quantized).length,
+    };
+    report.sizes = { inputBytes: report.input.sizeBytes, outputBytes: q.sizeBytes, ratio: q.sizeBytes / report.input.sizeBytes };
+
+    let verify: VerifyResult | undefined;
+    if (opts.verify !== false) {
+      const evalSpec = opts.evalData ?? opts.data ?? 'random';
+      const ds = openDataset(evalSpec, { inputs, image: opts.image });
+      verify = await backend.verify(opts.model, q.model, ds, { samples: opts.evalSamples ?? 200, thresholds: opts.thresholds ?? { minSnrDb: 20, maxAccuracyDropPoints: 1 }, perLayer: opts.perLayer ?? true }, ctx);
+      report.verify = verify;
+      report.evalDataset = { ...ds.description, samplesUsed: verify.samples };
+      if (!opts.evalData && opts.data && mode === 'static') report.verdictReasons.push('evaluated on the calibration data (pass --eval-data for held-out data)');
+      if (ds.description.synthetic) report.verdictReasons.push('evaluated on random data: fidelity only, says nothing about accuracy');
+    }
+    let bench: BenchmarkResult | undefined;
+    if (opts.benchmark !== false && backend.capabilities.verbs.includes('benchmark')) {
+      bench = await backend.benchmark(q.model, { threads: opts.threads ?? 1, warmup: 10, runs: opts.benchmarkRuns ?? 100, compare: opts.model }, ctx);
+      report.benchmark = bench;
+    }
+    if (opts.output) {
+      const out = resolve(opts.output);
+      const tmp = `${out}.qforge-${process.pid}.tmp`;
+      copyFileSync(q.model.path, tmp);
+      renameSync(tmp, out);
+    }
+    report.status = 'succeeded';
+    if (verify) {
+      report.verdict = verify.passed ? 'pass' : 'fail';
+      report.verdictReasons.unshift(...(verify.passed ? ['all thresholds met'] : verify.failures));
+    } else {
+      report.verdict = 'unverified';
+      report.verdictReasons.unshift('verification was skipped (--no-verify)');
+    }
+    if (bench?.speedup !== undefined && bench.speedup < 1) report.verdictReasons.push(`int8 is slower than fp32 here (${bench.speedup.toFixed(2)}×)`);
+    return await finish();
+  } catch (e) {
+    const err: QforgeError = toQforgeError(e);
+    report.status = 'failed';
+    report.verdict = 'error';
+    report.error = err.toJSON();
+    // No half-made model survives a failed run.
+    for (const f of [options.output]) if (existsSync(f)) rmSync(f, { force: true });
+    delete report.output;
+    const result = await finish();
+    throw Object.assign(err, { runDir: result.runDir, report: result.report });
+  }
+}

@@ -1,0 +1,3 @@
+// @qforge/testkit: the conformance suite for backend authors.
+export { runBackendConformance } from './conformance';
+export type { ConformanceFixtures, ConformanceOptions, ConformanceSuite } from './conformance';

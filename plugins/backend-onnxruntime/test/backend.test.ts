@@ -1,0 +1,130 @@
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRunContext, encodeNpy, modelRef, openDataset, resolveTargetProfile, type QuantizeOptions } from '@qforge/core';
+import { loadModel, opsetVersion, saveModel, attrInt } from '@qforge/onnx';
+import * as ort from 'onnxruntime-node';
+import { OnnxRuntimeBackend } from '../src/backend';
+import { prepareModel } from '../src/prepare';
+import { messyCnn, mlp } from './fixtures';
+
+const dir = mkdtempSync(join(tmpdir(), 'qforge-ort-'));
+const ctx = createRunContext();
+const target = resolveTargetProfile('x86-avx2');
+const backend = new OnnxRuntimeBackend();
+
+function qopts(output: string, over: Partial<QuantizeOptions> = {}): QuantizeOptions {
+  const d = target.defaults;
+  return { output, target, mode: 'static', format: 'qdq', perChannel: true, activationType: d.activationType, weightType: d.weightType, reduceRange: d.reduceRange, symmetricWeights: true, excludeNodes: [], opTypes: [], ...over };
+}
+
+async function run(path: string, feeds: Record<string, Float32Array>, dims: number[]): Promise<Float32Array> {
+  const s = await ort.InferenceSession.create(path);
+  const out = await s.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, new ort.Tensor('float32', v, dims)])));
+  return out[s.outputNames[0]].data as Float32Array;
+}
+
+describe('model preparation', () => {
+  it('turns Constant weights into initializers, folds BatchNorm and upgrades opset 11 → 13 without changing outputs', async () => {
+    const path = join(dir, 'messy.onnx');
+    await saveModel(messyCnn(), path);
+    const proto = loadModel(path).proto;
+    const prep = prepareModel(proto, new Map([['logits', [1, 5]]]), { needPerAxis: true });
+    expect(prep.changes.map((c) => c.kind)).toEqual(['constant-to-initializer', 'fold-batchnorm', 'drop-unused', 'opset-upgrade']);
+    expect(opsetVersion(prep.proto)).toBe(13);
+    expect(prep.proto.graph.node.map((n) => n.opType)).not.toContain('BatchNormalization');
+    expect(prep.proto.graph.node.map((n) => n.opType)).not.toContain('Constant');
+    const preparedPath = join(dir, 'prepared.onnx');
+    await saveModel(prep.proto, preparedPath);
+    const x = openDataset('random:1', { inputs: [{ name: 'x', dtype: 'float32', shape: [1, 3, 16, 16] }] });
+    for await (const s of x.samples({ limit: 3 })) {
+      const a = await run(path, { x: s.inputs.x.data as Float32Array }, [1, 3, 16, 16]);
+      const b = await run(preparedPath, { x: s.inputs.x.data as Float32Array }, [1, 3, 16, 16]);
+      for (let i = 0; i < a.length; i++) expect(b[i]).toBeCloseTo(a[i], 5);
+    }
+  });
+
+  it('keeps the opset (and falls back to per-tensor weights) when an op would change meaning', async () => {
+    const proto = messyCnn({ softmaxAxis: 1, flattenBeforeSoftmax: false });
+    const prep = prepareModel(proto, new Map([['logits4', [1, 5, 1, 1]]]), { needPerAxis: true });
+    expect(prep.opset).toBe(11);
+    expect(prep.perAxisBlockedBy).toMatch(/Softmax/);
+    expect(prep.changes.map((c) => c.kind)).toContain('opset-kept');
+  });
+});
+
+describe('static QDQ quantization', () => {
+  const path = join(dir, 'messy-q.onnx');
+  beforeAll(() => saveModel(messyCnn(), path));
+
+  it('quantizes a real-export-shaped model that ONNX Runtime runs, with per-channel 7-bit weights on AVX2', async () => {
+    const model = modelRef(path);
+    const inputs = await backend.modelInputs(model);
+    const table = await backend.calibrate(model, openDataset('random:2', { inputs }), { method: 'minmax', samples: 16, target }, ctx);
+    const out = join(dir, 'messy.int8.onnx');
+    const r = await backend.quantize(model, table, qopts(out), ctx);
+    expect(r.decisions.filter((d) => d.quantized).map((d) => d.node)).toEqual(['conv1', 'conv2', 'fc']);
+    expect(r.preparation.map((c) => c.kind)).toEqual(expect.arrayContaining(['fold-batchnorm', 'opset-upgrade', 'fuse-activation', 'insert-qdq']));
+    const q = loadModel(out).proto;
+    const dq = q.graph.node.filter((n) => n.opType === 'DequantizeLinear');
+    // conv1 weights: int8 per output channel (axis 0), values within ±63 (reduce-range).
+    const w1 = q.graph.node.find((n) => n.opType === 'DequantizeLinear' && n.output[0].startsWith('w1'))!;
+    expect(attrInt(w1, 'axis', -1)).toBe(0);
+    const w1q = q.graph.initializer.find((t) => t.name === w1.input[0])!;
+    const vals = new Int8Array(w1q.rawData!.buffer, w1q.rawData!.byteOffset, w1q.rawData!.byteLength);
+    expect(Math.max(...Array.from(vals).map(Math.abs))).toBeLessThanOrEqual(63);
+    expect(dq.length).toBeGreaterThan(5);
+    const v = await backend.verify(model, modelRef(out), openDataset('random:3', { inputs }), { samples: 16, thresholds: { minSnrDb: 20 }, perLayer: true }, ctx);
+    expect(v.outputs[0].snrDb).toBeGreaterThan(20);
+    expect(v.layers!.length).toBeGreaterThan(2);
+    expect(v.layers![0].snrDb).toBeLessThanOrEqual(v.layers![v.layers!.length - 1].snrDb);
+  });
+
+  it('keeps excluded nodes in float and says why', async () => {
+    const model = modelRef(path);
+    const table = await backend.calibrate(model, openDataset('random:2', { inputs: await backend.modelInputs(model) }), { method: 'percentile', samples: 8, target }, ctx);
+    const r = await backend.quantize(model, table, qopts(join(dir, 'excl.onnx'), { excludeNodes: ['fc'] }), ctx);
+    expect(r.decisions.find((d) => d.node === 'fc')).toMatchObject({ quantized: false, reason: expect.stringMatching(/excluded/) });
+  });
+
+  it('refuses a calibration table made for another model and writes nothing', async () => {
+    const other = join(dir, 'mlp.onnx');
+    await saveModel(mlp(), other);
+    const table = await backend.calibrate(modelRef(other), openDataset('random', { inputs: await backend.modelInputs(modelRef(other)) }), { method: 'minmax', samples: 2, target }, ctx);
+    const out = join(dir, 'mismatch.onnx');
+    await expect(backend.quantize(modelRef(path), table, qopts(out), ctx)).rejects.toMatchObject({ code: 'E_CALIB_TABLE_MISMATCH' });
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('refuses NaN data and data of the wrong shape with coded errors', async () => {
+    const model = modelRef(path);
+    const inputs = await backend.modelInputs(model);
+    const bad = new Float32Array(3 * 16 * 16);
+    bad[5] = Infinity;
+    writeFileSync(join(dir, 'inf.npy'), encodeNpy([1, 3, 16, 16], bad));
+    await expect(backend.calibrate(model, openDataset(join(dir, 'inf.npy'), { inputs }), { method: 'minmax', samples: 4, target }, ctx)).rejects.toMatchObject({ code: 'E_DATA_NOT_FINITE' });
+    writeFileSync(join(dir, 'wrong.npy'), encodeNpy([1, 3, 8, 8], new Float32Array(3 * 64)));
+    await expect(backend.calibrate(model, openDataset(join(dir, 'wrong.npy'), { inputs }), { method: 'minmax', samples: 4, target }, ctx)).rejects.toMatchObject({ code: 'E_INPUT_SHAPE' });
+  });
+
+  it('leaves the input model untouched', async () => {
+    const before = readFileSync(path);
+    const model = modelRef(path);
+    const table = await backend.calibrate(model, openDataset('random', { inputs: await backend.modelInputs(model) }), { method: 'minmax', samples: 2, target }, ctx);
+    await backend.quantize(model, table, qopts(join(dir, 'untouched.int8.onnx')), ctx);
+    expect(readFileSync(path).equals(before)).toBe(true);
+  });
+});
+
+describe('dynamic quantization', () => {
+  it('rewrites MatMul to DynamicQuantizeMatMul with close outputs', async () => {
+    const path = join(dir, 'mlp-dyn.onnx');
+    await saveModel(mlp(), path);
+    const out = join(dir, 'mlp.int8.onnx');
+    const r = await backend.quantize(modelRef(path), undefined, qopts(out, { mode: 'dynamic' }), ctx);
+    expect(r.decisions.every((d) => d.quantized)).toBe(true);
+    expect(loadModel(out).proto.graph.node.map((n) => n.opType)).toEqual(['DynamicQuantizeMatMul', 'Add', 'Relu', 'DynamicQuantizeMatMul']);
+    const v = await backend.verify(modelRef(path), modelRef(out), openDataset('random:5', { inputs: await backend.modelInputs(modelRef(path)) }), { samples: 8, thresholds: {} }, ctx);
+    expect(v.outputs[0].cosine).toBeGreaterThan(0.99);
+  });
+});
