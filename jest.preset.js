@@ -6,4 +6,5 @@ module.exports = {
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
   moduleFileExtensions: ['ts', 'js', 'json'],
   testTimeout: 120000,
+  reporters: ['default', require.resolve('./tools/jest-summary-reporter.js')],
 };
