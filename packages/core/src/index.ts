@@ -62,6 +62,8 @@ export {
   dequantizeTensor,
   quantizeBias,
   quantizePerAxis,
+  quantizeWithScales,
+  widenScalesForBias,
   quantizeTensor,
   quantRange,
   rangesPerAxis,
@@ -88,7 +90,7 @@ export type { ArtifactRecord, RunReport, Verdict } from './report';
 export { BACKEND_FACTORY, BackendRegistry, discoverPlugins } from './registry';
 export type { DiscoveredPlugin, PluginLoadFailure, PluginManifest } from './registry';
 export { detectModelFormat, ensureWritable, modelRef, sha256Bytes, sha256File, writeFileAtomic } from './files';
-export { concreteShape, elementCount, firstNonFinite, float32Tensor } from './tensor';
+export { concreteShape, elementCount, firstNonFinite, float32Tensor, withInputShapes } from './tensor';
 export type { Tensor, TensorDType, TensorInfo } from './tensor';
 export { MNIST_SPLITS, imagePreprocessingFor, imageToTensorData, mulberry32, openDataset } from './datasets/open';
 export type { OpenDatasetOptions } from './datasets/open';

@@ -11,6 +11,7 @@ import { errBackendUnavailable, errInvalidOption, toQforgeError, type QforgeErro
 import { ensureWritable, sha256File, writeFileAtomic } from './files';
 import { REPORT_SCHEMA_VERSION, formatRunSummary, type ArtifactRecord, type RunReport } from './report';
 import { readCpuInfo, type TargetProfile } from './target';
+import { withInputShapes } from './tensor';
 import { CORE_VERSION } from './version';
 
 export interface QuantizeRunOptions {
@@ -41,6 +42,8 @@ export interface QuantizeRunOptions {
   thresholds?: VerifyThresholds;
   perLayer?: boolean;
   image?: Partial<ImagePreprocessing>;
+  /** `--input-shape` values for models with symbolic dims. */
+  inputShapes?: string[];
   /** The command line, recorded in the report. */
   command?: string;
   qforgeVersion?: string;
@@ -126,6 +129,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       threads: opts.threads ?? 1,
       thresholds: opts.thresholds,
       image: opts.image,
+      inputShapes: opts.inputShapes,
     },
     verdict: 'error',
     verdictReasons: [],
@@ -143,7 +147,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
 
   try {
     if (!detection.available) throw errBackendUnavailable(backend.id, detection.reason ?? 'unknown reason', detection.hint);
-    const inputs = await backend.modelInputs(opts.model, ctx);
+    const inputs = withInputShapes(await backend.modelInputs(opts.model, ctx), opts.inputShapes ?? []);
     let table: CalibrationTable | undefined;
     if (mode === 'static') {
       const t0 = Date.now();
@@ -184,7 +188,9 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     }
     let bench: BenchmarkResult | undefined;
     if (opts.benchmark !== false && backend.capabilities.verbs.includes('benchmark')) {
-      bench = await backend.benchmark(q.model, { threads: opts.threads ?? 1, warmup: 10, runs: opts.benchmarkRuns ?? 100, compare: opts.model }, ctx);
+      // Real inputs from the evaluation data, so symbolic dims get the sizes users run with.
+      const benchData = openDataset(opts.evalData ?? opts.data ?? 'random', { inputs, image: opts.image });
+      bench = await backend.benchmark(q.model, { threads: opts.threads ?? 1, warmup: 10, runs: opts.benchmarkRuns ?? 100, compare: opts.model, dataset: benchData }, ctx);
       report.benchmark = bench;
     }
     if (opts.output) {

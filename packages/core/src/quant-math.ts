@@ -139,6 +139,35 @@ export function quantizePerAxis(data: ArrayLike<number>, dims: readonly number[]
   return { values, scales, zeroPoints };
 }
 
+/** Quantizes along `axis` with given per-slice scales and zero points. */
+export function quantizeWithScales(data: ArrayLike<number>, dims: readonly number[], axis: number, scales: ArrayLike<number>, zeroPoints: ArrayLike<number>, opts: QuantRangeOptions): QuantizedArray {
+  const channels = dims[axis];
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const { qmin, qmax } = quantRange(opts);
+  const values = allocFor(opts.type, data.length);
+  for (let i = 0; i < data.length; i++) {
+    const c = Math.floor(i / inner) % channels;
+    values[i] = clampInt(roundHalfEven(data[i] / scales[c]) + zeroPoints[c], qmin, qmax);
+  }
+  return values;
+}
+
+/**
+ * Raises weight scales where the int32 bias (scale = s_in × s_w) would overflow: channels with
+ * near-zero weights but a sizeable bias (common after BatchNorm folding). Returns the indices changed.
+ */
+export function widenScalesForBias(weightScales: Float32Array, bias: ArrayLike<number>, inputScale: number, headroom = 2 ** 30): number[] {
+  const changed: number[] = [];
+  for (let c = 0; c < weightScales.length; c++) {
+    const needed = Math.abs(bias[weightScales.length === 1 ? 0 : c]) / (inputScale * headroom);
+    if (needed > weightScales[c]) {
+      weightScales[c] = needed;
+      changed.push(c);
+    }
+  }
+  return changed;
+}
+
 /** int32 bias with scale = inputScale × weightScale and zero point 0 (ONNX and TFLite both). */
 export function quantizeBias(bias: ArrayLike<number>, inputScale: number, weightScales: ArrayLike<number>): { values: Int32Array; scales: Float32Array } {
   const values = new Int32Array(bias.length);

@@ -1,4 +1,5 @@
 // The framework-free tensor qforge passes between datasets, backends and metrics.
+import { errInvalidOption } from './errors';
 
 export type TensorDType = 'float32' | 'int32' | 'int64' | 'uint8' | 'int8' | 'bool';
 
@@ -35,4 +36,30 @@ export function firstNonFinite(data: ArrayLike<number>): number {
 /** Resolves a declared shape to a concrete one, taking unknown dims (batch) as `fill`. */
 export function concreteShape(shape: readonly (number | string | null)[], fill = 1): number[] {
   return shape.map((d) => (typeof d === 'number' && d > 0 ? d : fill));
+}
+
+/**
+ * Parses `--input-shape` values: `1,3,640,640` (the only input) or `name:1,3,640,640`.
+ * Returns the inputs with those shapes fixed, for models whose dims are symbolic.
+ */
+export function withInputShapes(inputs: TensorInfo[], specs: string[]): TensorInfo[] {
+  if (!specs.length) return inputs;
+  const shapes = new Map<string, number[]>();
+  for (const spec of specs) {
+    const m = /^(?:(.+):)?(\d+(?:,\d+)*)$/.exec(spec.trim());
+    if (!m) throw errInvalidOption('--input-shape', `"${spec}" is not NAME:D0,D1,… or D0,D1,…`, 'Example: --input-shape x:1,3,640,640');
+    const name = m[1] ?? (inputs.length === 1 ? inputs[0].name : undefined);
+    if (!name) throw errInvalidOption('--input-shape', `the model has ${inputs.length} inputs; name the input as NAME:D0,D1,…`);
+    if (!inputs.some((i) => i.name === name)) throw errInvalidOption('--input-shape', `the model has no input "${name}" (inputs: ${inputs.map((i) => i.name).join(', ')})`);
+    shapes.set(name, m[2].split(',').map(Number));
+  }
+  return inputs.map((i) => {
+    const s = shapes.get(i.name);
+    if (!s) return i;
+    if (s.length !== i.shape.length) throw errInvalidOption('--input-shape', `input "${i.name}" has rank ${i.shape.length}, got [${s.join(',')}]`);
+    i.shape.forEach((d, k) => {
+      if (typeof d === 'number' && d > 0 && d !== s[k]) throw errInvalidOption('--input-shape', `input "${i.name}" fixes dim ${k} to ${d}, got ${s[k]}`);
+    });
+    return { ...i, shape: s };
+  });
 }

@@ -47,7 +47,7 @@ import {
 import { describeModel, encodeModel, graphInputs, loadModel, saveModel, type ModelProto } from '@qforge/onnx';
 import { prepareModel, type ObservedShapes } from './prepare';
 import { quantizeDynamic } from './quantize-dynamic';
-import { STATIC_OP_TYPES, quantizeStaticQdq } from './quantize-qdq';
+import { STATIC_OP_TYPES, calibrationTensors, quantizeStaticQdq } from './quantize-qdq';
 import { createSession, loadOrt, runSession } from './runtime';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -185,18 +185,25 @@ export class OnnxRuntimeBackend implements Backend {
     if (first.done) throw errDatasetEmpty(dataset.description.source);
     ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
     const prep = await this.prepared(model, first.value.inputs);
-    const { floats } = await observeTensors(prep.proto, first.value.inputs);
-    const tensors = allTensorNames(prep.proto).filter((t) => floats.has(t));
-    const session = await createSession(withOutputs(prep.proto, tensors), { optimization: 'disabled' });
+    const graphInputNames = new Set(graphInputs(prep.proto.graph).map((i) => i.name));
+    const candidates = calibrationTensors(prep.proto);
+    const fetch = candidates.filter((t) => !graphInputNames.has(t));
+    const session = await createSession(withOutputs(prep.proto, fetch), { optimization: 'basic' });
+    let tensors = candidates;
     const bins = methodNeedsHistogram(options.method) ? 2 * (options.bins ?? 2048) : undefined;
-    const stats = new Map<string, TensorStatistics>(tensors.map((t) => [t, new TensorStatistics({ movingAverage: options.movingAverage, histogramBins: bins })]));
+    const stats = new Map<string, TensorStatistics>(candidates.map((t) => [t, new TensorStatistics({ movingAverage: options.movingAverage, histogramBins: bins })]));
     let count = 0;
     const total = Math.min(options.samples, dataset.description.count ?? options.samples);
     try {
       for (let step: IteratorResult<Sample> = first; !step.done; step = await iterator.next()) {
         throwIfAborted(ctx, 'calibration');
         const sample = step.value;
-        const out = await runSession(session, sample.inputs, tensors.filter((t) => !(t in sample.inputs)));
+        const out = await runSession(session, sample.inputs, fetch);
+        if (count === 0) {
+          // Only float tensors are quantized; the first run tells which ones are.
+          tensors = tensors.filter((t) => (out[t] ? out[t].type === 'float32' : sample.inputs[t]?.dtype === 'float32'));
+          for (const t of [...stats.keys()]) if (!tensors.includes(t)) stats.delete(t);
+        }
         for (const t of tensors) {
           const data = (out[t]?.data ?? sample.inputs[t]?.data) as Float32Array | undefined;
           if (data) stats.get(t)!.update(data);

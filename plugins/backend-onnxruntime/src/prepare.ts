@@ -98,6 +98,76 @@ export function foldBatchNorm(proto: ModelProto, changes: GraphChange[]): void {
   if (removed.size) g.node = g.node.filter((n) => !removed.has(n));
 }
 
+/** Per-output-channel values of a constant that broadcasts against an NCHW conv output, or undefined. */
+function perChannel(t: TensorProto, channels: number): Float32Array | undefined {
+  const dims = t.dims.map(Number);
+  const n = dims.reduce((a, b) => a * b, 1);
+  const v = tensorToFloat32(t);
+  if (n === 1) return new Float32Array(channels).fill(v[0]);
+  if (n !== channels) return undefined;
+  // Accept [C,1,1], [1,C,1,1] and [C] only when C sits on the channel axis of a rank-4 output.
+  const rank = dims.length;
+  const cAxis = rank === 4 ? 1 : rank === 3 ? 0 : -1;
+  if (cAxis < 0 || dims[cAxis] !== channels) return undefined;
+  return Float32Array.from(v);
+}
+
+/**
+ * Conv followed by Mul and/or Add with per-channel constants (learnable affine blocks, BN
+ * exported as Mul+Add) folds into the Conv, so the quantized conv output has one clean range.
+ */
+export function foldAffineIntoConv(proto: ModelProto, changes: GraphChange[]): void {
+  const g = proto.graph;
+  const name = uniqueNamer(g);
+  let folded = 0;
+  for (let pass = 0; pass < 4; pass++) {
+    const idx = new GraphIndex(g);
+    const removed = new Set<NodeProto>();
+    for (const conv of g.node) {
+      if (conv.opType !== 'Conv' || removed.has(conv)) continue;
+      const w = idx.initializers.get(conv.input[1]);
+      if (!w || w.dims.length !== 4 || idx.consumersOf(conv.input[1]).length !== 1) continue;
+      const y = conv.output[0];
+      const consumers = idx.consumersOf(y);
+      if (consumers.length !== 1 || idx.graphOutputNames.has(y)) continue;
+      const op = consumers[0];
+      if (op.opType !== 'Mul' && op.opType !== 'Add') continue;
+      const other = op.input[0] === y ? op.input[1] : op.input[0];
+      const c = idx.initializers.get(other);
+      const co = Number(w.dims[0]);
+      const k = c && perChannel(c, co);
+      if (!k) continue;
+      const b = conv.input[2] ? idx.initializers.get(conv.input[2]) : undefined;
+      if (conv.input[2] && !b) continue;
+      const bias = b ? Float32Array.from(tensorToFloat32(b)) : new Float32Array(co);
+      let wData = tensorToFloat32(w);
+      if (op.opType === 'Mul') {
+        const per = wData.length / co;
+        const nw = new Float32Array(wData.length);
+        for (let ch = 0; ch < co; ch++) {
+          for (let i = 0; i < per; i++) nw[ch * per + i] = wData[ch * per + i] * k[ch];
+          bias[ch] *= k[ch];
+        }
+        wData = nw;
+        const wName = name(`${conv.input[1]}_affine`);
+        g.initializer.push(makeTensor(wName, w.dims.map(Number), wData));
+        conv.input[1] = wName;
+      } else {
+        for (let ch = 0; ch < co; ch++) bias[ch] += k[ch];
+      }
+      const bName = name(`${conv.name || 'conv'}_bias_affine`);
+      g.initializer.push(makeTensor(bName, [co], bias));
+      conv.input[2] = bName;
+      conv.output[0] = op.output[0];
+      removed.add(op);
+      folded++;
+    }
+    if (!removed.size) break;
+    g.node = g.node.filter((n) => !removed.has(n));
+  }
+  if (folded) changes.push({ kind: 'fold-affine', detail: `${folded} per-channel Mul/Add node(s) folded into the preceding Conv` });
+}
+
 /** Initializers nobody uses any more (after folding) are dropped so the output is not padded with them. */
 export function dropUnusedInitializers(proto: ModelProto): number {
   const g = proto.graph;
@@ -229,6 +299,7 @@ export function prepareModel(proto: ModelProto, shapes: ObservedShapes, opts: { 
   const changes: GraphChange[] = [];
   constantsToInitializers(proto, changes);
   foldBatchNorm(proto, changes);
+  foldAffineIntoConv(proto, changes);
   const dropped = dropUnusedInitializers(proto);
   if (dropped) changes.push({ kind: 'drop-unused', detail: `${dropped} unused initializer(s) removed` });
   let perAxisBlockedBy: string | undefined;

@@ -5,7 +5,9 @@ import {
   quantizeBias,
   quantizePerAxis,
   quantizeTensor,
+  quantizeWithScales,
   scaleFromRange,
+  widenScalesForBias,
   type CalibrationTable,
   type GraphChange,
   type NodeDecision,
@@ -33,6 +35,27 @@ export const STATIC_OP_TYPES = ['Conv', 'Gemm', 'MatMul'] as const;
 
 /** Ops that only move or select values: their output shares the input's quantization parameters. */
 const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze']);
+
+/**
+ * The tensors static quantization may need ranges for: inputs and outputs of quantizable ops, the
+ * activations fused into them, and pass-through outputs. Calibration collects only these.
+ */
+export function calibrationTensors(proto: ModelProto): string[] {
+  const idx = new GraphIndex(proto.graph);
+  const wanted = new Set<string>();
+  for (const n of proto.graph.node) {
+    if ((STATIC_OP_TYPES as readonly string[]).includes(n.opType)) {
+      if (!idx.initializers.has(n.input[0])) wanted.add(n.input[0]);
+      wanted.add(n.output[0]);
+      const act = fusedActivation(idx, n.output[0]);
+      if (act) wanted.add(act.output[0]);
+    } else if (PASS_THROUGH.has(n.opType) && !idx.initializers.has(n.input[0])) {
+      wanted.add(n.input[0]);
+      wanted.add(n.output[0]);
+    }
+  }
+  return [...wanted].filter(Boolean);
+}
 
 export interface QdqResult {
   decisions: NodeDecision[];
@@ -142,22 +165,25 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
 
   const weightCache = new Map<string, { dq: string; scales: Float32Array }>();
   const wType = opts.weightType;
+  const WT = wType === 'uint8' ? Uint8Array : Int8Array;
   for (const n of quantNodes) {
     const wName = n.input[1];
     const w = idx.initializers.get(wName)!;
     const dims = w.dims.map(Number);
     const axis = opts.perChannel && opts.perAxisAllowed ? weightAxis(n, dims.length) : undefined;
-    const key = `${wName}|${axis}`;
-    let entry = weightCache.get(key);
     const symmetric = opts.symmetricWeights && wType.startsWith('int');
     const rangeOpts = { type: wType, symmetric, reduceRange: opts.reduceRange };
+    const xParams = paramsByDq.get(n.input[0]);
+    const b = n.input[2] ? idx.initializers.get(n.input[2]) : undefined;
+    const bias = b && xParams && b.dataType === DataType.FLOAT && b.dims.length === 1 ? tensorToFloat32(b) : undefined;
+    const key = `${wName}|${axis}|${bias ? `${b!.name}|${xParams!.scale}` : ''}`;
+    let entry = weightCache.get(key);
     if (!entry) {
       const data = tensorToFloat32(w);
       let values: ArrayLike<number>;
       let scales: Float32Array;
       let zps: number[];
       if (axis !== undefined) {
-        // quantizePerAxis works along `axis` of a row-major tensor.
         const r = quantizePerAxis(data, dims, axis, rangeOpts);
         values = r.values;
         scales = r.scales;
@@ -174,11 +200,17 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
         scales = Float32Array.from([p.scale]);
         zps = [p.zeroPoint];
       }
+      if (bias && xParams && (scales.length === 1 || scales.length === bias.length)) {
+        const widened = widenScalesForBias(scales, bias, xParams.scale);
+        if (widened.length) {
+          values = axis !== undefined ? quantizeWithScales(data, dims, axis, scales, zps, rangeOpts) : quantizeTensor(data, { scale: scales[0], zeroPoint: zps[0] }, rangeOpts);
+          changes.push({ kind: 'widen-weight-scale', node: n.name, detail: `${widened.length} channel(s) of ${wName} got larger scales so the int32 bias cannot overflow` });
+        }
+      }
       const qName = name(`${wName}_quantized`);
       const sName = name(`${wName}_scale`);
       const zName = name(`${wName}_zero_point`);
       const dq = name(`${wName}_dequantized`);
-      const WT = wType === 'uint8' ? Uint8Array : Int8Array;
       const shape = axis !== undefined ? [scales.length] : [];
       g.initializer.push(makeTensor(qName, dims, WT.from(values)), makeTensor(sName, shape, scales), makeTensor(zName, shape, WT.from(zps)));
       newNodes.push(makeNode('DequantizeLinear', [qName, sName, zName], [dq], name(`${wName}_DequantizeLinear`), axis !== undefined ? [intAttr('axis', axis)] : []));
@@ -187,20 +219,17 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
     }
     n.input[1] = entry.dq;
 
-    const xParams = paramsByDq.get(n.input[0]);
-    const b = n.input[2] ? idx.initializers.get(n.input[2]) : undefined;
-    if (b && xParams && b.dataType === DataType.FLOAT && b.dims.length === 1) {
-      const bias = tensorToFloat32(b);
+    if (bias && xParams) {
       const channels = bias.length;
       const wScales = entry.scales.length === 1 ? new Float32Array(channels).fill(entry.scales[0]) : entry.scales;
       if (wScales.length === channels) {
         const qb = quantizeBias(bias, xParams.scale, wScales);
-        const qName = name(`${b.name}_quantized`);
-        const sName = name(`${b.name}_scale`);
-        const zName = name(`${b.name}_zero_point`);
-        const dq = name(`${b.name}_dequantized`);
+        const qName = name(`${b!.name}_quantized`);
+        const sName = name(`${b!.name}_scale`);
+        const zName = name(`${b!.name}_zero_point`);
+        const dq = name(`${b!.name}_dequantized`);
         g.initializer.push(makeTensor(qName, [channels], qb.values), makeTensor(sName, [channels], qb.scales), makeTensor(zName, [channels], new Int32Array(channels)));
-        newNodes.push(makeNode('DequantizeLinear', [qName, sName, zName], [dq], name(`${b.name}_DequantizeLinear`), [intAttr('axis', 0)]));
+        newNodes.push(makeNode('DequantizeLinear', [qName, sName, zName], [dq], name(`${b!.name}_DequantizeLinear`), [intAttr('axis', 0)]));
         n.input[2] = dq;
       }
     }

@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { modelRef, openDataset, type BenchmarkResult } from '@qforge/core';
+import { modelRef, openDataset, withInputShapes, type BenchmarkResult } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
 import { backendFlag, imageFlags, imageOptions, positiveInt } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
@@ -24,7 +24,9 @@ export default class Benchmark extends QforgeCommand {
     const compare = flags.compare ? modelRef(flags.compare) : undefined;
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'benchmark' });
     const { ctx, stop } = cliRunContext();
-    const dataset = flags.data ? openDataset(flags.data, { inputs: await backend.modelInputs(model, ctx), image: imageOptions(flags) }) : undefined;
+    const shapes = flags['input-shape'] ?? [];
+    const dataSpec = flags.data ?? (shapes.length ? 'random' : undefined);
+    const dataset = dataSpec ? openDataset(dataSpec, { inputs: withInputShapes(await backend.modelInputs(model, ctx), shapes), image: imageOptions(flags) }) : undefined;
     const r = await backend
       .benchmark(model, { threads: positiveInt('threads', flags.threads), warmup: Math.max(0, flags.warmup), runs: positiveInt('runs', flags.runs), dataset, compare }, ctx)
       .finally(stop);

@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { modelRef, openDataset, resolveTargetProfile, writeCalibrationTable, type CalibrationMethod, type CalibrationTable } from '@qforge/core';
+import { modelRef, openDataset, withInputShapes, resolveTargetProfile, writeCalibrationTable, type CalibrationMethod, type CalibrationTable } from '@qforge/core';
 import { resolve } from 'node:path';
 import { QforgeCommand } from '../lib/base';
 import { backendFlag, imageFlags, imageOptions, positiveInt, targetFlag } from '../lib/flags';
@@ -27,7 +27,7 @@ export default class Calibrate extends QforgeCommand {
     const target = resolveTargetProfile(flags.target);
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'calibrate' });
     const { ctx, stop } = cliRunContext();
-    const inputs = await backend.modelInputs(model, ctx);
+    const inputs = withInputShapes(await backend.modelInputs(model, ctx), flags['input-shape'] ?? []);
     const dataset = openDataset(flags.data, { inputs, image: imageOptions(flags) });
     const method = (flags.method ?? target.defaults.method) as CalibrationMethod;
     const table = await backend.calibrate(model, dataset, { method, samples: positiveInt('samples', flags.samples), percentile: Number(flags.percentile), target }, ctx).finally(stop);

@@ -82,6 +82,7 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
         threads: positiveInt('threads', flags.threads),
         thresholds: { minSnrDb: Number(flags['min-snr']), maxAccuracyDropPoints: Number(flags['max-acc-drop']) },
         image: imageOptions(flags),
+        inputShapes: flags['input-shape'] ?? [],
         command: ['quantize', ...this.argv].join(' '),
         qforgeVersion: this.config.version,
       },

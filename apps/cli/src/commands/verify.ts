@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { modelRef, openDataset, type VerifyResult } from '@qforge/core';
+import { modelRef, openDataset, withInputShapes, type VerifyResult } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
 import { backendFlag, imageFlags, imageOptions, positiveInt } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
@@ -28,7 +28,7 @@ export default class Verify extends QforgeCommand {
     const candidate = modelRef(args.candidate);
     const backend = await this.registry.resolve({ backend: flags.backend, format: reference.format, verb: 'verify' });
     const { ctx, stop } = cliRunContext();
-    const dataset = openDataset(flags.data, { inputs: await backend.modelInputs(reference, ctx), image: imageOptions(flags) });
+    const dataset = openDataset(flags.data, { inputs: withInputShapes(await backend.modelInputs(reference, ctx), flags['input-shape'] ?? []), image: imageOptions(flags) });
     const thresholds = {
       minSnrDb: Number(flags['min-snr']),
       maxAccuracyDropPoints: Number(flags['max-acc-drop']),

@@ -6,6 +6,7 @@ export const backendFlag = Flags.string({ description: 'Backend id, or auto to p
 export const targetFlag = Flags.string({ description: 'Target profile: auto (reads this CPU), x86-avx2, x86-vnni, x86-generic, arm64, tflite-int8, akida, tvm-llvm.', default: 'auto' });
 
 export const imageFlags = {
+  'input-shape': Flags.string({ description: 'Fix symbolic input dims: D0,D1,… or NAME:D0,D1,… (repeatable).', multiple: true, helpGroup: 'DATA' }),
   'image-size': Flags.string({ description: 'Image size WxH for image folders (default: from the model input).', helpGroup: 'DATA' }),
   layout: Flags.string({ description: 'Image tensor layout (default: from the model input).', options: ['NCHW', 'NHWC'], helpGroup: 'DATA' }),
   mean: Flags.string({ description: 'Per-channel mean after scaling pixels to 0..1, e.g. 0.485,0.456,0.406.', helpGroup: 'DATA' }),
