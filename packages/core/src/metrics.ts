@@ -15,6 +15,11 @@ export interface OutputFidelity {
   /** Share of samples whose reference top-1 is inside the candidate's top-k. */
   topKAgreement?: number;
   topK?: number;
+  /**
+   * The same comparison just before the output's saturating activation (Softmax/Sigmoid), where
+   * present: near-binary probabilities make output SNR swing on a few flipped values, logits do not.
+   */
+  preActivation?: { tensor: string; op: string; snrDb: number; cosine: number; maxAbsError: number };
 }
 
 /** Error measured at one intermediate tensor (a quantized layer's output). */

@@ -114,7 +114,8 @@ export function formatRunSummary(r: RunReport): string {
     for (const o of r.verify.outputs) {
       lines.push(
         `fidelity  ${o.output}: SNR ${o.snrDb.toFixed(1)} dB, cosine ${o.cosine.toFixed(5)}, max|err| ${o.maxAbsError.toPrecision(3)}` +
-          (o.top1Agreement !== undefined ? `, top-1 agree ${(o.top1Agreement * 100).toFixed(1)}%` : ''),
+          (o.top1Agreement !== undefined ? `, top-1 agree ${(o.top1Agreement * 100).toFixed(1)}%` : '') +
+          (o.preActivation ? ` (before ${o.preActivation.op}: SNR ${o.preActivation.snrDb.toFixed(1)} dB, cosine ${o.preActivation.cosine.toFixed(5)})` : ''),
       );
     }
     if (r.verify.accuracy) {

@@ -356,8 +356,19 @@ export class OnnxRuntimeBackend implements Backend {
         if (q?.opType === 'QuantizeLinear' && refNames.has(q.input[0]) && !outputs.includes(q.input[0])) layerPairs.push({ ref: q.input[0], cand: n.output[0], node: producers.get(q.input[0])?.name });
       }
     }
-    const refSession = await createSession(layerPairs.length ? withOutputs(refProto, layerPairs.map((p) => p.ref)) : reference.path, { optimization: 'all' });
-    const candSession = await createSession(layerPairs.length ? withOutputs(candProto, layerPairs.map((p) => p.cand)) : candidate.path, { optimization: 'all' });
+    // Outputs made by a saturating activation are also compared on the activation's input.
+    const candNames = new Set(allTensorNames(candProto));
+    const refProducers = new Map(refProto.graph.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
+    const preActs = new Map<string, { tensor: string; op: string }>();
+    for (const o of outputs) {
+      const p = refProducers.get(o);
+      if (p && ['Softmax', 'LogSoftmax', 'Sigmoid'].includes(p.opType) && candNames.has(p.input[0]) && !outputs.includes(p.input[0])) preActs.set(o, { tensor: p.input[0], op: p.opType });
+    }
+    const extraRef = [...layerPairs.map((p) => p.ref), ...[...preActs.values()].map((p) => p.tensor)];
+    const extraCand = [...layerPairs.map((p) => p.cand), ...[...preActs.values()].map((p) => p.tensor)];
+    const refSession = await createSession(extraRef.length ? withOutputs(refProto, extraRef) : reference.path, { optimization: 'all' });
+    const candSession = await createSession(extraCand.length ? withOutputs(candProto, extraCand) : candidate.path, { optimization: 'all' });
+    const preAcc = new Map([...preActs.values()].map((p) => [p.tensor, new FidelityAccumulator(p.tensor)]));
     const fid = new Map<string, FidelityAccumulator>();
     const layerAcc = new Map(layerPairs.map((p) => [p.ref, new FidelityAccumulator(p.ref)]));
     const refAcc = new AccuracyAccumulator();
@@ -374,11 +385,15 @@ export class OnnxRuntimeBackend implements Backend {
           const cd = c[o].data as Float32Array;
           if (!fid.has(o)) {
             const dims = [...r[o].dims].map(Number);
-            const classes = dims.length >= 1 && dims[dims.length - 1] > 1 && dims.length <= 2 ? dims[dims.length - 1] : 0;
+            // Class scores: the last axis of a Softmax output, or of a rank ≤ 2 output (one row per other index).
+            const last = dims[dims.length - 1] ?? 0;
+            const classScores = refProducers.get(o)?.opType.endsWith('Softmax') || dims.length <= 2;
+            const classes = classScores && last > 1 ? last : 0;
             fid.set(o, new FidelityAccumulator(o, classes, options.topK ?? 5));
           }
           fid.get(o)!.add(rd, cd);
         }
+        for (const p of preActs.values()) preAcc.get(p.tensor)!.add(r[p.tensor].data as Float32Array, c[p.tensor].data as Float32Array);
         for (const p of layerPairs) layerAcc.get(p.ref)!.add(r[p.ref].data as Float32Array, c[p.cand].data as Float32Array);
         if (sample.label !== undefined) {
           refAcc.add(r[outputs[0]].data as Float32Array, sample.label);
@@ -392,7 +407,22 @@ export class OnnxRuntimeBackend implements Backend {
       await candSession.release();
     }
     if (count === 0) throw errDatasetEmpty(dataset.description.source);
-    const result: VerifyResult = { samples: count, labeled, outputs: outputs.map((o) => fid.get(o)!.result()), thresholds: options.thresholds, passed: true, failures: [] };
+    const result: VerifyResult = {
+      samples: count,
+      labeled,
+      outputs: outputs.map((o) => {
+        const f = fid.get(o)!.result();
+        const pre = preActs.get(o);
+        if (pre) {
+          const r = preAcc.get(pre.tensor)!.result();
+          f.preActivation = { tensor: pre.tensor, op: pre.op, snrDb: r.snrDb, cosine: r.cosine, maxAbsError: r.maxAbsError };
+        }
+        return f;
+      }),
+      thresholds: options.thresholds,
+      passed: true,
+      failures: [],
+    };
     if (labeled) {
       result.accuracy = { reference: refAcc.accuracy, candidate: candAcc.accuracy, dropPoints: (refAcc.accuracy - candAcc.accuracy) * 100 };
     }
