@@ -3,7 +3,7 @@
 // handwritten MNIST digits, dark ink on paper, as text pages (detector) and text strips
 // (recognizer). Calibration images use training digits (0–7999), evaluation images use test
 // digits (9000–9999), so the two never share a digit. Deterministic: same files every run.
-// Usage: node tools/make-ocr-data.js [outDir] [countPerSet]
+// Usage: node tools/make-ocr-data.js [outDir] [countPerSet] [det,rec,cls]
 const { mkdirSync } = require('node:fs');
 const { join, resolve } = require('node:path');
 const sharp = require('sharp');
@@ -11,6 +11,7 @@ const { openDataset, mulberry32 } = require('@qforge/core');
 
 const OUT = resolve(process.argv[2] ?? join(__dirname, '..', 'out', 'data', 'ocr'));
 const COUNT = Number(process.argv[3] ?? 32);
+const KINDS = new Set((process.argv[4] ?? 'det,rec,cls').split(','));
 
 async function digits(spec) {
   const ds = openDataset(spec, { inputs: [{ name: 'x', dtype: 'float32', shape: [1, 784] }] });
@@ -44,8 +45,8 @@ async function main() {
     const pick = () => glyphs[Math.floor(rnd() * glyphs.length)];
     const detDir = join(OUT, 'det', set);
     const recDir = join(OUT, 'rec', set);
-    mkdirSync(detDir, { recursive: true });
-    mkdirSync(recDir, { recursive: true });
+    const clsDir = join(OUT, 'cls', set);
+    for (const d of [detDir, recDir, clsDir]) mkdirSync(d, { recursive: true });
     for (let n = 0; n < COUNT; n++) {
       // Detector: a 640×640 page with 4–7 lines of 6–14 digits.
       const W = 640;
@@ -61,7 +62,7 @@ async function main() {
           x += Math.floor(size * (0.7 + rnd() * 0.2));
         }
       }
-      await write(page, W, W, join(detDir, `page-${String(n).padStart(3, '0')}.png`));
+      if (KINDS.has('det')) await write(page, W, W, join(detDir, `page-${String(n).padStart(3, '0')}.png`));
       // Recognizer: a 320×48 strip holding one line of digits.
       const SW = 320;
       const SH = 48;
@@ -72,10 +73,12 @@ async function main() {
         paste(strip, SW, pick(), x, Math.floor((SH - size) / 2), size);
         x += Math.floor(size * (0.7 + rnd() * 0.2));
       }
-      await write(strip, SW, SH, join(recDir, `line-${String(n).padStart(3, '0')}.png`));
+      if (KINDS.has('rec')) await write(strip, SW, SH, join(recDir, `line-${String(n).padStart(3, '0')}.png`));
+      // Classifier (text orientation): the same strip at its 192×48 input size.
+      if (KINDS.has('cls')) await sharp(Buffer.from(strip), { raw: { width: SW, height: SH, channels: 1 } }).resize(192, 48).toColourspace('srgb').png().toFile(join(clsDir, `line-${String(n).padStart(3, '0')}.png`));
     }
   }
-  console.log(`wrote ${COUNT} detector pages and ${COUNT} recognizer strips per set under ${OUT}`);
+  console.log(`wrote ${COUNT} images per set (${[...KINDS].join(', ')}) under ${OUT}`);
 }
 
 main().catch((e) => {

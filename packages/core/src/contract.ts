@@ -208,3 +208,21 @@ export interface BackendFactory {
   id: string;
   create(): Backend;
 }
+
+/** Capabilities with every list empty except those given: for adapters and small backends. */
+export function defineCapabilities(partial: Partial<BackendCapabilities>): BackendCapabilities {
+  return {
+    inputFormats: [],
+    outputFormats: [],
+    verbs: [],
+    modes: [],
+    quantFormats: [],
+    calibrationMethods: [],
+    weightTypes: [],
+    activationTypes: [],
+    granularity: [],
+    targets: [],
+    notes: [],
+    ...partial,
+  };
+}

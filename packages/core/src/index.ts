@@ -25,6 +25,7 @@ export type {
   VerifyResult,
   VerifyThresholds,
 } from './contract';
+export { defineCapabilities } from './contract';
 export { createRunContext, silentLogger, throwIfAborted } from './context';
 export type { Logger, ProgressEvent, RunContext, RunPhase } from './context';
 export {
@@ -62,6 +63,7 @@ export {
   dequantizeTensor,
   quantizeBias,
   quantizePerAxis,
+  quantizeWeights,
   quantizeWithScales,
   widenScalesForBias,
   quantizeTensor,

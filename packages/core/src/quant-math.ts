@@ -139,6 +139,22 @@ export function quantizePerAxis(data: ArrayLike<number>, dims: readonly number[]
   return { values, scales, zeroPoints };
 }
 
+/**
+ * Weight quantization in one call: per slice along `axis` when given, else one scale for the
+ * whole tensor. Scales and zero points come back as arrays either way.
+ */
+export function quantizeWeights(data: ArrayLike<number>, dims: readonly number[], axis: number | undefined, opts: QuantRangeOptions): PerAxisQuantized {
+  if (axis !== undefined) return quantizePerAxis(data, dims, axis, opts);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < data.length; i++) {
+    if (data[i] < lo) lo = data[i];
+    if (data[i] > hi) hi = data[i];
+  }
+  const p = scaleFromRange(data.length ? lo : 0, data.length ? hi : 0, opts);
+  return { values: quantizeTensor(data, p, opts), scales: Float32Array.from([p.scale]), zeroPoints: Int32Array.from([p.zeroPoint]) };
+}
+
 /** Quantizes along `axis` with given per-slice scales and zero points. */
 export function quantizeWithScales(data: ArrayLike<number>, dims: readonly number[], axis: number, scales: ArrayLike<number>, zeroPoints: ArrayLike<number>, opts: QuantRangeOptions): QuantizedArray {
   const channels = dims[axis];

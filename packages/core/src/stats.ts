@@ -18,6 +18,11 @@ export class RunningMinMax {
       if (v > hi) hi = v;
     }
     if (data.length === 0) return;
+    this.updateRange(lo, hi);
+  }
+
+  /** One sample's extremes, when a runtime computed them (no data crosses into JavaScript). */
+  updateRange(lo: number, hi: number): void {
     const c = this.movingAverage;
     if (c === undefined || this.count === 0) {
       this.min = Math.min(this.min, lo);

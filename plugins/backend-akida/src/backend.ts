@@ -1,5 +1,5 @@
 // The Akida adapter: finds the BrainChip SDK through the configured Python and reports what is usable.
-import { SdkAdapterBackend, runProbe, type BackendCapabilities, type Detection } from '@qforge/core';
+import { SdkAdapterBackend, defineCapabilities, runProbe, type BackendCapabilities, type Detection } from '@qforge/core';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const PACKAGE = require('../package.json') as { name: string; version: string };
@@ -25,22 +25,13 @@ if "akida" in out["modules"]:
 print(json.dumps(out))
 `;
 
-export const AKIDA_CAPABILITIES: BackendCapabilities = {
-  inputFormats: [],
-  outputFormats: [],
-  verbs: [],
-  modes: [],
-  quantFormats: [],
-  calibrationMethods: [],
-  weightTypes: [],
-  activationTypes: [],
-  granularity: [],
+export const AKIDA_CAPABILITIES: BackendCapabilities = defineCapabilities({
   targets: ['akida'],
   notes: [
     'detects the Akida SDK (akida, cnn2snn, quantizeml) in QFORGE_PYTHON and lists Akida devices',
     'quantization for Akida is done by the vendor SDK on Keras models; this adapter runs no verbs yet and says so with E_UNSUPPORTED (E_SDK_MISSING when the SDK is absent)',
   ],
-};
+});
 
 export class AkidaBackend extends SdkAdapterBackend {
   readonly id = 'akida';

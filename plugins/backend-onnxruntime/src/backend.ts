@@ -44,8 +44,8 @@ import {
   type VerifyOptions,
   type VerifyResult,
 } from '@qforge/core';
-import { describeModel, encodeModel, graphInputs, loadModel, saveModel, type ModelProto } from '@qforge/onnx';
-import { prepareModel, type ObservedShapes } from './prepare';
+import { describeModel, encodeModel, graphInputs, intAttr, loadModel, makeNode, saveModel, type ModelProto } from '@qforge/onnx';
+import { prepareModel, shapeQuestions, type ObservedShapes } from './prepare';
 import { quantizeDynamic } from './quantize-dynamic';
 import { STATIC_OP_TYPES, calibrationTensors, quantizeStaticQdq } from './quantize-qdq';
 import { createSession, loadOrt, runSession } from './runtime';
@@ -105,23 +105,19 @@ function checkSample(s: Sample): void {
   }
 }
 
-/** Shapes and float-ness of every tensor, from one real run of the float model. */
-async function observeTensors(proto: ModelProto, inputs: Record<string, Tensor>): Promise<{ shapes: ObservedShapes; floats: Set<string> }> {
-  const names = allTensorNames(proto);
-  const session = await createSession(withOutputs(proto, names), { optimization: 'disabled' });
+/**
+ * Shapes of the given tensors from one real run of the float model (static inference cannot tell
+ * for exported graphs with symbolic dims). Only the tensors preparation asks about are fetched.
+ */
+async function observeShapes(proto: ModelProto, inputs: Record<string, Tensor>, names: string[]): Promise<ObservedShapes> {
+  const shapes: ObservedShapes = new Map(Object.entries(inputs).map(([k, t]) => [k, t.dims]));
+  const wanted = names.filter((n) => !shapes.has(n));
+  if (!wanted.length) return shapes;
+  const session = await createSession(withOutputs(proto, wanted), { optimization: 'all' });
   try {
-    const out = await runSession(session, inputs);
-    const shapes: ObservedShapes = new Map();
-    const floats = new Set<string>();
-    for (const [k, v] of Object.entries(out)) {
-      shapes.set(k, [...v.dims].map(Number));
-      if (v.type === 'float32') floats.add(k);
-    }
-    for (const [k, t] of Object.entries(inputs)) {
-      shapes.set(k, t.dims);
-      if (t.dtype === 'float32') floats.add(k);
-    }
-    return { shapes, floats };
+    const out = await runSession(session, inputs, wanted);
+    for (const [k, v] of Object.entries(out)) shapes.set(k, [...v.dims].map(Number));
+    return shapes;
   } finally {
     await session.release();
   }
@@ -172,7 +168,7 @@ export class OnnxRuntimeBackend implements Backend {
   private async prepared(model: ModelRef, probeInputs: Record<string, Tensor>) {
     const loaded = loadModel(model.path);
     const inputSha = await sha256File(model.path);
-    const { shapes } = await observeTensors(loaded.proto, probeInputs);
+    const shapes = await observeShapes(loaded.proto, probeInputs, shapeQuestions(loaded.proto));
     const prep = prepareModel(loaded.proto, shapes, { needPerAxis: true });
     const preparedSha = sha256Bytes(encodeModel(prep.proto));
     return { ...prep, inputSha, preparedSha };
@@ -185,10 +181,26 @@ export class OnnxRuntimeBackend implements Backend {
     if (first.done) throw errDatasetEmpty(dataset.description.source);
     ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
     const prep = await this.prepared(model, first.value.inputs);
-    const graphInputNames = new Set(graphInputs(prep.proto.graph).map((i) => i.name));
     const candidates = calibrationTensors(prep.proto);
-    const fetch = candidates.filter((t) => !graphInputNames.has(t));
-    const session = await createSession(withOutputs(prep.proto, fetch), { optimization: 'basic' });
+    // minmax needs only each tensor's extremes: ReduceMin/ReduceMax nodes compute them inside the
+    // runtime, so no activation is copied into JavaScript. Histogram methods need the values.
+    const native = options.method === 'minmax';
+    const reduceNames = new Map(candidates.map((t) => [t, { min: `${t}__qforge_min`, max: `${t}__qforge_max` }]));
+    let session;
+    let fetch: string[];
+    if (native) {
+      const reduced: ModelProto = { ...prep.proto, graph: { ...prep.proto.graph, node: [...prep.proto.graph.node] } };
+      for (const t of candidates) {
+        const r = reduceNames.get(t)!;
+        reduced.graph.node.push(makeNode('ReduceMin', [t], [r.min], r.min, [intAttr('keepdims', 0)]), makeNode('ReduceMax', [t], [r.max], r.max, [intAttr('keepdims', 0)]));
+      }
+      fetch = candidates.flatMap((t) => [reduceNames.get(t)!.min, reduceNames.get(t)!.max]);
+      session = await createSession(withOutputs(reduced, fetch), { optimization: 'all' });
+    } else {
+      const graphInputNames = new Set(graphInputs(prep.proto.graph).map((i) => i.name));
+      fetch = candidates.filter((t) => !graphInputNames.has(t));
+      session = await createSession(withOutputs(prep.proto, fetch), { optimization: 'basic' });
+    }
     let tensors = candidates;
     const bins = methodNeedsHistogram(options.method) ? 2 * (options.bins ?? 2048) : undefined;
     const stats = new Map<string, TensorStatistics>(candidates.map((t) => [t, new TensorStatistics({ movingAverage: options.movingAverage, histogramBins: bins })]));
@@ -201,10 +213,19 @@ export class OnnxRuntimeBackend implements Backend {
         const out = await runSession(session, sample.inputs, fetch);
         if (count === 0) {
           // Only float tensors are quantized; the first run tells which ones are.
-          tensors = tensors.filter((t) => (out[t] ? out[t].type === 'float32' : sample.inputs[t]?.dtype === 'float32'));
+          const isFloat = (t: string) => {
+            const o = native ? out[reduceNames.get(t)!.min] : out[t];
+            return o ? o.type === 'float32' : sample.inputs[t]?.dtype === 'float32';
+          };
+          tensors = tensors.filter(isFloat);
           for (const t of [...stats.keys()]) if (!tensors.includes(t)) stats.delete(t);
         }
         for (const t of tensors) {
+          if (native) {
+            const r = reduceNames.get(t)!;
+            stats.get(t)!.minMax.updateRange((out[r.min].data as Float32Array)[0], (out[r.max].data as Float32Array)[0]);
+            continue;
+          }
           const data = (out[t]?.data ?? sample.inputs[t]?.data) as Float32Array | undefined;
           if (data) stats.get(t)!.update(data);
         }

@@ -295,6 +295,12 @@ export function upgradeOpset(proto: ModelProto, shapes: ObservedShapes, changes:
   return undefined;
 }
 
+/** The tensors whose runtime shapes preparation needs (Softmax-family inputs, for the opset upgrade). */
+export function shapeQuestions(proto: ModelProto): string[] {
+  if (opsetVersion(proto) >= 13) return [];
+  return proto.graph.node.filter((n) => (!n.domain || n.domain === 'ai.onnx') && ['Softmax', 'LogSoftmax', 'Hardmax'].includes(n.opType)).map((n) => n.input[0]);
+}
+
 export function prepareModel(proto: ModelProto, shapes: ObservedShapes, opts: { needPerAxis: boolean }): PreparationResult & { perAxisBlockedBy?: string } {
   const changes: GraphChange[] = [];
   constantsToInitializers(proto, changes);

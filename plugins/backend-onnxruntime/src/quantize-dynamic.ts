@@ -1,7 +1,8 @@
 // Dynamic quantization: int8 weights ahead of time, activations quantized per run by the kernel.
-import { errUnsupportedOp, quantizePerAxis, quantizeTensor, scaleFromRange, type GraphChange, type NodeDecision, type QuantizeOptions } from '@qforge/core';
-import { DataType, GraphIndex, attrFloat, attrInt, makeNode, makeTensor, tensorToFloat32, topologicalSort, uniqueNamer, type ModelProto, type NodeProto } from '@qforge/onnx';
+import { errUnsupportedOp, quantizeWeights, type GraphChange, type NodeDecision, type QuantizeOptions } from '@qforge/core';
+import { GraphIndex, attrInt, makeNode, makeTensor, tensorToFloat32, topologicalSort, uniqueNamer, type ModelProto, type NodeProto } from '@qforge/onnx';
 import { dropUnusedInitializers } from './prepare';
+import { selectWeightedNodes } from './selection';
 
 export const DYNAMIC_OP_TYPES = ['MatMul', 'Gemm'] as const;
 const MS_DOMAIN = 'com.microsoft';
@@ -22,23 +23,8 @@ export function quantizeDynamic(proto: ModelProto, opts: QuantizeOptions): { dec
   const decisions: NodeDecision[] = [];
   const excluded = new Set(opts.excludeNodes);
   const replaced = new Map<NodeProto, NodeProto>();
-  for (const n of g.node) {
-    if (!requested.includes(n.opType) || (n.domain && n.domain !== 'ai.onnx')) continue;
-    const nodeName = n.name || n.output[0];
+  for (const { node: n, name: nodeName, weight: w } of selectWeightedNodes(g.node, idx, { opTypes: new Set(requested), excluded, weightRank: 2 }, decisions)) {
     const skip = (reason: string) => decisions.push({ node: nodeName, opType: n.opType, quantized: false, reason });
-    if (excluded.has(nodeName)) {
-      skip('excluded by the user (--exclude-nodes)');
-      continue;
-    }
-    const w = idx.initializers.get(n.input[1]);
-    if (!w || w.dataType !== DataType.FLOAT || w.dims.length !== 2) {
-      skip('weight is not a 2-D float constant');
-      continue;
-    }
-    if (n.opType === 'Gemm' && (attrInt(n, 'transA', 0) !== 0 || attrFloat(n, 'alpha', 1) !== 1 || attrFloat(n, 'beta', 1) !== 1)) {
-      skip('Gemm with transA or alpha/beta ≠ 1');
-      continue;
-    }
     let data = tensorToFloat32(w);
     let [k, cols] = w.dims.map(Number);
     if (n.opType === 'Gemm' && attrInt(n, 'transB', 0)) {
@@ -49,23 +35,7 @@ export function quantizeDynamic(proto: ModelProto, opts: QuantizeOptions): { dec
       [k, cols] = [cols, k];
     }
     const rangeOpts = { type: 'int8' as const, symmetric: true, reduceRange: opts.reduceRange };
-    let values: ArrayLike<number>;
-    let scales: Float32Array;
-    if (opts.perChannel) {
-      const r = quantizePerAxis(data, [k, cols], 1, rangeOpts);
-      values = r.values;
-      scales = r.scales;
-    } else {
-      let lo = Infinity;
-      let hi = -Infinity;
-      for (const v of data) {
-        lo = Math.min(lo, v);
-        hi = Math.max(hi, v);
-      }
-      const p = scaleFromRange(lo, hi, rangeOpts);
-      values = quantizeTensor(data, p, rangeOpts);
-      scales = Float32Array.from([p.scale]);
-    }
+    const { values, scales } = quantizeWeights(data, [k, cols], opts.perChannel ? 1 : undefined, rangeOpts);
     const base = n.input[1];
     const qName = name(`${base}_quantized`);
     const sName = name(`${base}_scale`);

@@ -3,7 +3,7 @@ import {
   errCalibTableMismatch,
   errUnsupportedOp,
   quantizeBias,
-  quantizePerAxis,
+  quantizeWeights,
   quantizeTensor,
   quantizeWithScales,
   scaleFromRange,
@@ -17,7 +17,6 @@ import {
 import {
   DataType,
   GraphIndex,
-  attrFloat,
   attrInt,
   intAttr,
   makeNode,
@@ -29,6 +28,7 @@ import {
   type NodeProto,
 } from '@qforge/onnx';
 import { dropUnusedInitializers } from './prepare';
+import { selectWeightedNodes } from './selection';
 
 /** Operators with int8 kernels in ONNX Runtime's CPU provider that qforge quantizes statically. */
 export const STATIC_OP_TYPES = ['Conv', 'Gemm', 'MatMul'] as const;
@@ -46,9 +46,10 @@ export function calibrationTensors(proto: ModelProto): string[] {
   for (const n of proto.graph.node) {
     if ((STATIC_OP_TYPES as readonly string[]).includes(n.opType)) {
       if (!idx.initializers.has(n.input[0])) wanted.add(n.input[0]);
-      wanted.add(n.output[0]);
+      // With a fused activation only its output is quantized; leaving the raw output alone also
+      // lets the runtime keep Conv+activation fused while calibrating.
       const act = fusedActivation(idx, n.output[0]);
-      if (act) wanted.add(act.output[0]);
+      wanted.add(act ? act.output[0] : n.output[0]);
     } else if (PASS_THROUGH.has(n.opType) && !idx.initializers.has(n.input[0])) {
       wanted.add(n.input[0]);
       wanted.add(n.output[0]);
@@ -96,27 +97,7 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
   const changes: GraphChange[] = [];
   const quantNodes: NodeProto[] = [];
 
-  for (const n of order) {
-    if (!opTypes.has(n.opType) || (n.domain && n.domain !== 'ai.onnx')) continue;
-    const nodeName = n.name || n.output[0];
-    const skip = (reason: string) => decisions.push({ node: nodeName, opType: n.opType, quantized: false, reason });
-    if (excluded.has(nodeName)) {
-      skip('excluded by the user (--exclude-nodes)');
-      continue;
-    }
-    const w = idx.initializers.get(n.input[1]);
-    if (!w || w.dataType !== DataType.FLOAT) {
-      skip('weight is not a float constant (two dynamic inputs)');
-      continue;
-    }
-    if (n.opType === 'Gemm' && (attrInt(n, 'transA', 0) !== 0 || attrFloat(n, 'alpha', 1) !== 1 || attrFloat(n, 'beta', 1) !== 1)) {
-      skip('Gemm with transA or alpha/beta ≠ 1 has no int8 kernel');
-      continue;
-    }
-    if (n.opType === 'Conv' && w.dims.length !== 4) {
-      skip(`Conv${w.dims.length - 2}D: ONNX Runtime's int8 convolution kernels are 2-D`);
-      continue;
-    }
+  for (const { node: n, name: nodeName } of selectWeightedNodes(order, idx, { opTypes, excluded }, decisions)) {
     const x = n.input[0];
     if (!table.tensors[x]) throw errCalibTableMismatch(`no range for tensor ${x} (input of ${nodeName})`, { tensor: x, node: nodeName });
     quantNodes.push(n);
@@ -180,26 +161,10 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
     let entry = weightCache.get(key);
     if (!entry) {
       const data = tensorToFloat32(w);
-      let values: ArrayLike<number>;
-      let scales: Float32Array;
-      let zps: number[];
-      if (axis !== undefined) {
-        const r = quantizePerAxis(data, dims, axis, rangeOpts);
-        values = r.values;
-        scales = r.scales;
-        zps = Array.from(r.zeroPoints);
-      } else {
-        let lo = Infinity;
-        let hi = -Infinity;
-        for (const v of data) {
-          if (v < lo) lo = v;
-          if (v > hi) hi = v;
-        }
-        const p = scaleFromRange(lo, hi, rangeOpts);
-        values = quantizeTensor(data, p, rangeOpts);
-        scales = Float32Array.from([p.scale]);
-        zps = [p.zeroPoint];
-      }
+      const r = quantizeWeights(data, dims, axis, rangeOpts);
+      let values: ArrayLike<number> = r.values;
+      const scales = r.scales;
+      const zps = Array.from(r.zeroPoints);
       if (bias && xParams && (scales.length === 1 || scales.length === bias.length)) {
         const widened = widenScalesForBias(scales, bias, xParams.scale);
         if (widened.length) {

@@ -2,6 +2,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
+  defineCapabilities,
   errModelCorrupt,
   errUnsupported,
   sha256File,
@@ -22,23 +23,17 @@ const PACKAGE = require('../package.json') as { name: string; version: string };
 
 export type TfjsEngine = 'tensorflow' | 'wasm' | 'cpu';
 
-export const TFJS_CAPABILITIES: BackendCapabilities = {
+export const TFJS_CAPABILITIES: BackendCapabilities = defineCapabilities({
   inputFormats: ['tfjs-layers', 'tfjs-graph'],
   outputFormats: ['tflite'],
   verbs: ['inspect'],
-  modes: [],
-  quantFormats: [],
-  calibrationMethods: [],
-  weightTypes: [],
-  activationTypes: [],
-  granularity: [],
   targets: ['tflite-int8'],
   notes: [
     'inspects TensorFlow.js Layers and Graph models from disk (no tfjs-node needed)',
     'engine: tfjs-node when installed, else WebAssembly (SIMD), else pure JavaScript',
     'int8 .tflite conversion, calibration, verification and benchmarking are not implemented in this release: they fail with E_UNSUPPORTED',
   ],
-};
+});
 
 function resolvable(id: string): boolean {
   try {

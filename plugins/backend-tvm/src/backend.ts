@@ -1,5 +1,5 @@
 // The TVM adapter: finds `tvmc` on PATH or the `tvm` Python package and reports its version.
-import { SdkAdapterBackend, runProbe, type BackendCapabilities, type Detection } from '@qforge/core';
+import { SdkAdapterBackend, defineCapabilities, runProbe, type BackendCapabilities, type Detection } from '@qforge/core';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const PACKAGE = require('../package.json') as { name: string; version: string };
@@ -15,22 +15,13 @@ except Exception as e:
     print(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}))
 `;
 
-export const TVM_CAPABILITIES: BackendCapabilities = {
-  inputFormats: [],
-  outputFormats: [],
-  verbs: [],
-  modes: [],
-  quantFormats: [],
-  calibrationMethods: [],
-  weightTypes: [],
-  activationTypes: [],
-  granularity: [],
+export const TVM_CAPABILITIES: BackendCapabilities = defineCapabilities({
   targets: ['tvm-llvm'],
   notes: [
     'detects `tvmc` on PATH (its --version) or the tvm Python package in QFORGE_PYTHON',
     'compiling and benchmarking through tvmc is not implemented yet: verbs fail with E_UNSUPPORTED (E_SDK_MISSING when TVM is absent)',
   ],
-};
+});
 
 export class TvmBackend extends SdkAdapterBackend {
   readonly id = 'tvm';
