@@ -82,3 +82,21 @@ describe('chooseRange', () => {
     expect(entropyThreshold(small, 0, 1)).toBe(1);
   });
 });
+
+describe('entropy calibration', () => {
+  it('does not collapse to the shortest candidate range on a plain bell curve', () => {
+    const h = new Histogram(4096);
+    const data = normal(100000, 9);
+    h.update(data);
+    let min = Infinity;
+    let max = -Infinity;
+    for (const v of data) {
+      min = Math.min(min, v);
+      max = Math.max(max, v);
+    }
+    const t = entropyThreshold(h, min, max);
+    // A 128-level quantizer of N(0,1) clips around 2.5–4 sigma, never at the minimum candidate.
+    expect(t).toBeGreaterThan(2);
+    expect(t).toBeLessThanOrEqual(Math.max(-min, max));
+  });
+});

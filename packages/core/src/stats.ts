@@ -209,7 +209,7 @@ export function entropyThreshold(hist: Histogram, min: number, max: number, leve
     let outliers = 0;
     for (let j = i; j < n; j++) outliers += p0[j];
     p[i - 1] += outliers;
-    // Quantize p into `levels` buckets and expand back over the non-empty bins.
+    // Quantize the first i bins into `levels` buckets and expand back over P's non-empty bins.
     const q = new Float64Array(i);
     const per = i / levels;
     for (let k = 0; k < levels; k++) {
@@ -217,8 +217,9 @@ export function entropyThreshold(hist: Histogram, min: number, max: number, leve
       const end = k === levels - 1 ? i : Math.floor((k + 1) * per);
       let sum = 0;
       let nonzero = 0;
+      // Q is built from the unclipped bins: the clipped-off mass is what makes short ranges cost.
       for (let j = start; j < end; j++) {
-        sum += p0[j] + (j === i - 1 ? outliers : 0);
+        sum += p0[j];
         if (p[j] > 0) nonzero++;
       }
       if (nonzero === 0) continue;
