@@ -15,7 +15,7 @@ for (const p of ['core', 'onnx']) symlinkSync(dirname(require.resolve(`@qforge/$
 
 writeFileSync(
   join(pkg, 'package.json'),
-  JSON.stringify({ name: 'qforge-backend-sizer', version: '1.2.3', main: 'index.js', qforge: { backend: './index.js' }, peerDependencies: { '@qforge/core': '^0.1.0', '@qforge/onnx': '^0.1.0' } }, null, 2),
+  JSON.stringify({ name: 'qforge-backend-sizer', version: '1.2.3', main: 'index.js', qforge: { backend: './index.js' }, oclif: {}, peerDependencies: { '@qforge/core': '^0.1.0', '@qforge/onnx': '^0.1.0' } }, null, 2),
 );
 // Only the documented public API: SdkAdapterBackend-free, a plain object implementing Backend.
 writeFileSync(
@@ -51,6 +51,17 @@ describe('a third-party backend outside the repo', () => {
     const info = qforge(['inspect', EXAMPLE, '--backend', 'sizer', '--json'], { env });
     expect(info.code).toBe(0);
     expect(info.json().notes).toContain('inspected by sizer');
+  });
+
+  it('is found after `qforge plugins link`, oclif\'s own plugin manager', () => {
+    const data = mkdtempSync(join(tmpdir(), 'qforge-plugins-data-'));
+    const env = { XDG_DATA_HOME: data };
+    const link = qforge(['plugins', 'link', pkg], { env });
+    expect(link.code).toBe(0);
+    const list = qforge(['backends', '--json'], { env });
+    expect(list.json().backends.map((b: { id: string }) => b.id)).toContain('sizer');
+    expect(qforge(['plugins', 'unlink', 'qforge-backend-sizer'], { env }).code).toBe(0);
+    expect(qforge(['backends', '--json'], { env }).json().backends.map((b: { id: string }) => b.id)).not.toContain('sizer');
   });
 
   it('a plugin that fails to load is reported, and the CLI keeps working', () => {

@@ -130,9 +130,10 @@ export class BackendRegistry {
 
 /**
  * Finds installed packages that declare `qforge.backend` in package.json, under each given
- * node_modules folder (scoped packages included). Unreadable manifests are skipped.
+ * node_modules folder (scoped packages included) and among `packageDirs` (package folders named
+ * directly, e.g. plugins linked with `qforge plugins link`). Unreadable manifests are reported.
  */
-export function discoverPlugins(nodeModulesDirs: string[]): { plugins: DiscoveredPlugin[]; failures: PluginLoadFailure[] } {
+export function discoverPlugins(nodeModulesDirs: string[], packageDirs: string[] = []): { plugins: DiscoveredPlugin[]; failures: PluginLoadFailure[] } {
   const plugins: DiscoveredPlugin[] = [];
   const failures: PluginLoadFailure[] = [];
   const seen = new Set<string>();
@@ -159,6 +160,7 @@ export function discoverPlugins(nodeModulesDirs: string[]): { plugins: Discovere
     }
     plugins.push({ package: manifest.name ?? dir, version: manifest.version ?? '0.0.0', path: real, entry: resolve(real, manifest.qforge.backend) });
   };
+  for (const dir of packageDirs) consider(dir);
   for (const nm of nodeModulesDirs) {
     if (!existsSync(nm)) continue;
     for (const name of readdirSync(nm)) {

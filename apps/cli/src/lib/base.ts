@@ -14,7 +14,7 @@ export abstract class QforgeCommand extends Command {
   private registryCache?: BackendRegistry;
 
   protected get registry(): BackendRegistry {
-    this.registryCache ??= buildRegistry({ dataDir: this.config.dataDir });
+    this.registryCache ??= buildRegistry({ dataDir: this.config.dataDir, pluginRoots: this.config.getPluginsList().filter((p) => p.type !== 'core').map((p) => p.root) });
     return this.registryCache;
   }
 

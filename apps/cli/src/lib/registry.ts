@@ -24,9 +24,10 @@ function ancestorsNodeModules(dir: string): string[] {
 
 /**
  * Plugins are found in the current project's node_modules, in oclif's data folder (where
- * `qforge plugins install` puts them) and in QFORGE_PLUGIN_PATH (colon-separated node_modules folders).
+ * `qforge plugins install` puts them), among oclif's plugins (linked ones included) and in
+ * QFORGE_PLUGIN_PATH (colon-separated node_modules folders).
  */
-export function buildRegistry(options: { dataDir?: string; cwd?: string } = {}): BackendRegistry {
+export function buildRegistry(options: { dataDir?: string; cwd?: string; pluginRoots?: string[] } = {}): BackendRegistry {
   const registry = new BackendRegistry();
   for (const f of BUNDLED_BACKENDS) registry.register(f);
   const dirs = [
@@ -34,7 +35,7 @@ export function buildRegistry(options: { dataDir?: string; cwd?: string } = {}):
     ...(options.dataDir ? [join(options.dataDir, 'node_modules')] : []),
     ...ancestorsNodeModules(options.cwd ?? process.cwd()),
   ];
-  const { plugins, failures } = discoverPlugins(dirs);
+  const { plugins, failures } = discoverPlugins(dirs, options.pluginRoots ?? []);
   registry.failures.push(...failures);
   // Bundled backends are already registered; their package copies in node_modules are skipped by id.
   registry.loadDiscovered(plugins);
