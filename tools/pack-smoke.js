@@ -8,7 +8,7 @@ const { tmpdir } = require('node:os');
 const { join, resolve } = require('node:path');
 
 const ROOT = resolve(__dirname, '..');
-const PACKAGES = ['packages/core', 'packages/onnx', 'packages/testkit', 'plugins/backend-onnxruntime', 'plugins/backend-tfjs', 'plugins/backend-akida', 'plugins/backend-tvm', 'apps/cli'];
+const PACKAGES = ['packages/core', 'packages/onnx', 'packages/testkit', 'plugins/backend-onnxruntime', 'plugins/backend-tfjs', 'plugins/backend-akida', 'plugins/backend-tvm', 'apps/dashboard', 'apps/cli'];
 const out = mkdtempSync(join(tmpdir(), 'qforge-pack-'));
 const project = mkdtempSync(join(tmpdir(), 'qforge-user-'));
 const sh = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });

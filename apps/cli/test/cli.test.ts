@@ -98,7 +98,7 @@ describe('the quantize pipeline on the embedded example', () => {
   it('writes the run directory and the model, and passes verification', () => {
     expect(result.code).toBe(0);
     const { runDir, report } = result.json();
-    expect(readdirSync(runDir).sort()).toEqual(['calibration.json', 'model.int8.onnx', 'report.json', 'summary.txt']);
+    expect(readdirSync(runDir).sort()).toEqual(['calibration.json', 'model.int8.onnx', 'report.html', 'report.json', 'summary.txt']);
     expect(validateRunReport(report)).toBeTruthy();
     expect(report).toMatchObject({ status: 'succeeded', verdict: 'pass', calibration: { sampleCount: 64 }, evalDataset: { kind: 'mnist', samplesUsed: 300 } });
     expect(report.sizes.ratio).toBeLessThan(0.35);

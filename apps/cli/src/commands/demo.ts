@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Flags } from '@oclif/core';
-import { errModelNotFound, modelRef, resolveTargetProfile, runQuantize } from '@qforge/core';
+import { errModelNotFound, modelRef, resolveTargetProfile } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
 import { cliRunContext } from '../lib/progress';
+import { runAndRender } from '../lib/run';
 import type { QuantizeOutput } from './quantize';
 
 /** The embedded example: in the repo, or shipped inside the CLI package. */
@@ -29,7 +30,7 @@ export default class Demo extends QforgeCommand {
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
     const { ctx, stop } = cliRunContext();
     this.log(`qforge demo: ${model.path}\n`);
-    const result = await runQuantize(
+    const result = await runAndRender(
       backend,
       {
         model,

@@ -1,8 +1,9 @@
 import { Args, Flags } from '@oclif/core';
-import { modelRef, resolveTargetProfile, runQuantize, type CalibrationMethod, type QuantFormat, type QuantMode, type QuantType, type RunReport } from '@qforge/core';
+import { modelRef, resolveTargetProfile, type CalibrationMethod, type QuantFormat, type QuantMode, type QuantType, type RunReport } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
 import { backendFlag, imageFlags, imageOptions, list, positiveInt, targetFlag } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
+import { runAndRender } from '../lib/run';
 
 export interface QuantizeOutput {
   runDir: string;
@@ -54,7 +55,7 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     const target = resolveTargetProfile(flags.target);
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
     const { ctx, stop } = cliRunContext();
-    const result = await runQuantize(
+    const result = await runAndRender(
       backend,
       {
         model,

@@ -1,0 +1,42 @@
+import { resolve } from 'node:path';
+import { Flags } from '@oclif/core';
+import { modelRef, resolveTargetProfile, type RunContext } from '@qforge/core';
+import { startDashboard, type StartRunRequest } from '@qforge/dashboard';
+import { QforgeCommand } from '../lib/base';
+import { runAndRender } from '../lib/run';
+
+export default class Dashboard extends QforgeCommand {
+  static summary = 'Serve the dashboard over a runs folder: list, inspect, compare and start runs in the browser.';
+  static description = 'Binds to 127.0.0.1 by default. The server reads only inside --runs-dir; runs started from the page may read models and data only inside --allow folders.';
+  static examples = ['<%= config.bin %> dashboard', '<%= config.bin %> dashboard --runs-dir ./qforge-runs --allow ./models --allow ./data --port 8080'];
+  static enableJsonFlag = false;
+  static flags = {
+    'runs-dir': Flags.string({ description: 'Runs folder to serve.', default: './qforge-runs' }),
+    port: Flags.integer({ description: 'Port (0 picks a free one).', default: 4600 }),
+    host: Flags.string({ description: 'Address to bind.', default: '127.0.0.1' }),
+    allow: Flags.string({ description: 'Folder runs started from the page may read models/data from (repeatable).', multiple: true, default: ['.'] }),
+  };
+
+  async run(): Promise<void> {
+    const { flags } = await this.parse(Dashboard);
+    const runsDir = resolve(flags['runs-dir']);
+    const registry = this.registry;
+    const launch = async (req: StartRunRequest, ctx: RunContext) => {
+      const model = modelRef(req.model);
+      const backend = await registry.resolve({ backend: req.backend, format: model.format, verb: 'quantize' });
+      const r = await runAndRender(
+        backend,
+        { model, runsDir, target: resolveTargetProfile(req.target), mode: req.mode, data: req.data, samples: req.samples, method: req.method, evalData: req.evalData, evalSamples: req.evalSamples, benchmarkRuns: 50, command: 'dashboard', qforgeVersion: this.config.version },
+        ctx,
+      );
+      return { runId: r.report.runId };
+    };
+    const d = await startDashboard({ runsDir, allow: flags.allow, host: flags.host, port: flags.port, launch, backends: ['auto', ...registry.ids()] });
+    this.log(`qforge dashboard on ${d.url} (runs: ${runsDir}; readable: ${flags.allow.map((a) => resolve(a)).join(', ')}) — Ctrl+C to stop`);
+    await new Promise<void>((done) => {
+      const stop = () => void d.close().then(done);
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+  }
+}

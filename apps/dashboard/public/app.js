@@ -1,0 +1,172 @@
+// The dashboard app: runs list, run page, comparison and starting runs. Hash routes, no build step.
+(function () {
+  const view = document.getElementById('view');
+  const charts = [];
+  const api = async (path, init) => {
+    const res = await fetch(path, init);
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw Object.assign(new Error((body.error && body.error.message) || res.statusText), { status: res.status, body });
+    return body;
+  };
+  const esc = (s) => String(s == null ? '' : s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+  const num = (x, d = 2) => (x == null || Number.isNaN(x) ? '—' : Number(x).toFixed(d));
+  const kib = (b) => (b == null ? '—' : `${(b / 1024).toFixed(1)} KiB`);
+  const pct = (x) => (x == null ? '—' : `${(x * 100).toFixed(2)}%`);
+  const clearCharts = () => { while (charts.length) { const c = charts.pop(); if (c) c.destroy(); } };
+  const selected = new Set();
+
+  const columns = [
+    ['model', 'model'], ['backend', 'backend'], ['target', 'target'], ['mode', 'mode'], ['method', 'method'], ['samples', 'samples'],
+    ['size', 'sizeRatio'], ['latency fp32 → int8', 'speedup'], ['SNR', 'snrDb'], ['accuracy', 'accuracyInt8'], ['verdict', 'verdict'], ['time', 'createdAt'],
+  ];
+  let sortKey = 'createdAt';
+  let sortDir = -1;
+  let filter = '';
+
+  async function runsPage() {
+    const { runs, runsDir } = await api('/api/runs');
+    document.getElementById('runs-dir').textContent = runsDir;
+    const shown = runs
+      .filter((r) => !filter || JSON.stringify(r).toLowerCase().includes(filter.toLowerCase()))
+      .sort((a, b) => ((a[sortKey] ?? '') > (b[sortKey] ?? '') ? 1 : (a[sortKey] ?? '') < (b[sortKey] ?? '') ? -1 : 0) * sortDir);
+    view.innerHTML = `
+      <div class="toolbar"><input id="filter" placeholder="filter runs…" value="${esc(filter)}" aria-label="filter">
+      <button id="compare-btn" ${selected.size < 2 ? 'disabled' : ''}>Compare selected (${selected.size})</button>
+      <span class="muted">${runs.length} runs</span></div>
+      <table id="runs"><thead><tr><th></th>${columns.map(([t, k]) => `<th data-key="${k}">${t}${sortKey === k ? (sortDir > 0 ? ' ▲' : ' ▼') : ''}</th>`).join('')}</tr></thead>
+      <tbody>${shown.map((r) => r.damaged
+        ? `<tr class="damaged" data-id="${esc(r.id)}"><td></td><td colspan="${columns.length}">${esc(r.id)} — damaged: ${esc(r.problem)}</td></tr>`
+        : `<tr data-id="${esc(r.id)}"><td><input type="checkbox" class="pick" value="${esc(r.id)}" ${selected.has(r.id) ? 'checked' : ''} aria-label="select ${esc(r.id)}"></td>
+          <td><a href="#/run/${encodeURIComponent(r.id)}">${esc(r.model)}</a></td><td>${esc(r.backend)}</td><td>${esc(r.target)}</td><td>${esc(r.mode)}</td><td>${esc(r.method)}</td><td>${r.samples ?? '—'}</td>
+          <td>${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} (${num(r.sizeRatio)}×)</td>
+          <td>${num(r.fp32Ms, 3)} → ${num(r.int8Ms, 3)} ms (${num(r.speedup)}×)</td>
+          <td>${num(r.snrDb, 1)} dB</td><td>${r.accuracyInt8 != null ? `${pct(r.accuracyFp32)} → ${pct(r.accuracyInt8)}` : '—'}</td>
+          <td class="verdict-${esc(r.verdict)}">${esc(r.verdict)}${r.error ? ` <span class="muted">${esc(r.error)}</span>` : ''}</td><td>${esc((r.createdAt || '').replace('T', ' ').slice(0, 19))}</td></tr>`).join('')}</tbody></table>`;
+    view.querySelectorAll('th[data-key]').forEach((th) => th.addEventListener('click', () => {
+      const k = th.dataset.key;
+      sortDir = sortKey === k ? -sortDir : 1;
+      sortKey = k;
+      runsPage();
+    }));
+    const f = document.getElementById('filter');
+    f.addEventListener('input', () => { filter = f.value; runsPage().then(() => { const g = document.getElementById('filter'); g.focus(); g.setSelectionRange(filter.length, filter.length); }); });
+    view.querySelectorAll('input.pick').forEach((c) => c.addEventListener('change', () => { c.checked ? selected.add(c.value) : selected.delete(c.value); runsPage(); }));
+    document.getElementById('compare-btn').addEventListener('click', () => { location.hash = `#/compare?ids=${[...selected].map(encodeURIComponent).join(',')}`; });
+  }
+
+  async function runPage(id) {
+    let report;
+    try {
+      report = await api(`/api/runs/${encodeURIComponent(id)}`);
+    } catch (e) {
+      view.innerHTML = `<h2>${esc(id)}</h2><p class="error">This run cannot be shown: ${esc(e.message)}</p>`;
+      return;
+    }
+    let table = null;
+    if (report.calibrationTable) table = await fetch(`/api/runs/${encodeURIComponent(id)}/files/calibration.json`).then((r) => (r.ok ? r.json() : null));
+    const o = report.verify && report.verify.outputs[0];
+    const files = ['report.json', 'summary.txt', 'calibration.json', 'report.html', report.output ? report.output.path.split('/').pop() : null].filter(Boolean);
+    const tensors = table ? Object.keys(table.tensors) : [];
+    view.innerHTML = `
+      <h2>${esc(report.input.path.split('/').pop())} <span class="verdict-${esc(report.verdict)}">${esc(report.verdict.toUpperCase())}</span></h2>
+      <p class="muted">${esc(report.runId)} · ${esc(report.command)} · ${esc(report.createdAt)}</p>
+      ${report.error ? `<p class="error">${esc(report.error.code)}: ${esc(report.error.message)}\nhint: ${esc(report.error.hint || '')}</p>` : ''}
+      <div class="cards">
+        <div class="card">size<b>${report.sizes ? `${num(report.sizes.ratio)}×` : '—'}</b><span class="muted">${report.sizes ? `${kib(report.sizes.inputBytes)} → ${kib(report.sizes.outputBytes)}` : ''}</span></div>
+        <div class="card">speedup<b>${report.benchmark && report.benchmark.speedup ? `${num(report.benchmark.speedup)}×` : '—'}</b><span class="muted">${report.benchmark && report.benchmark.compare ? `${num(report.benchmark.compare.latencyMs.mean, 3)} → ${num(report.benchmark.primary.latencyMs.mean, 3)} ms` : ''}</span></div>
+        <div class="card">output SNR<b>${o ? `${num(o.snrDb, 1)} dB` : '—'}</b><span class="muted">${o && o.preActivation ? `before ${esc(o.preActivation.op)}: ${num(o.preActivation.snrDb, 1)} dB` : ''}</span></div>
+        <div class="card">accuracy<b>${report.verify && report.verify.accuracy ? pct(report.verify.accuracy.candidate) : '—'}</b><span class="muted">${report.verify && report.verify.accuracy ? `fp32 ${pct(report.verify.accuracy.reference)}, drop ${num(report.verify.accuracy.dropPoints)} pts` : ''}</span></div>
+      </div>
+      <p>${report.verdictReasons.map(esc).join('; ')}</p>
+      <div class="chart"><canvas id="latency"></canvas></div>
+      <div class="chart"><canvas id="layers" height="${Math.max(120, Math.min(40, ((report.verify && report.verify.layers) || []).length) * 18)}"></canvas></div>
+      ${tensors.length ? `<div class="chart"><label>Tensor <select id="tensor">${tensors.map((t) => `<option>${esc(t)}</option>`).join('')}</select></label><canvas id="ranges"></canvas></div>` : ''}
+      <h3>Artifacts</h3><ul id="artifacts">${files.map((f) => `<li><a href="/api/runs/${encodeURIComponent(id)}/files/${encodeURIComponent(f)}">${esc(f)}</a></li>`).join('')}</ul>
+      <h3>Options and versions</h3><pre id="options">${esc(JSON.stringify({ options: report.options, tool: report.tool, backend: report.backend, target: report.target, input: report.input, output: report.output }, null, 2))}</pre>`;
+    charts.push(QforgeCharts.latencyChart(document.getElementById('latency'), report));
+    charts.push(QforgeCharts.layersChart(document.getElementById('layers'), report));
+    if (tensors.length) {
+      const sel = document.getElementById('tensor');
+      let rc = QforgeCharts.rangeChart(document.getElementById('ranges'), table, sel.value);
+      sel.addEventListener('change', () => { if (rc) rc.destroy(); rc = QforgeCharts.rangeChart(document.getElementById('ranges'), table, sel.value); charts.push(rc); });
+      charts.push(rc);
+    }
+  }
+
+  async function comparePage(ids) {
+    const { runs } = await api('/api/runs');
+    const picked = ids.length ? runs.filter((r) => ids.includes(r.id)) : runs.filter((r) => !r.damaged).slice(0, 8);
+    const rows = picked.map((r) => ({ ...r, label: `${r.method || r.mode}/${r.samples ?? '—'} ${r.id.slice(9, 15)}`, accuracy: r.accuracyInt8 != null ? r.accuracyInt8 * 100 : null }));
+    view.innerHTML = `<h2>Compare ${rows.length} runs</h2>
+      <div class="chart"><canvas id="compare"></canvas></div>
+      <table id="compare-table"><thead><tr><th>run</th><th>model</th><th>method</th><th>samples</th><th>accuracy</th><th>SNR</th><th>size</th><th>speedup</th><th>verdict</th></tr></thead><tbody>
+      ${rows.map((r) => `<tr><td><a href="#/run/${encodeURIComponent(r.id)}">${esc(r.id)}</a></td><td>${esc(r.model)}</td><td>${esc(r.method)}</td><td>${r.samples ?? '—'}</td><td>${r.accuracy != null ? num(r.accuracy) + '%' : '—'}</td><td>${num(r.snrDb, 1)} dB</td><td>${num(r.sizeRatio)}×</td><td>${num(r.speedup)}×</td><td class="verdict-${esc(r.verdict)}">${esc(r.verdict)}</td></tr>`).join('')}</tbody></table>`;
+    charts.push(QforgeCharts.compareChart(document.getElementById('compare'), rows));
+  }
+
+  async function startPage() {
+    const c = await api('/api/choices');
+    const opts = (xs) => xs.map((x) => `<option>${esc(x)}</option>`).join('');
+    view.innerHTML = `<h2>Start a run</h2>
+      ${c.canStart ? '' : '<p class="error">This dashboard was started without permission to run quantization.</p>'}
+      <p class="muted">Models and datasets are read only from: ${c.allowed.map(esc).join(', ') || 'nowhere (start with --allow DIR)'}</p>
+      <form class="start" id="start-form">
+        <label for="model">model</label><select id="model" name="model">${opts(c.models)}</select>
+        <label for="data">calibration data</label><select id="data" name="data">${opts(c.datasets)}</select>
+        <label for="evalData">evaluation data</label><select id="evalData" name="evalData">${opts(['mnist:test', ...c.datasets.filter((d) => d !== 'mnist:test')])}</select>
+        <label for="backend">backend</label><select id="backend" name="backend">${opts(c.backends)}</select>
+        <label for="target">target</label><select id="target" name="target">${opts(c.targets)}</select>
+        <label for="mode">mode</label><select id="mode" name="mode">${opts(['static', 'dynamic'])}</select>
+        <label for="method">method</label><select id="method" name="method">${opts(['minmax', 'percentile', 'entropy', 'mse'])}</select>
+        <label for="samples">samples</label><input id="samples" name="samples" type="number" min="1" value="64">
+        <label for="evalSamples">evaluation samples</label><input id="evalSamples" name="evalSamples" type="number" min="1" value="200">
+        <span></span><button type="submit" ${c.canStart ? '' : 'disabled'}>Start</button>
+      </form>
+      <div id="job" hidden><p id="phase">starting…</p><progress id="progress" max="1" value="0"></progress><p id="job-result"></p></div>`;
+    document.getElementById('start-form').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const f = new FormData(ev.target);
+      const body = Object.fromEntries(f.entries());
+      body.samples = Number(body.samples);
+      body.evalSamples = Number(body.evalSamples);
+      const job = document.getElementById('job');
+      const result = document.getElementById('job-result');
+      job.hidden = false;
+      result.textContent = '';
+      let started;
+      try {
+        started = await api('/api/runs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      } catch (e) {
+        result.innerHTML = `<span class="error">${esc(e.message)}</span>`;
+        return;
+      }
+      const es = new EventSource(started.events);
+      es.addEventListener('progress', (m) => {
+        const p = JSON.parse(m.data).progress;
+        document.getElementById('phase').textContent = `${p.phase}${p.total ? ` ${p.current}/${p.total}` : ''}${p.message ? ` — ${p.message}` : ''}`;
+        const bar = document.getElementById('progress');
+        if (p.total) { bar.max = p.total; bar.value = p.current; } else bar.removeAttribute('value');
+      });
+      es.addEventListener('done', (m) => { es.close(); const id = JSON.parse(m.data).runId; document.getElementById('phase').textContent = 'done'; result.innerHTML = `Finished: <a id="new-run" href="#/run/${encodeURIComponent(id)}">${esc(id)}</a>`; });
+      es.addEventListener('failed', (m) => { es.close(); const e = JSON.parse(m.data).error; document.getElementById('phase').textContent = 'failed'; result.innerHTML = `<span class="error">${esc(e.code)}: ${esc(e.message)}${e.hint ? `\nhint: ${esc(e.hint)}` : ''}</span>`; });
+    });
+  }
+
+  async function route() {
+    clearCharts();
+    const hash = location.hash || '#/';
+    const [path, query] = hash.slice(1).split('?');
+    document.querySelectorAll('nav a').forEach((a) => a.classList.toggle('active', path.startsWith(`/${a.dataset.nav}`) || (path === '/' && a.dataset.nav === 'runs')));
+    try {
+      if (path.startsWith('/run/')) await runPage(decodeURIComponent(path.slice(5)));
+      else if (path.startsWith('/compare')) await comparePage(new URLSearchParams(query).get('ids')?.split(',').filter(Boolean).map(decodeURIComponent) ?? []);
+      else if (path.startsWith('/start')) await startPage();
+      else await runsPage();
+      document.body.dataset.ready = path;
+    } catch (e) {
+      view.innerHTML = `<p class="error">${esc(e.message)}</p>`;
+    }
+  }
+  window.addEventListener('hashchange', route);
+  route();
+})();

@@ -1,0 +1,72 @@
+// Chart helpers shared by the dashboard and the self-contained report.html (Chart.js is global).
+(function (global) {
+  const FP32 = '#8896a8';
+  const INT8 = '#1f7a5c';
+
+  function histogram(samples, lo, hi, bins) {
+    const counts = new Array(bins).fill(0);
+    const w = (hi - lo) / bins || 1;
+    for (const s of samples) counts[Math.min(bins - 1, Math.max(0, Math.floor((s - lo) / w)))]++;
+    return counts;
+  }
+
+  /** Latency distributions of fp32 and int8 from one alternating benchmark run. */
+  function latencyChart(canvas, report) {
+    const b = report.benchmark;
+    if (!b) return null;
+    const series = [{ label: 'int8', s: b.primary.latencyMs.samples, color: INT8 }];
+    if (b.compare) series.unshift({ label: 'fp32', s: b.compare.latencyMs.samples, color: FP32 });
+    const all = series.flatMap((x) => x.s);
+    const lo = Math.min(...all);
+    const hi = Math.max(...all);
+    const bins = 30;
+    const labels = Array.from({ length: bins }, (_, i) => (lo + ((i + 0.5) * (hi - lo)) / bins).toFixed(3));
+    return new Chart(canvas, {
+      type: 'bar',
+      data: { labels, datasets: series.map((x) => ({ label: x.label, data: histogram(x.s, lo, hi, bins), backgroundColor: x.color })) },
+      options: { animation: false, plugins: { title: { display: true, text: 'Latency distribution (ms per inference)' } }, scales: { x: { title: { display: true, text: 'ms' } }, y: { title: { display: true, text: 'runs' } } } },
+    });
+  }
+
+  /** Error at each quantized tensor, worst first: the layers to try keeping in float. */
+  function layersChart(canvas, report) {
+    const layers = (report.verify && report.verify.layers) || [];
+    if (!layers.length) return null;
+    const shown = layers.slice(0, 40);
+    return new Chart(canvas, {
+      type: 'bar',
+      data: { labels: shown.map((l) => l.tensor), datasets: [{ label: 'SNR (dB)', data: shown.map((l) => l.snrDb), backgroundColor: shown.map((l) => (l.snrDb < 20 ? '#c0392b' : l.snrDb < 30 ? '#d98e04' : INT8)) }] },
+      options: { animation: false, indexAxis: 'y', plugins: { title: { display: true, text: 'Per-layer SNR, worst first (red < 20 dB)' } }, scales: { x: { title: { display: true, text: 'dB' } } } },
+    });
+  }
+
+  /** Calibration range of one tensor: observed min/max and the range quantization uses. */
+  function rangeChart(canvas, table, tensor) {
+    const t = table && table.tensors[tensor];
+    if (!t) return null;
+    if (t.histogram) {
+      const n = t.histogram.bins.length;
+      const w = (2 * t.histogram.limit) / n;
+      const pts = t.histogram.bins.map((c, i) => ({ x: -t.histogram.limit + (i + 0.5) * w, y: c })).filter((p) => p.y > 0);
+      return new Chart(canvas, { type: 'line', data: { datasets: [{ label: tensor, data: pts, borderColor: INT8, pointRadius: 0 }] }, options: { animation: false, parsing: false, scales: { x: { type: 'linear' } } } });
+    }
+    return new Chart(canvas, {
+      type: 'bar',
+      data: { labels: ['observed min', 'observed max', 'range low', 'range high'], datasets: [{ label: tensor, data: [t.min, t.max, t.range[0], t.range[1]], backgroundColor: [FP32, FP32, INT8, INT8] }] },
+      options: { animation: false, plugins: { title: { display: true, text: `Activation range of ${tensor}` } } },
+    });
+  }
+
+  /** Several runs side by side on the metrics that decide between them. */
+  function compareChart(canvas, rows) {
+    const labels = rows.map((r) => r.label);
+    const ds = (label, key, color, axis) => ({ label, data: rows.map((r) => r[key]), backgroundColor: color, borderColor: color, yAxisID: axis });
+    return new Chart(canvas, {
+      type: 'bar',
+      data: { labels, datasets: [ds('accuracy int8 (%)', 'accuracy', INT8, 'y'), ds('SNR (dB)', 'snrDb', '#2d6cdf', 'y'), ds('speedup (×)', 'speedup', '#d98e04', 'y1'), ds('size ratio (×)', 'sizeRatio', FP32, 'y1')] },
+      options: { animation: false, plugins: { title: { display: true, text: 'Runs compared' } }, scales: { y: { position: 'left', title: { display: true, text: '% / dB' } }, y1: { position: 'right', grid: { drawOnChartArea: false }, title: { display: true, text: '×' } } } },
+    });
+  }
+
+  global.QforgeCharts = { latencyChart, layersChart, rangeChart, compareChart };
+})(typeof window !== 'undefined' ? window : globalThis);

@@ -1,0 +1,59 @@
+// report.html: one run as a self-contained page (Chart.js and the data inlined), readable offline.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { formatRunSummary, writeFileAtomic, type CalibrationTable, type RunReport } from '@qforge/core';
+
+// The built app (dist/public), found the same way from src/ (tests) and dist/.
+const PUBLIC = join(__dirname, '..', 'dist', 'public');
+
+/** `</script>` inside inlined data would end the script early. */
+function safeJson(value: unknown): string {
+  return JSON.stringify(value).replace(/</g, '\\u003c');
+}
+
+function esc(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+export function renderReportHtml(report: RunReport, table?: CalibrationTable): string {
+  const chartJs = readFileSync(join(PUBLIC, 'vendor', 'chart.umd.min.js'), 'utf8');
+  const charts = readFileSync(join(PUBLIC, 'charts.js'), 'utf8');
+  const css = readFileSync(join(PUBLIC, 'style.css'), 'utf8');
+  const tensors = table ? Object.keys(table.tensors) : [];
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>qforge run ${esc(report.runId)}</title>
+<style>${css}</style>
+<script>${chartJs}</script>
+<script>${charts}</script>
+</head><body><main>
+<h1>qforge run <span class="verdict-${esc(report.verdict)}">${esc(report.verdict.toUpperCase())}</span></h1>
+<pre id="summary">${esc(formatRunSummary(report))}</pre>
+<div class="chart"><canvas id="latency"></canvas></div>
+<div class="chart"><canvas id="layers"></canvas></div>
+${tensors.length ? `<div class="chart"><label>Tensor <select id="tensor">${tensors.map((t) => `<option>${esc(t)}</option>`).join('')}</select></label><canvas id="ranges"></canvas></div>` : ''}
+<h3>Options and versions</h3><pre>${esc(JSON.stringify({ options: report.options, tool: report.tool, backend: report.backend, target: report.target, input: report.input, output: report.output }, null, 2))}</pre>
+</main>
+<script>
+const report = ${safeJson(report)};
+const table = ${safeJson(table ?? null)};
+window.qforgeCharts = [QforgeCharts.latencyChart(document.getElementById('latency'), report), QforgeCharts.layersChart(document.getElementById('layers'), report)];
+const sel = document.getElementById('tensor');
+if (sel) {
+  let rc = QforgeCharts.rangeChart(document.getElementById('ranges'), table, sel.value);
+  window.qforgeCharts.push(rc);
+  sel.addEventListener('change', () => { if (rc) rc.destroy(); rc = QforgeCharts.rangeChart(document.getElementById('ranges'), table, sel.value); });
+}
+document.body.dataset.ready = 'report';
+</script>
+</body></html>
+`;
+}
+
+/** Writes report.html into a finished run folder (atomically). */
+export async function writeReportHtml(runDir: string, report: RunReport): Promise<string> {
+  const tablePath = join(runDir, 'calibration.json');
+  const table = existsSync(tablePath) ? (JSON.parse(readFileSync(tablePath, 'utf8')) as CalibrationTable) : undefined;
+  const out = join(runDir, 'report.html');
+  await writeFileAtomic(out, renderReportHtml(report, table));
+  return out;
+}

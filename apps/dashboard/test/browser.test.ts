@@ -1,0 +1,162 @@
+// The dashboard in a real headless Chromium (Debian's package, driven by playwright-core).
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { createRunContext, modelRef, resolveTargetProfile, runQuantize, type RunContext } from '@qforge/core';
+import { OnnxRuntimeBackend } from '@qforge/backend-onnxruntime';
+import { startDashboard, writeReportHtml, type Dashboard, type StartRunRequest } from '../src/index';
+
+const ROOT = join(__dirname, '..', '..', '..');
+const EXAMPLES = join(ROOT, 'examples');
+const MODEL = join(EXAMPLES, 'mnist', 'mnist-cnn.onnx');
+const SHOTS = join(ROOT, 'out', 'screenshots');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const haveBrowser = existsSync(CHROMIUM);
+// CI installs chromium (.ci/run); elsewhere these tests are skipped and say so.
+const maybe = haveBrowser || process.env.CI ? describe : describe.skip;
+if (!haveBrowser && !process.env.CI) console.warn(`dashboard browser tests skipped: no ${CHROMIUM} (apt-get install chromium)`);
+
+const backend = new OnnxRuntimeBackend();
+const runsDir = mkdtempSync(join(tmpdir(), 'qforge-dash-runs-'));
+
+async function quantizeRun(samples: number, method: 'minmax' | 'percentile', ctx: RunContext = createRunContext()) {
+  const r = await runQuantize(backend, { model: modelRef(MODEL), runsDir, target: resolveTargetProfile('auto'), data: 'mnist:calib', samples, method, evalData: 'mnist:test', evalSamples: 200, benchmarkRuns: 30 }, ctx);
+  await writeReportHtml(r.runDir, r.report);
+  return r;
+}
+
+maybe('dashboard in Chromium', () => {
+  let dash: Dashboard;
+  let browser: Browser;
+  let page: Page;
+  let firstRun: string;
+
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    firstRun = (await quantizeRun(8, 'minmax')).report.runId;
+    await quantizeRun(32, 'percentile');
+    // A damaged run (corrupt report) and a half-written one (no report yet) must not break the list.
+    mkdirSync(join(runsDir, '20260101T000000Z-broken-onnxruntime-dead'));
+    writeFileSync(join(runsDir, '20260101T000000Z-broken-onnxruntime-dead', 'report.json'), '{ "kind": "qforge.run-rep');
+    mkdirSync(join(runsDir, '20260101T000001Z-writing-onnxruntime-beef'));
+    const launch = async (req: StartRunRequest, ctx: RunContext) => {
+      const r = await runQuantize(backend, { model: modelRef(req.model), runsDir, target: resolveTargetProfile(req.target), data: req.data, samples: req.samples, method: req.method, evalData: req.evalData, evalSamples: req.evalSamples, benchmarkRuns: 20 }, ctx);
+      return { runId: r.report.runId };
+    };
+    dash = await startDashboard({ runsDir, allow: [EXAMPLES], launch, backends: ['auto', 'onnxruntime'] });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await dash?.close();
+  });
+
+  it('lists runs, sorts and filters them, and shows damaged runs as damaged', async () => {
+    await page.goto(`${dash.url}/#/`);
+    await page.waitForSelector('body[data-ready="/"] #runs tbody tr');
+    const rows = await page.locator('#runs tbody tr').count();
+    expect(rows).toBe(4);
+    await expect(page.locator('tr.damaged').count()).resolves.toBe(2);
+    await expect(page.locator('#runs').textContent()).resolves.toContain('percentile');
+    await page.fill('#filter', 'percentile');
+    await page.waitForFunction(() => document.querySelectorAll('#runs tbody tr').length === 1);
+    await page.fill('#filter', '');
+    await page.click('th[data-key="samples"]');
+    await page.waitForFunction(() => document.querySelector('th[data-key="samples"]')?.textContent?.includes('▲'));
+    await page.screenshot({ path: join(SHOTS, 'runs-list.png'), fullPage: true });
+  });
+
+  it('shows a run page with its charts, options and artifacts', async () => {
+    await page.goto(`${dash.url}/#/run/${firstRun}`);
+    await page.waitForSelector(`body[data-ready="/run/${firstRun}"]`);
+    // Chart.js draws on canvas: every chart registered an instance with data.
+    const charts = await page.evaluate(() => ['latency', 'layers', 'ranges'].map((id) => {
+      const c = (window as unknown as { Chart: { getChart(el: Element | null): { data: { datasets: { data: unknown[] }[] } } | undefined } }).Chart.getChart(document.getElementById(id));
+      return c ? c.data.datasets[0].data.length : 0;
+    }));
+    expect(charts.every((n) => n > 0)).toBe(true);
+    await expect(page.locator('#artifacts').textContent()).resolves.toContain('model.int8.onnx');
+    await expect(page.locator('#options').textContent()).resolves.toContain('onnxruntime');
+    const model = await page.request.get(`${dash.url}/api/runs/${firstRun}/files/model.int8.onnx`);
+    expect(model.status()).toBe(200);
+    await page.screenshot({ path: join(SHOTS, 'run-page.png'), fullPage: true });
+  });
+
+  it('compares two runs side by side and plotted', async () => {
+    await page.goto(`${dash.url}/#/`);
+    await page.waitForSelector('input.pick');
+    const picks = page.locator('input.pick');
+    await picks.nth(0).check();
+    await page.waitForFunction(() => document.querySelectorAll('input.pick').length === 2);
+    await page.locator('input.pick').nth(1).check();
+    await page.click('#compare-btn');
+    await page.waitForSelector('#compare-table tbody tr');
+    await expect(page.locator('#compare-table tbody tr').count()).resolves.toBe(2);
+    const bars = await page.evaluate(() => (window as unknown as { Chart: { getChart(el: Element | null): { data: { labels: unknown[] } } | undefined } }).Chart.getChart(document.getElementById('compare'))?.data.labels.length);
+    expect(bars).toBe(2);
+    await page.screenshot({ path: join(SHOTS, 'compare.png'), fullPage: true });
+  });
+
+  it('starts a run from the page, streams its progress and shows the result', async () => {
+    await page.goto(`${dash.url}/#/start`);
+    await page.waitForSelector('#start-form');
+    await page.selectOption('#model', MODEL);
+    await page.selectOption('#data', 'mnist:calib');
+    await page.selectOption('#evalData', 'mnist:test');
+    await page.fill('#samples', '16');
+    await page.fill('#evalSamples', '100');
+    await page.click('#start-form button[type="submit"]');
+    await page.waitForFunction(() => /calibrate|verify|benchmark|prepare|quantize|write/.test(document.getElementById('phase')?.textContent ?? ''), undefined, { timeout: 60000 });
+    await page.waitForSelector('#new-run', { timeout: 120000 });
+    await page.screenshot({ path: join(SHOTS, 'start-run.png'), fullPage: true });
+    await page.click('#new-run');
+    await page.waitForSelector('#latency');
+    await page.goto(`${dash.url}/#/`);
+    await page.waitForSelector('body[data-ready="/"] #runs tbody tr');
+    await expect(page.locator('#runs tbody tr').count()).resolves.toBe(5);
+  });
+
+  it('refuses paths outside the allowed folders and invalid requests', async () => {
+    const post = (data: unknown) => page.request.post(`${dash.url}/api/runs`, { data, headers: { 'content-type': 'application/json' } });
+    const outside = await post({ model: '/etc/passwd', data: 'mnist:calib' });
+    expect(outside.status()).toBe(403);
+    expect((await outside.json()).error.code).toBe('FORBIDDEN_PATH');
+    expect((await post({ model: MODEL, data: join(ROOT, 'package.json') })).status()).toBe(403);
+    expect((await post({ model: MODEL, data: 'mnist:calib', samples: -3 })).status()).toBe(400);
+    expect((await post({ model: MODEL, data: 'mnist:calib', extra: true })).status()).toBe(400);
+    expect((await page.request.get(`${dash.url}/api/runs/..%2F..%2Fetc%2Fpasswd`)).status()).toBe(404);
+    expect((await page.request.get(`${dash.url}/api/runs/${firstRun}/files/..%2F..%2Fpackage.json`)).status()).toBe(404);
+    // A failed run started from the page reports its coded error.
+    await page.goto(`${dash.url}/#/start`);
+    await page.waitForSelector('#start-form');
+    await page.selectOption('#model', MODEL);
+    await page.selectOption('#data', 'random');
+    await page.selectOption('#mode', 'static');
+    await page.fill('#samples', '2');
+    await page.evaluate(() => {
+      const o = document.createElement('option');
+      o.value = o.textContent = 'mnist:9-3';
+      document.getElementById('data')!.appendChild(o);
+    });
+    await page.selectOption('#data', 'mnist:9-3');
+    await page.click('#start-form button[type="submit"]');
+    await expect(page.locator('#job-result .error').textContent({ timeout: 30000 })).resolves.toMatch(/E_INVALID_OPTION|FORBIDDEN/);
+  });
+
+  it('report.html opens offline and draws its charts', async () => {
+    const offline = await browser.newContext({ offline: true });
+    const p = await offline.newPage();
+    await p.goto(`file://${join(runsDir, firstRun, 'report.html')}`);
+    await p.waitForSelector('body[data-ready="report"]');
+    const drawn = await p.evaluate(() => (window as unknown as { qforgeCharts: ({ data: { datasets: unknown[] } } | null)[] }).qforgeCharts.filter((c) => c && c.data.datasets.length > 0).length);
+    expect(drawn).toBeGreaterThanOrEqual(2);
+    await p.screenshot({ path: join(SHOTS, 'report-html.png'), fullPage: true });
+    await offline.close();
+  });
+});
