@@ -78,6 +78,9 @@
         <div class="card">accuracy<b>${report.verify && report.verify.accuracy ? pct(report.verify.accuracy.candidate) : '—'}</b><span class="muted">${report.verify && report.verify.accuracy ? `fp32 ${pct(report.verify.accuracy.reference)}, drop ${num(report.verify.accuracy.dropPoints)} pts` : ''}</span></div>
       </div>
       <p>${report.verdictReasons.map(esc).join('; ')}</p>
+      ${report.search ? `<h3>Accuracy-aware search: ${esc(report.search.target)} ${report.search.met ? 'met' : 'NOT met'}</h3>
+        <table id="search"><thead><tr><th>step</th><th>method</th><th>samples</th><th>nodes in float</th><th>score</th><th>met</th></tr></thead><tbody>
+        ${report.search.path.map((s) => `<tr><td>${esc(s.step)}</td><td>${esc(s.method)}</td><td>${s.samples}</td><td>${esc(s.floatNodes.join(', ') || '—')}</td><td>${num(s.score, 3)}</td><td>${s.met ? 'yes' : 'no'}</td></tr>`).join('')}</tbody></table>` : ''}
       <div class="chart"><canvas id="latency"></canvas></div>
       <div class="chart"><canvas id="layers" height="${Math.max(120, Math.min(40, ((report.verify && report.verify.layers) || []).length) * 18)}"></canvas></div>
       ${tensors.length ? `<div class="chart"><label>Tensor <select id="tensor">${tensors.map((t) => `<option>${esc(t)}</option>`).join('')}</select></label><canvas id="ranges"></canvas></div>` : ''}

@@ -79,6 +79,8 @@ export interface CalibrateOptions {
   target: TargetProfile;
   /** Activation type the ranges are chosen for (entropy/mse need it). */
   activationType?: QuantType;
+  /** Keep each tensor's histogram in the table, so other methods can be derived without recalibrating. */
+  keepHistograms?: boolean;
 }
 
 export interface QuantizeOptions {

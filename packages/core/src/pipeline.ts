@@ -12,6 +12,7 @@ import { ensureWritable, sha256File, writeFileAtomic } from './files';
 import { REPORT_SCHEMA_VERSION, formatRunSummary, type ArtifactRecord, type RunReport } from './report';
 import { readCpuInfo, type TargetProfile } from './target';
 import { withInputShapes } from './tensor';
+import { Trial, deriveTable, parseAccuracyTarget, searchForTarget } from './tuning';
 import { CORE_VERSION } from './version';
 
 export interface QuantizeRunOptions {
@@ -42,6 +43,10 @@ export interface QuantizeRunOptions {
   thresholds?: VerifyThresholds;
   perLayer?: boolean;
   image?: Partial<ImagePreprocessing>;
+  /** Search until this holds (`top1-drop<=0.5`, `snr>=30`, `cosine>=0.999`). */
+  accuracyTarget?: string;
+  /** Largest share of quantizable nodes the search may keep in float. @defaultValue 0.1 */
+  maxFloatShare?: number;
   /** `--input-shape` values for models with symbolic dims. */
   inputShapes?: string[];
   /** The command line, recorded in the report. */
@@ -130,6 +135,8 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       thresholds: opts.thresholds,
       image: opts.image,
       inputShapes: opts.inputShapes,
+      accuracyTarget: opts.accuracyTarget,
+      maxFloatShare: opts.maxFloatShare,
     },
     verdict: 'error',
     verdictReasons: [],
@@ -156,7 +163,24 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       } else {
         if (!opts.data) throw errInvalidOption('--data', 'static quantization needs calibration data', 'Pass --data <dataset> (a folder, .npy, mnist or random), --calib-table <file>, or use --mode dynamic.');
         const ds = openDataset(opts.data, { inputs, image: opts.image });
-        table = await backend.calibrate(opts.model, ds, { method: opts.method ?? d.method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType }, ctx);
+        const method = opts.method ?? d.method;
+        table = await backend.calibrate(opts.model, ds, { method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: Boolean(opts.accuracyTarget) }, ctx);
+        if (opts.accuracyTarget) {
+          const target = parseAccuracyTarget(opts.accuracyTarget);
+          const evalDs = openDataset(opts.evalData ?? opts.data, { inputs, image: opts.image });
+          const trial = new Trial(backend, opts.model, options, { dataset: evalDs, samples: opts.evalSamples ?? 200, metric: target.metric }, ctx);
+          try {
+            const methods = [...new Set<CalibrationMethod>([method, 'percentile', 'entropy', 'mse'])];
+            report.search = await searchForTarget(trial, table, target, { methods, maxFloatShare: opts.maxFloatShare ?? 0.1 }, ctx);
+          } finally {
+            trial.dispose();
+          }
+          // The final model uses what the search found; the table keeps no histograms.
+          const derived = deriveTable(table, report.search.method);
+          for (const t of Object.values(derived.tensors)) delete t.histogram;
+          table = derived;
+          options.excludeNodes = [...new Set([...options.excludeNodes, ...report.search.floatNodes])];
+        }
       }
       const tablePath = join(workDir, 'calibration.json');
       await writeCalibrationTable(tablePath, table);
@@ -203,6 +227,10 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     if (verify) {
       report.verdict = verify.passed ? 'pass' : 'fail';
       report.verdictReasons.unshift(...(verify.passed ? ['all thresholds met'] : verify.failures));
+      if (report.search && !report.search.met) {
+        report.verdict = 'fail';
+        report.verdictReasons.unshift(`accuracy target ${report.search.target} not met within the float budget`);
+      }
     } else {
       report.verdict = 'unverified';
       report.verdictReasons.unshift('verification was skipped (--no-verify)');

@@ -4,6 +4,7 @@ import Ajv from 'ajv';
 import type { BenchmarkResult, GraphChange, ModelFormat, NodeDecision, VerifyResult } from './contract';
 import type { DatasetDescription } from './datasets/dataset';
 import { errReportInvalid, type QforgeErrorJson } from './errors';
+import type { SearchResult } from './tuning';
 
 export const REPORT_SCHEMA_VERSION = 1;
 
@@ -38,6 +39,8 @@ export interface RunReport {
   sizes?: { inputBytes: number; outputBytes: number; ratio: number };
   verify?: VerifyResult;
   benchmark?: BenchmarkResult;
+  /** The accuracy-aware search path, when `--accuracy-target` was given. */
+  search?: SearchResult;
   verdict: Verdict;
   /** Why the verdict is what it is, in plain words. */
   verdictReasons: string[];
@@ -132,6 +135,9 @@ export function formatRunSummary(r: RunReport): string {
     } else {
       lines.push(`latency   ${p.mean.toFixed(3)} ms mean, p50 ${p.p50.toFixed(3)}, p99 ${p.p99.toFixed(3)} at ${b.primary.threads} thread(s)`);
     }
+  }
+  if (r.search) {
+    lines.push(`target    ${r.search.target}: ${r.search.met ? 'met' : 'NOT met'} with method ${r.search.method}, ${r.search.floatNodes.length} of ${r.search.quantizableNodes} quantizable nodes in float${r.search.floatNodes.length ? ` (${r.search.floatNodes.join(', ')})` : ''}; ${r.search.path.length} trials`);
   }
   lines.push(`verdict   ${r.verdict.toUpperCase()}${r.verdictReasons.length ? ': ' + r.verdictReasons.join('; ') : ''}`);
   if (r.error) lines.push(`error     ${r.error.code}: ${r.error.message}${r.error.hint ? `\n          hint: ${r.error.hint}` : ''}`);

@@ -168,7 +168,8 @@ export function chooseRange(min: number, max: number, hist: Histogram | undefine
       return [Math.min(lo, hi), Math.max(lo, hi)];
     }
     case 'entropy':
-      return clipToRange(min, max, entropyThreshold(hist, min, max));
+      // A tensor that never goes negative spends all 256 levels on [0, T]; a signed one 128 per side.
+      return clipToRange(min, max, entropyThreshold(hist, min, max, min >= 0 ? 256 : 128));
     case 'mse':
       return mseRange(min, max, hist, opts.activationType ?? 'uint8');
   }
@@ -201,6 +202,9 @@ export function entropyThreshold(hist: Histogram, min: number, max: number, leve
   const n = Math.ceil(used / factor);
   const p0 = new Float64Array(n);
   for (let i = 0; i < used; i++) p0[Math.floor(i / factor)] += abs[i];
+  // Zero is exactly representable, so the spike of exact zeros (ReLU outputs, padding) carries
+  // no quantization error; left in, it dominates P and drags the threshold towards zero.
+  p0[0] = 0;
   const bw = w * factor;
   let bestKl = Infinity;
   let bestI = n;

@@ -184,7 +184,7 @@ export class OnnxRuntimeBackend implements Backend {
     const candidates = calibrationTensors(prep.proto);
     // minmax needs only each tensor's extremes: ReduceMin/ReduceMax nodes compute them inside the
     // runtime, so no activation is copied into JavaScript. Histogram methods need the values.
-    const native = options.method === 'minmax';
+    const native = options.method === 'minmax' && !options.keepHistograms;
     const reduceNames = new Map(candidates.map((t) => [t, { min: `${t}__qforge_min`, max: `${t}__qforge_max` }]));
     let session;
     let fetch: string[];
@@ -202,7 +202,7 @@ export class OnnxRuntimeBackend implements Backend {
       session = await createSession(withOutputs(prep.proto, fetch), { optimization: 'basic' });
     }
     let tensors = candidates;
-    const bins = methodNeedsHistogram(options.method) ? 2 * (options.bins ?? 2048) : undefined;
+    const bins = methodNeedsHistogram(options.method) || options.keepHistograms ? 2 * (options.bins ?? 2048) : undefined;
     const stats = new Map<string, TensorStatistics>(candidates.map((t) => [t, new TensorStatistics({ movingAverage: options.movingAverage, histogramBins: bins })]));
     let count = 0;
     const total = Math.min(options.samples, dataset.description.count ?? options.samples);
@@ -260,6 +260,7 @@ export class OnnxRuntimeBackend implements Backend {
         activationType: options.activationType ?? options.target.defaults.activationType,
       });
       table.tensors[t] = { min: s.minMax.min, max: s.minMax.max, range };
+      if (options.keepHistograms && s.histogram) table.tensors[t].histogram = s.histogram.toJSON();
     }
     return table;
   }

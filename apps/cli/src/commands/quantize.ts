@@ -45,6 +45,8 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     benchmark: Flags.boolean({ description: 'Benchmark int8 against fp32.', default: true, allowNo: true }),
     'benchmark-runs': Flags.integer({ description: 'Timed runs per model.', default: 100 }),
     threads: Flags.integer({ description: 'Threads for benchmarking.', default: 1 }),
+    'accuracy-target': Flags.string({ description: 'Search until this holds: top1-drop<=0.5, snr>=30 or cosine>=0.999 (methods first, then float fallback of the most sensitive nodes).' }),
+    'max-float-share': Flags.string({ description: 'Largest share of quantizable nodes --accuracy-target may keep in float.', default: '0.1' }),
     'runs-dir': Flags.string({ description: 'Where run directories go.', default: './qforge-runs' }),
     ...imageFlags,
   };
@@ -84,6 +86,8 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
         thresholds: { minSnrDb: Number(flags['min-snr']), maxAccuracyDropPoints: Number(flags['max-acc-drop']) },
         image: imageOptions(flags),
         inputShapes: flags['input-shape'] ?? [],
+        accuracyTarget: flags['accuracy-target'],
+        maxFloatShare: Number(flags['max-float-share']),
         command: ['quantize', ...this.argv].join(' '),
         qforgeVersion: this.config.version,
       },

@@ -1,0 +1,53 @@
+import { Args, Flags } from '@oclif/core';
+import { Trial, analyzeSensitivity, modelRef, openDataset, resolveTargetProfile, withInputShapes, type CalibrationMethod, type MetricKind, type QuantizeOptions, type SensitivityResult } from '@qforge/core';
+import { QforgeCommand } from '../lib/base';
+import { backendFlag, imageFlags, imageOptions, positiveInt, targetFlag } from '../lib/flags';
+import { cliRunContext } from '../lib/progress';
+
+export default class Sensitivity extends QforgeCommand {
+  static summary = 'Rank quantizable layers by how much keeping each in float recovers (and how much quantizing it alone costs).';
+  static description = 'Quantizes the model with each node alone in float and with each node alone quantized, and scores every variant on the evaluation data. Costs two quantize+verify runs per node.';
+  static examples = ['<%= config.bin %> sensitivity model.onnx --data mnist:calib --eval-data mnist:test --metric top1-drop'];
+  static args = { model: Args.string({ description: 'Model file.', required: true }) };
+  static flags = {
+    data: Flags.string({ char: 'd', description: 'Calibration dataset.', required: true }),
+    'eval-data': Flags.string({ description: 'Evaluation dataset (default: the calibration data).' }),
+    samples: Flags.integer({ description: 'Calibration samples.', default: 64 }),
+    'eval-samples': Flags.integer({ description: 'Evaluation samples per variant.', default: 100 }),
+    method: Flags.string({ description: 'Calibration method (default: from the target).', options: ['minmax', 'percentile', 'entropy', 'mse'] }),
+    metric: Flags.string({ description: 'Score: snr (dB, before Softmax/Sigmoid), cosine, or top1-drop (labeled data).', options: ['snr', 'cosine', 'top1-drop'], default: 'snr' }),
+    'only-this': Flags.boolean({ description: 'Also score each node quantized alone.', default: true, allowNo: true }),
+    backend: backendFlag,
+    target: targetFlag,
+    ...imageFlags,
+  };
+
+  async run(): Promise<SensitivityResult> {
+    const { args, flags } = await this.parse(Sensitivity);
+    const model = modelRef(args.model);
+    const target = resolveTargetProfile(flags.target);
+    const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
+    const { ctx, stop } = cliRunContext();
+    try {
+      const inputs = withInputShapes(await backend.modelInputs(model, ctx), flags['input-shape'] ?? []);
+      const image = imageOptions(flags);
+      const d = target.defaults;
+      const table = await backend.calibrate(model, openDataset(flags.data, { inputs, image }), { method: (flags.method ?? d.method) as CalibrationMethod, samples: positiveInt('samples', flags.samples), target }, ctx);
+      const base: QuantizeOptions = { output: '', target, mode: 'static', format: d.format, perChannel: d.perChannel, activationType: d.activationType, weightType: d.weightType, reduceRange: d.reduceRange, symmetricWeights: d.symmetricWeights, excludeNodes: [], opTypes: [] };
+      const trial = new Trial(backend, model, base, { dataset: openDataset(flags['eval-data'] ?? flags.data, { inputs, image }), samples: positiveInt('eval-samples', flags['eval-samples']), metric: flags.metric as MetricKind }, ctx);
+      try {
+        const r = await analyzeSensitivity(trial, table, flags.metric as MetricKind, ctx, flags['only-this']);
+        stop();
+        const unit = flags.metric === 'snr' ? ' dB' : flags.metric === 'top1-drop' ? ' pts (negated drop)' : '';
+        this.log(`baseline (all quantized): ${r.baseline.toFixed(3)}${unit}`);
+        this.log(`${'node'.padEnd(36)} ${'all but this'.padStart(14)} ${'recovery'.padStart(10)} ${'only this'.padStart(12)}`);
+        for (const l of r.layers) this.log(`${l.node.padEnd(36)} ${l.allButThis.toFixed(3).padStart(14)} ${l.recovery.toFixed(3).padStart(10)} ${Number.isNaN(l.onlyThis) ? '—'.padStart(12) : l.onlyThis.toFixed(3).padStart(12)}`);
+        return r;
+      } finally {
+        trial.dispose();
+      }
+    } finally {
+      stop();
+    }
+  }
+}

@@ -1,0 +1,109 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Args, Flags } from '@oclif/core';
+import { deriveTable, errInvalidOption, modelRef, openDataset, resolveTargetProfile, withInputShapes, writeCalibrationTable, type CalibrationMethod } from '@qforge/core';
+import { QforgeCommand } from '../lib/base';
+import { backendFlag, imageFlags, imageOptions, list, targetFlag } from '../lib/flags';
+import { cliRunContext } from '../lib/progress';
+import { runAndRender } from '../lib/run';
+
+export interface SweepRow {
+  runDir: string;
+  samples: number;
+  method: string;
+  perChannel: boolean;
+  verdict: string;
+  accuracy?: number;
+  accuracyDrop?: number;
+  snrDb?: number;
+  sizeRatio?: number;
+  speedup?: number;
+  best: boolean;
+}
+
+const METHODS = ['minmax', 'percentile', 'entropy', 'mse'];
+
+export default class Sweep extends QforgeCommand {
+  static summary = 'Quantize over a grid of sample counts, methods and granularities; one run each, best marked.';
+  static description = 'Calibrates once per sample count (keeping histograms) and derives every method from those statistics, so the grid costs one calibration per sample count.';
+  static examples = ['<%= config.bin %> sweep model.onnx --data mnist:calib --eval-data mnist:test --samples 8,16,32,64 --method minmax,entropy,percentile,mse'];
+  static args = { model: Args.string({ description: 'Model file.', required: true }) };
+  static flags = {
+    data: Flags.string({ char: 'd', description: 'Calibration dataset.', required: true }),
+    'eval-data': Flags.string({ description: 'Evaluation dataset (default: the calibration data).' }),
+    samples: Flags.string({ description: 'Comma-separated calibration sample counts.', default: '8,16,32,64' }),
+    method: Flags.string({ description: 'Comma-separated methods.', default: 'minmax,percentile,entropy,mse' }),
+    'per-channel': Flags.string({ description: 'on, off or both.', options: ['on', 'off', 'both'], default: 'on' }),
+    'eval-samples': Flags.integer({ description: 'Evaluation samples per run.', default: 200 }),
+    criterion: Flags.string({ description: 'What "best" means.', options: ['accuracy', 'snr', 'speedup', 'size'], default: 'accuracy' }),
+    'benchmark-runs': Flags.integer({ description: 'Timed runs per model per combination.', default: 50 }),
+    'runs-dir': Flags.string({ description: 'Where run directories go.', default: './qforge-runs' }),
+    backend: backendFlag,
+    target: targetFlag,
+    ...imageFlags,
+  };
+
+  async run(): Promise<{ rows: SweepRow[]; criterion: string }> {
+    const { args, flags } = await this.parse(Sweep);
+    const model = modelRef(args.model);
+    const target = resolveTargetProfile(flags.target);
+    const counts = list(flags.samples).map(Number);
+    const methods = list(flags.method);
+    if (counts.some((n) => !Number.isInteger(n) || n < 1)) throw errInvalidOption('--samples', `"${flags.samples}" is not a list of positive integers`);
+    const unknown = methods.filter((m) => !METHODS.includes(m));
+    if (unknown.length) throw errInvalidOption('--method', `unknown method(s) ${unknown.join(', ')}`, `Use ${METHODS.join(', ')}.`);
+    const granularities = flags['per-channel'] === 'both' ? [true, false] : [flags['per-channel'] === 'on'];
+    const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
+    const { ctx, stop } = cliRunContext();
+    const scratch = mkdtempSync(join(tmpdir(), 'qforge-sweep-'));
+    const rows: SweepRow[] = [];
+    try {
+      const inputs = withInputShapes(await backend.modelInputs(model, ctx), flags['input-shape'] ?? []);
+      const image = imageOptions(flags);
+      for (const samples of counts) {
+        // One calibration per sample count; every method is derived from its histograms.
+        const full = await backend.calibrate(model, openDataset(flags.data, { inputs, image }), { method: 'entropy', samples, target, keepHistograms: true }, ctx);
+        for (const method of methods) {
+          const table = deriveTable(full, method as CalibrationMethod);
+          for (const t of Object.values(table.tensors)) delete t.histogram;
+          const tablePath = join(scratch, `s${samples}-${method}.json`);
+          await writeCalibrationTable(tablePath, table);
+          for (const perChannel of granularities) {
+            const r = await runAndRender(
+              backend,
+              { model, runsDir: flags['runs-dir'], target, calibTable: tablePath, perChannel, evalData: flags['eval-data'] ?? flags.data, evalSamples: flags['eval-samples'], benchmarkRuns: flags['benchmark-runs'], image, inputShapes: flags['input-shape'] ?? [], command: `sweep samples=${samples} method=${method} per-channel=${perChannel}`, qforgeVersion: this.config.version },
+              ctx,
+            );
+            const rep = r.report;
+            const o = rep.verify?.outputs[0];
+            rows.push({
+              runDir: r.runDir,
+              samples,
+              method,
+              perChannel,
+              verdict: rep.verdict,
+              accuracy: rep.verify?.accuracy?.candidate,
+              accuracyDrop: rep.verify?.accuracy?.dropPoints,
+              snrDb: o ? o.preActivation?.snrDb ?? o.snrDb : undefined,
+              sizeRatio: rep.sizes?.ratio,
+              speedup: rep.benchmark?.speedup,
+              best: false,
+            });
+          }
+        }
+      }
+    } finally {
+      stop();
+      rmSync(scratch, { recursive: true, force: true });
+    }
+    const key = (r: SweepRow) => (flags.criterion === 'accuracy' ? r.accuracy ?? r.snrDb ?? -Infinity : flags.criterion === 'snr' ? r.snrDb ?? -Infinity : flags.criterion === 'speedup' ? r.speedup ?? -Infinity : -(r.sizeRatio ?? Infinity));
+    const best = rows.reduce((a, b) => (key(b) > key(a) ? b : a), rows[0]);
+    if (best) best.best = true;
+    this.log(`${'samples'.padStart(7)}  ${'method'.padEnd(10)} ${'per-ch'.padEnd(6)} ${'accuracy'.padStart(9)} ${'SNR dB'.padStart(7)} ${'size'.padStart(6)} ${'speedup'.padStart(7)}  verdict`);
+    for (const r of rows) {
+      this.log(`${String(r.samples).padStart(7)}  ${r.method.padEnd(10)} ${(r.perChannel ? 'yes' : 'no').padEnd(6)} ${(r.accuracy !== undefined ? `${(r.accuracy * 100).toFixed(2)}%` : '—').padStart(9)} ${(r.snrDb?.toFixed(1) ?? '—').padStart(7)} ${(r.sizeRatio?.toFixed(3) ?? '—').padStart(6)} ${(r.speedup?.toFixed(2) ?? '—').padStart(7)}  ${r.verdict}${r.best ? `  ← best by ${flags.criterion}` : ''}`);
+    }
+    return { rows, criterion: flags.criterion };
+  }
+}

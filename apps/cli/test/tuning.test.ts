@@ -1,0 +1,46 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EXAMPLE, qforge } from './helpers';
+
+const runs = mkdtempSync(join(tmpdir(), 'qforge-tuning-'));
+
+describe('finding the best int8 model', () => {
+  it('sweep runs the grid from one calibration per sample count and marks the best', () => {
+    const r = qforge(['sweep', EXAMPLE, '--data', 'mnist:calib', '--eval-data', 'mnist:test', '--samples', '8,16', '--method', 'minmax,mse', '--eval-samples', '100', '--benchmark-runs', '5', '--runs-dir', runs, '--json']);
+    expect(r.code).toBe(0);
+    const { rows } = r.json();
+    expect(rows).toHaveLength(4);
+    expect(rows.map((x: { samples: number; method: string }) => `${x.samples}/${x.method}`)).toEqual(['8/minmax', '8/mse', '16/minmax', '16/mse']);
+    expect(rows.filter((x: { best: boolean }) => x.best)).toHaveLength(1);
+    expect(rows.every((x: { accuracy: number }) => x.accuracy > 0.9)).toBe(true);
+  });
+
+  it('sensitivity ranks every quantized node', () => {
+    const r = qforge(['sensitivity', EXAMPLE, '--data', 'mnist:calib', '--eval-data', 'mnist:test', '--samples', '16', '--eval-samples', '100', '--metric', 'snr', '--json']);
+    expect(r.code).toBe(0);
+    const s = r.json();
+    expect(s.layers.map((l: { node: string }) => l.node).sort()).toEqual(['conv1', 'conv2', 'fc1', 'logits']);
+    // Ranked by recovery, and keeping a node in float never makes things much worse.
+    const rec = s.layers.map((l: { recovery: number }) => l.recovery);
+    expect([...rec].sort((a: number, b: number) => b - a)).toEqual(rec);
+    for (const l of s.layers) expect(l.onlyThis).toBeGreaterThan(s.baseline - 1);
+  });
+
+  it('accuracy-aware quantization stops at the first step that meets the target', () => {
+    const r = qforge(['quantize', EXAMPLE, '--data', 'mnist:calib', '--eval-data', 'mnist:test', '--samples', '16', '--eval-samples', '200', '--accuracy-target', 'top1-drop<=1', '--no-benchmark', '--runs-dir', runs, '--json']);
+    expect(r.code).toBe(0);
+    expect(r.json().report.search).toMatchObject({ met: true, floatNodes: [], path: [expect.objectContaining({ step: 'method minmax', met: true })] });
+  });
+
+  it('an unreachable target spends its float budget, records the path and fails honestly', () => {
+    const r = qforge(['quantize', EXAMPLE, '--data', 'mnist:calib', '--eval-data', 'mnist:test', '--samples', '16', '--eval-samples', '100', '--accuracy-target', 'snr>=90', '--max-float-share', '0.5', '--no-benchmark', '--runs-dir', runs, '--json']);
+    expect(r.code).toBe(1);
+    const { report } = r.json();
+    expect(report.verdict).toBe('fail');
+    expect(report.search.met).toBe(false);
+    // Four methods, then up to two of the four nodes kept in float.
+    expect(report.search.path.length).toBe(6);
+    expect(report.search.path[5].floatNodes).toHaveLength(2);
+  });
+});

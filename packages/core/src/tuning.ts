@@ -1,0 +1,189 @@
+// Finding the best int8 model through the contract alone: sensitivity, derived tables, target search.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Backend, CalibrationMethod, ModelRef, QuantizeOptions, VerifyResult } from './contract';
+import type { CalibrationTable } from './calibration-table';
+import type { RunContext } from './context';
+import type { Dataset } from './datasets/dataset';
+import { errInvalidOption } from './errors';
+import { Histogram, chooseRange } from './stats';
+
+/** What "better" means: a fidelity or accuracy number read off a verification. */
+export type MetricKind = 'snr' | 'cosine' | 'top1-drop';
+
+export interface AccuracyTarget {
+  metric: MetricKind;
+  /** `>=` for snr/cosine, `<=` for top1-drop. */
+  op: '>=' | '<=';
+  value: number;
+  text: string;
+}
+
+/** Parses `top1-drop<=0.5`, `snr>=30`, `cosine>=0.999`. */
+export function parseAccuracyTarget(text: string): AccuracyTarget {
+  const m = /^\s*(snr|cosine|top1-drop)\s*(>=|<=)\s*(-?\d+(?:\.\d+)?)\s*$/.exec(text);
+  if (!m) throw errInvalidOption('--accuracy-target', `"${text}" is not METRIC>=X or METRIC<=X`, 'Examples: top1-drop<=0.5, snr>=30, cosine>=0.999');
+  const metric = m[1] as MetricKind;
+  const op = m[2] as '>=' | '<=';
+  if ((metric === 'top1-drop') !== (op === '<=')) throw errInvalidOption('--accuracy-target', `${metric} takes ${metric === 'top1-drop' ? '<=' : '>='}`);
+  return { metric, op, value: Number(m[3]), text: text.trim() };
+}
+
+/**
+ * The score of a verification under a metric, higher is better (top1-drop is negated). SNR is
+ * taken before a saturating output activation when the backend measured it there.
+ */
+export function score(v: VerifyResult, metric: MetricKind): number {
+  switch (metric) {
+    case 'snr':
+      return Math.min(...v.outputs.map((o) => o.preActivation?.snrDb ?? o.snrDb));
+    case 'cosine':
+      return Math.min(...v.outputs.map((o) => o.preActivation?.cosine ?? o.cosine));
+    case 'top1-drop':
+      if (!v.accuracy) throw errInvalidOption('--metric', 'top1-drop needs a labeled evaluation dataset', 'Use mnist or a labeled image folder for --eval-data, or --metric snr.');
+      return -v.accuracy.dropPoints;
+  }
+}
+
+export function meets(v: VerifyResult, t: AccuracyTarget): boolean {
+  const s = score(v, t.metric);
+  return t.metric === 'top1-drop' ? -s <= t.value : s >= t.value;
+}
+
+/** Recomputes every range with another method from the histograms a table kept. */
+export function deriveTable(table: CalibrationTable, method: CalibrationMethod, opts: { percentile?: number } = {}): CalibrationTable {
+  const tensors: CalibrationTable['tensors'] = {};
+  for (const [name, t] of Object.entries(table.tensors)) {
+    if (method !== 'minmax' && !t.histogram) throw errInvalidOption('method', `the table has no histogram for ${name}; calibrate with keepHistograms`);
+    const hist = t.histogram ? Histogram.fromJSON(t.histogram) : undefined;
+    tensors[name] = { min: t.min, max: t.max, range: chooseRange(t.min, t.max, hist, { method, percentile: opts.percentile, activationType: (table.methodOptions.activationType as never) ?? 'uint8' }) };
+  }
+  return { ...table, method, methodOptions: { ...table.methodOptions, percentile: opts.percentile, derivedFrom: table.method }, tensors };
+}
+
+export interface EvalPlan {
+  dataset: Dataset;
+  samples: number;
+  metric: MetricKind;
+}
+
+/** Quantizes with some nodes kept in float and scores the result. Files go to a scratch folder. */
+export class Trial {
+  private readonly dir = mkdtempSync(join(tmpdir(), 'qforge-trial-'));
+  private n = 0;
+  constructor(
+    private readonly backend: Backend,
+    private readonly model: ModelRef,
+    private readonly base: QuantizeOptions,
+    private readonly evalPlan: EvalPlan,
+    private readonly ctx: RunContext,
+  ) {}
+
+  async run(table: CalibrationTable | undefined, excludeNodes: string[]): Promise<{ verify: VerifyResult; score: number; quantized: string[] }> {
+    const output = join(this.dir, `trial-${this.n++}${this.model.format === 'onnx' ? '.onnx' : '.out'}`);
+    const q = await this.backend.quantize(this.model, table, { ...this.base, output, excludeNodes }, this.ctx);
+    const verify = await this.backend.verify(this.model, q.model, this.evalPlan.dataset, { samples: this.evalPlan.samples, thresholds: {} }, this.ctx);
+    rmSync(output, { force: true });
+    return { verify, score: score(verify, this.evalPlan.metric), quantized: q.decisions.filter((d) => d.quantized).map((d) => d.node) };
+  }
+
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export interface LayerSensitivity {
+  node: string;
+  /** Score with only this node quantized (everything else float). */
+  onlyThis: number;
+  /** Score with everything quantized except this node. */
+  allButThis: number;
+  /** allButThis − baseline: how much keeping this node in float recovers. */
+  recovery: number;
+}
+
+export interface SensitivityResult {
+  metric: MetricKind;
+  baseline: number;
+  float: string;
+  layers: LayerSensitivity[];
+}
+
+/**
+ * Per quantizable node: the score with only it quantized, and with all but it quantized.
+ * Ranked by recovery (the float fallback that helps most first).
+ */
+export async function analyzeSensitivity(trial: Trial, table: CalibrationTable | undefined, metric: MetricKind, ctx: RunContext, onlyThis = true): Promise<SensitivityResult> {
+  const all = await trial.run(table, []);
+  const nodes = all.quantized;
+  const layers: LayerSensitivity[] = [];
+  let i = 0;
+  for (const node of nodes) {
+    ctx.progress({ phase: 'verify', current: ++i, total: nodes.length, message: node });
+    const allBut = await trial.run(table, [node]);
+    const only = onlyThis ? await trial.run(table, nodes.filter((n) => n !== node)) : undefined;
+    layers.push({ node, onlyThis: only?.score ?? NaN, allButThis: allBut.score, recovery: allBut.score - all.score });
+  }
+  layers.sort((a, b) => b.recovery - a.recovery);
+  return { metric, baseline: all.score, float: 'keeping the node in float', layers };
+}
+
+export interface SearchStep {
+  step: string;
+  method: CalibrationMethod;
+  samples: number;
+  floatNodes: string[];
+  score: number;
+  met: boolean;
+}
+
+export interface SearchResult {
+  target: string;
+  met: boolean;
+  method: CalibrationMethod;
+  samples: number;
+  floatNodes: string[];
+  quantizableNodes: number;
+  path: SearchStep[];
+}
+
+/**
+ * Accuracy-aware search: calibration methods first (from one histogram calibration), then keeping
+ * the most sensitive nodes in float one at a time, until the target holds or the budget
+ * (`maxFloatShare` of the quantizable nodes) is spent.
+ */
+export async function searchForTarget(
+  trial: Trial,
+  tableWithHistograms: CalibrationTable,
+  target: AccuracyTarget,
+  options: { methods: CalibrationMethod[]; maxFloatShare: number },
+  ctx: RunContext,
+): Promise<SearchResult> {
+  const path: SearchStep[] = [];
+  let best: { method: CalibrationMethod; score: number; table: CalibrationTable; verify: VerifyResult; quantized: string[] } | undefined;
+  for (const method of options.methods) {
+    const table = deriveTable(tableWithHistograms, method);
+    const r = await trial.run(table, []);
+    const met = meets(r.verify, target);
+    path.push({ step: `method ${method}`, method, samples: table.sampleCount, floatNodes: [], score: r.score, met });
+    if (!best || r.score > best.score) best = { method, score: r.score, table, verify: r.verify, quantized: r.quantized };
+    if (met) return { target: target.text, met, method, samples: table.sampleCount, floatNodes: [], quantizableNodes: r.quantized.length, path };
+  }
+  const chosen = best!;
+  const budget = Math.floor(chosen.quantized.length * options.maxFloatShare);
+  const floatNodes: string[] = [];
+  if (budget > 0) {
+    const sens = await analyzeSensitivity(trial, chosen.table, target.metric, ctx, false);
+    for (const layer of sens.layers.slice(0, budget)) {
+      floatNodes.push(layer.node);
+      const r = await trial.run(chosen.table, [...floatNodes]);
+      const met = meets(r.verify, target);
+      path.push({ step: `keep ${layer.node} in float`, method: chosen.method, samples: chosen.table.sampleCount, floatNodes: [...floatNodes], score: r.score, met });
+      if (met) return { target: target.text, met, method: chosen.method, samples: chosen.table.sampleCount, floatNodes, quantizableNodes: chosen.quantized.length, path };
+    }
+  }
+  // Budget spent: report the best point reached, honestly marked as not meeting the target.
+  const bestStep = path.reduce((a, b) => (b.score > a.score ? b : a));
+  return { target: target.text, met: false, method: bestStep.method, samples: bestStep.samples, floatNodes: bestStep.floatNodes, quantizableNodes: chosen.quantized.length, path };
+}
