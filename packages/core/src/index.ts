@@ -106,5 +106,5 @@ export { runProbe } from './probe';
 export type { ProbeResult } from './probe';
 export { runQuantize } from './pipeline';
 export type { QuantizeRunOptions, QuantizeRunResult } from './pipeline';
-export { Trial, analyzeSensitivity, deriveTable, meets, parseAccuracyTarget, score, searchForTarget } from './tuning';
+export { Trial, analyzeSensitivity, deriveTable, meets, parseAccuracyTarget, score, searchForTarget, spearman } from './tuning';
 export type { AccuracyTarget, EvalPlan, LayerSensitivity, MetricKind, SearchResult, SearchStep, SensitivityResult } from './tuning';

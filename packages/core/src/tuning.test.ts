@@ -1,7 +1,7 @@
 import type { CalibrationTable } from './calibration-table';
 import type { VerifyResult } from './contract';
 import { Histogram } from './stats';
-import { deriveTable, meets, parseAccuracyTarget, score } from './tuning';
+import { deriveTable, meets, parseAccuracyTarget, score, spearman } from './tuning';
 
 const verify = (snrDb: number, dropPoints?: number, pre?: number): VerifyResult => ({
   samples: 10,
@@ -53,5 +53,13 @@ describe('deriveTable', () => {
     expect(deriveTable(table, 'minmax').tensors.t.range).toEqual([0, 50]);
     delete table.tensors.t.histogram;
     expect(() => deriveTable(table, 'entropy')).toThrow(expect.objectContaining({ code: 'E_INVALID_OPTION' }));
+  });
+});
+
+describe('spearman', () => {
+  it('is 1 for the same order, -1 for the reverse, and handles ties', () => {
+    expect(spearman([1, 2, 3, 4], [10, 20, 30, 40])).toBeCloseTo(1);
+    expect(spearman([1, 2, 3, 4], [4, 3, 2, 1])).toBeCloseTo(-1);
+    expect(spearman([1, 1, 2], [5, 5, 9])).toBeCloseTo(1);
   });
 });

@@ -108,6 +108,39 @@ export interface SensitivityResult {
   baseline: number;
   float: string;
   layers: LayerSensitivity[];
+  /**
+   * Spearman rank correlation between the cheap proxy (damage when quantized alone) and the
+   * direct measurement (recovery when kept in float); near 1 means the proxy ranks layers right.
+   */
+  rankAgreement?: number;
+}
+
+/** Spearman's rank correlation (average ranks for ties). */
+export function spearman(a: number[], b: number[]): number {
+  const rank = (v: number[]) => {
+    const idx = v.map((x, i) => [x, i] as const).sort((p, q) => p[0] - q[0]);
+    const r = new Array<number>(v.length);
+    for (let i = 0; i < idx.length; ) {
+      let j = i;
+      while (j + 1 < idx.length && idx[j + 1][0] === idx[i][0]) j++;
+      for (let k = i; k <= j; k++) r[idx[k][1]] = (i + j) / 2;
+      i = j + 1;
+    }
+    return r;
+  };
+  const ra = rank(a);
+  const rb = rank(b);
+  const n = a.length;
+  const mean = (n - 1) / 2;
+  let num = 0;
+  let da = 0;
+  let db = 0;
+  for (let i = 0; i < n; i++) {
+    num += (ra[i] - mean) * (rb[i] - mean);
+    da += (ra[i] - mean) ** 2;
+    db += (rb[i] - mean) ** 2;
+  }
+  return da && db ? num / Math.sqrt(da * db) : NaN;
 }
 
 /**
@@ -126,7 +159,8 @@ export async function analyzeSensitivity(trial: Trial, table: CalibrationTable |
     layers.push({ node, onlyThis: only?.score ?? NaN, allButThis: allBut.score, recovery: allBut.score - all.score });
   }
   layers.sort((a, b) => b.recovery - a.recovery);
-  return { metric, baseline: all.score, float: 'keeping the node in float', layers };
+  const rankAgreement = onlyThis && layers.length > 2 ? spearman(layers.map((l) => -l.onlyThis), layers.map((l) => l.recovery)) : undefined;
+  return { metric, baseline: all.score, float: 'keeping the node in float', layers, rankAgreement };
 }
 
 export interface SearchStep {

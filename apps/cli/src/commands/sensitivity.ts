@@ -41,6 +41,7 @@ export default class Sensitivity extends QforgeCommand {
         const unit = flags.metric === 'snr' ? ' dB' : flags.metric === 'top1-drop' ? ' pts (negated drop)' : '';
         this.log(`baseline (all quantized): ${r.baseline.toFixed(3)}${unit}`);
         this.log(`${'node'.padEnd(36)} ${'all but this'.padStart(14)} ${'recovery'.padStart(10)} ${'only this'.padStart(12)}`);
+        if (r.rankAgreement !== undefined) this.log(`rank agreement (quantize-alone damage vs float-fallback recovery, Spearman): ${r.rankAgreement.toFixed(2)}`);
         for (const l of r.layers) this.log(`${l.node.padEnd(36)} ${l.allButThis.toFixed(3).padStart(14)} ${l.recovery.toFixed(3).padStart(10)} ${Number.isNaN(l.onlyThis) ? '—'.padStart(12) : l.onlyThis.toFixed(3).padStart(12)}`);
         return r;
       } finally {
