@@ -97,6 +97,15 @@ export interface QuantizeOptions {
   excludeNodes: string[];
   /** Restrict quantization to these operator types; empty = the backend's default set. */
   opTypes: string[];
+  /**
+   * Shift each quantized layer's bias by the mean error quantization introduces on
+   * `correctionData` (empirical bias correction). @defaultValue false
+   */
+  biasCorrection?: boolean;
+  /** Samples for corrections that need data (bias correction); usually the calibration data. */
+  correctionData?: Dataset;
+  /** @defaultValue 32 */
+  correctionSamples?: number;
   /** Backend-specific extras, recorded in the report. */
   extra?: Record<string, unknown>;
 }

@@ -12,7 +12,7 @@ import { ensureWritable, sha256File, writeFileAtomic } from './files';
 import { REPORT_SCHEMA_VERSION, formatRunSummary, type ArtifactRecord, type RunReport } from './report';
 import { readCpuInfo, type TargetProfile } from './target';
 import { withInputShapes } from './tensor';
-import { Trial, deriveTable, parseAccuracyTarget, searchForTarget } from './tuning';
+import { Trial, deriveTable, parseAccuracyTarget, score, searchForTarget, type MetricKind } from './tuning';
 import { CORE_VERSION } from './version';
 
 export interface QuantizeRunOptions {
@@ -43,6 +43,8 @@ export interface QuantizeRunOptions {
   thresholds?: VerifyThresholds;
   perLayer?: boolean;
   image?: Partial<ImagePreprocessing>;
+  /** Empirical bias correction on the calibration data. @defaultValue false */
+  biasCorrection?: boolean;
   /** Search until this holds (`top1-drop<=0.5`, `snr>=30`, `cosine>=0.999`). */
   accuracyTarget?: string;
   /** Largest share of quantizable nodes the search may keep in float. @defaultValue 0.1 */
@@ -105,6 +107,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     symmetricWeights: d.symmetricWeights,
     excludeNodes: opts.excludeNodes ?? [],
     opTypes: opts.opTypes ?? [],
+    biasCorrection: opts.biasCorrection ?? false,
   };
   const report: RunReport = {
     kind: 'qforge.run-report',
@@ -120,6 +123,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     input: { ...(await artifact(opts.model.path)), format: opts.model.format },
     options: {
       ...options,
+      correctionData: undefined,
       output: opts.output ? resolve(opts.output) : undefined,
       target: opts.target.id,
       data: opts.data,
@@ -188,6 +192,10 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       report.dataset = { ...table.dataset, samplesUsed: table.sampleCount };
       report.calibration = { method: table.method, sampleCount: table.sampleCount, tensorCount: Object.keys(table.tensors).length, durationMs: Date.now() - t0, reused: Boolean(opts.calibTable) };
     }
+    if (options.biasCorrection) {
+      if (!opts.data) throw errInvalidOption('--bias-correction', 'bias correction needs the calibration data', 'Pass --data along with --bias-correction.');
+      options.correctionData = openDataset(opts.data, { inputs, image: opts.image });
+    }
     const tq = Date.now();
     const q = await backend.quantize(opts.model, table, options, ctx);
     report.output = { ...(await artifact(q.model.path)), format: q.model.format };
@@ -209,6 +217,20 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       report.evalDataset = { ...ds.description, samplesUsed: verify.samples };
       if (!opts.evalData && opts.data && mode === 'static') report.verdictReasons.push('evaluated on the calibration data (pass --eval-data for held-out data)');
       if (ds.description.synthetic) report.verdictReasons.push('evaluated on random data: fidelity only, says nothing about accuracy');
+      if (options.biasCorrection) {
+        // Measure the correction's effect: the same quantization without it, on the same data.
+        const plain = await backend.quantize(opts.model, table, { ...options, biasCorrection: false, correctionData: undefined, output: join(workDir, `without-correction${extname(options.output)}`) }, ctx);
+        const v0 = await backend.verify(opts.model, plain.model, ds, { samples: opts.evalSamples ?? 200, thresholds: {} }, ctx);
+        rmSync(plain.model.path, { force: true });
+        const metrics: [MetricKind, string][] = [['snr', 'SNR dB (pre-activation where measured)']];
+        if (verify.accuracy) metrics.push(['top1-drop', 'negated top-1 drop (points)']);
+        report.corrections = metrics.map(([m, label]) => {
+          const without = score(v0, m);
+          const withIt = score(verify!, m);
+          return { name: 'bias-correction', metric: label, without, with: withIt, helped: withIt > without };
+        });
+        for (const c of report.corrections.filter((x) => !x.helped)) report.verdictReasons.push(`bias correction did not help ${c.metric} here (${c.without.toFixed(2)} → ${c.with.toFixed(2)})`);
+      }
     }
     let bench: BenchmarkResult | undefined;
     if (opts.benchmark !== false && backend.capabilities.verbs.includes('benchmark')) {

@@ -39,6 +39,8 @@ export interface RunReport {
   sizes?: { inputBytes: number; outputBytes: number; ratio: number };
   verify?: VerifyResult;
   benchmark?: BenchmarkResult;
+  /** Each switchable correction with its measured effect (same data, with vs without). */
+  corrections?: { name: string; metric: string; without: number; with: number; helped: boolean }[];
   /** The accuracy-aware search path, when `--accuracy-target` was given. */
   search?: SearchResult;
   verdict: Verdict;
@@ -136,6 +138,7 @@ export function formatRunSummary(r: RunReport): string {
       lines.push(`latency   ${p.mean.toFixed(3)} ms mean, p50 ${p.p50.toFixed(3)}, p99 ${p.p99.toFixed(3)} at ${b.primary.threads} thread(s)`);
     }
   }
+  for (const c of r.corrections ?? []) lines.push(`correction ${c.name}: ${c.metric} ${c.without.toFixed(2)} → ${c.with.toFixed(2)} (${c.helped ? 'helped' : 'did not help'})`);
   if (r.search) {
     lines.push(`target    ${r.search.target}: ${r.search.met ? 'met' : 'NOT met'} with method ${r.search.method}, ${r.search.floatNodes.length} of ${r.search.quantizableNodes} quantizable nodes in float${r.search.floatNodes.length ? ` (${r.search.floatNodes.join(', ')})` : ''}; ${r.search.path.length} trials`);
   }

@@ -45,6 +45,7 @@ import {
   type VerifyResult,
 } from '@qforge/core';
 import { describeModel, encodeModel, graphInputs, intAttr, loadModel, makeNode, saveModel, type ModelProto } from '@qforge/onnx';
+import { correctBiases } from './bias-correction';
 import { prepareModel, shapeQuestions, type ObservedShapes } from './prepare';
 import { quantizeDynamic } from './quantize-dynamic';
 import { STATIC_OP_TYPES, calibrationTensors, quantizeStaticQdq } from './quantize-qdq';
@@ -282,7 +283,9 @@ export class OnnxRuntimeBackend implements Backend {
       if (table.model.preparedSha256 && table.model.preparedSha256 !== prep.preparedSha) {
         throw errCalibTableMismatch('the model prepares differently than when the table was made (another qforge version?)');
       }
+      const floatProto = options.biasCorrection ? structuredClone(prep.proto) : undefined;
       ({ decisions, changes } = quantizeStaticQdq(prep.proto, table, { ...options, perAxisAllowed: prep.opset >= 13 }));
+      if (floatProto) changes.push(...(await correctBiases(floatProto, prep.proto, options.correctionData, options.correctionSamples ?? 32, ctx)));
     } else if (options.mode === 'dynamic') {
       ({ decisions, changes } = quantizeDynamic(prep.proto, options));
     } else {

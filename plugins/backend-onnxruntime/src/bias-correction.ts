@@ -1,0 +1,140 @@
+// Bias correction (Nagel et al., 2019): remove the mean output shift weight rounding causes.
+// For a layer y = W·x + b, int8 weights W̃ = W + ε shift the output by E[ε·x] = ε·E[x] per output
+// channel; E[x] comes from the float model on calibration data, so each layer is corrected for its
+// own error only (no double counting of errors from layers above).
+import { errInvalidOption, throwIfAborted, type Dataset, type GraphChange, type RunContext, type Sample } from '@qforge/core';
+import { GraphIndex, attrInt, encodeModel, tensorToFloat32, type ModelProto, type NodeProto } from '@qforge/onnx';
+import { createSession, runSession } from './runtime';
+
+interface Target {
+  node: NodeProto;
+  input: string;
+  wFloat: Float32Array;
+  wDims: number[];
+  wDeq: Float32Array;
+  biasQ: string;
+  biasScale: Float32Array;
+}
+
+function dequantize(q: Float32Array, scale: Float32Array, zp: Float32Array, dims: number[], axis: number): Float32Array {
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const channels = dims[axis] ?? 1;
+  const out = new Float32Array(q.length);
+  for (let i = 0; i < q.length; i++) {
+    const c = scale.length === 1 ? 0 : Math.floor(i / inner) % channels;
+    out[i] = (q[i] - (zp[c] ?? 0)) * scale[c];
+  }
+  return out;
+}
+
+/** Per-output-channel mean shift ε·E[x] for Conv (grouped too) and Gemm. */
+function meanShift(t: Target, mean: Float64Array): Float64Array {
+  const eps = t.wDeq.map((v, i) => v - t.wFloat[i]);
+  if (t.node.opType === 'Conv') {
+    const [co, cig] = t.wDims;
+    const k = t.wDims.slice(2).reduce((a, b) => a * b, 1);
+    const groups = attrInt(t.node, 'group', 1);
+    const perGroup = co / groups;
+    const out = new Float64Array(co);
+    for (let c = 0; c < co; c++) {
+      const g = Math.floor(c / perGroup);
+      for (let ci = 0; ci < cig; ci++) {
+        const m = mean[g * cig + ci];
+        for (let j = 0; j < k; j++) out[c] += eps[(c * cig + ci) * k + j] * m;
+      }
+    }
+    return out;
+  }
+  // Gemm: B is [K, N], or [N, K] with transB.
+  const trans = attrInt(t.node, 'transB', 0) === 1;
+  const [r, c] = t.wDims;
+  const n = trans ? r : c;
+  const kDim = trans ? c : r;
+  const out = new Float64Array(n);
+  for (let j = 0; j < n; j++) for (let k = 0; k < kDim; k++) out[j] += eps[trans ? j * kDim + k : k * n + j] * mean[k];
+  return out;
+}
+
+export async function correctBiases(floatProto: ModelProto, quantProto: ModelProto, data: Dataset | undefined, samples: number, ctx: RunContext): Promise<GraphChange[]> {
+  if (!data) throw errInvalidOption('--bias-correction', 'bias correction needs data', 'It uses the calibration data; pass --data.');
+  const qIdx = new GraphIndex(quantProto.graph);
+  const fIdx = new GraphIndex(floatProto.graph);
+  const fNodes = new Map(floatProto.graph.node.map((n) => [n.name, n]));
+  const targets: Target[] = [];
+  for (const n of quantProto.graph.node) {
+    if (!['Conv', 'Gemm'].includes(n.opType) || !n.input[2] || !n.name) continue;
+    const wdq = qIdx.producer.get(n.input[1]);
+    const bdq = qIdx.producer.get(n.input[2]);
+    const fn = fNodes.get(n.name);
+    if (wdq?.opType !== 'DequantizeLinear' || bdq?.opType !== 'DequantizeLinear' || !fn) continue;
+    const wF = fIdx.initializers.get(fn.input[1]);
+    const wQ = qIdx.initializers.get(wdq.input[0]);
+    const bQ = qIdx.initializers.get(bdq.input[0]);
+    const bS = qIdx.initializers.get(bdq.input[1]);
+    const wS = qIdx.initializers.get(wdq.input[1]);
+    const wZ = wdq.input[2] ? qIdx.initializers.get(wdq.input[2]) : undefined;
+    if (!wF || !wQ || !bQ || !bS || !wS) continue;
+    const dims = wQ.dims.map(Number);
+    targets.push({
+      node: n,
+      input: fn.input[0],
+      wFloat: tensorToFloat32(wF),
+      wDims: dims,
+      wDeq: dequantize(tensorToFloat32(wQ), tensorToFloat32(wS), wZ ? tensorToFloat32(wZ) : new Float32Array(1), dims, attrInt(wdq, 'axis', 1)),
+      biasQ: bQ.name,
+      biasScale: tensorToFloat32(bS),
+    });
+  }
+  if (!targets.length) return [{ kind: 'bias-correction', detail: 'no quantized Conv/Gemm with a bias: nothing to correct' }];
+  // Mean of every corrected layer's input, per channel, from the float model.
+  const inputs = [...new Set(targets.map((t) => t.input))];
+  const existing = new Set(floatProto.graph.output.map((o) => o.name));
+  const graphInputs = new Set(floatProto.graph.input.map((i) => i.name));
+  const fetch = inputs.filter((t) => !graphInputs.has(t));
+  const session = await createSession(encodeModel({ ...floatProto, graph: { ...floatProto.graph, output: [...floatProto.graph.output, ...fetch.filter((t) => !existing.has(t)).map((name) => ({ name }))] } }), { optimization: 'basic' });
+  const sums = new Map<string, Float64Array>();
+  const counts = new Map<string, number>();
+  let seen = 0;
+  try {
+    for await (const sample of data.samples({ limit: samples }) as AsyncIterable<Sample>) {
+      throwIfAborted(ctx, 'bias correction');
+      const out = await runSession(session, sample.inputs, fetch);
+      for (const name of inputs) {
+        const t = out[name] ?? undefined;
+        const values = (t?.data ?? sample.inputs[name]?.data) as Float32Array | undefined;
+        const dims = t ? [...t.dims].map(Number) : sample.inputs[name]?.dims;
+        if (!values || !dims) continue;
+        const channels = dims[1];
+        const inner = dims.slice(2).reduce((a, b) => a * b, 1);
+        const sum = sums.get(name) ?? new Float64Array(channels);
+        for (let i = 0; i < values.length; i++) sum[Math.floor(i / inner) % channels] += values[i];
+        sums.set(name, sum);
+        counts.set(name, (counts.get(name) ?? 0) + values.length / channels);
+      }
+      ctx.progress({ phase: 'quantize', current: ++seen, total: samples, message: 'bias correction' });
+    }
+  } finally {
+    await session.release();
+  }
+  let layers = 0;
+  let totalShift = 0;
+  let channels = 0;
+  for (const t of targets) {
+    const sum = sums.get(t.input);
+    if (!sum) continue;
+    const mean = sum.map((v) => v / counts.get(t.input)!);
+    const shift = meanShift(t, mean);
+    const init = quantProto.graph.initializer.find((x) => x.name === t.biasQ)!;
+    const values = new Int32Array(Uint8Array.from(init.rawData!).buffer);
+    if (values.length !== shift.length) continue;
+    for (let c = 0; c < values.length; c++) {
+      const scale = t.biasScale.length === 1 ? t.biasScale[0] : t.biasScale[c];
+      values[c] -= Math.round(shift[c] / scale);
+      totalShift += Math.abs(shift[c]);
+      channels++;
+    }
+    init.rawData = new Uint8Array(values.buffer);
+    layers++;
+  }
+  return [{ kind: 'bias-correction', detail: `${layers} layer(s), ${channels} channel bias(es) corrected for the mean weight-rounding shift over ${seen} sample(s); mean |shift| ${(totalShift / Math.max(1, channels)).toExponential(2)}` }];
+}
