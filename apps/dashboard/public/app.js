@@ -66,7 +66,7 @@
     if (report.calibrationTable) table = await fetch(`/api/runs/${encodeURIComponent(id)}/files/calibration.json`).then((r) => (r.ok ? r.json() : null));
     const o = report.verify && report.verify.outputs[0];
     const files = ['report.json', 'summary.txt', 'calibration.json', 'report.html', report.output ? report.output.path.split('/').pop() : null].filter(Boolean);
-    const tensors = table ? Object.keys(table.tensors) : [];
+    const tensors = QforgeCharts.rangeChoices(table, report);
     view.innerHTML = `
       <h2>${esc(report.input.path.split('/').pop())} <span class="verdict-${esc(report.verdict)}">${esc(report.verdict.toUpperCase())}</span></h2>
       <p class="muted">${esc(report.runId)} · ${esc(report.command)} · ${esc(report.createdAt)}</p>
@@ -90,8 +90,8 @@
     charts.push(QforgeCharts.layersChart(document.getElementById('layers'), report));
     if (tensors.length) {
       const sel = document.getElementById('tensor');
-      let rc = QforgeCharts.rangeChart(document.getElementById('ranges'), table, sel.value);
-      sel.addEventListener('change', () => { if (rc) rc.destroy(); rc = QforgeCharts.rangeChart(document.getElementById('ranges'), table, sel.value); charts.push(rc); });
+      let rc = QforgeCharts.rangeChart(document.getElementById('ranges'), table, sel.value, report);
+      sel.addEventListener('change', () => { if (rc) rc.destroy(); rc = QforgeCharts.rangeChart(document.getElementById('ranges'), table, sel.value, report); charts.push(rc); });
       charts.push(rc);
     }
   }

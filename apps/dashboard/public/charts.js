@@ -40,8 +40,21 @@
     });
   }
 
-  /** Calibration range of one tensor: observed min/max and the range quantization uses. */
-  function rangeChart(canvas, table, tensor) {
+  /** A weight distribution recorded in the report (equal-width bins over [min, max]). */
+  function weightChart(canvas, h) {
+    const w = (h.max - h.min) / h.bins.length;
+    return new Chart(canvas, {
+      type: 'bar',
+      data: { labels: h.bins.map((_, i) => (h.min + (i + 0.5) * w).toPrecision(3)), datasets: [{ label: `weights of ${h.tensor}`, data: h.bins, backgroundColor: INT8 }] },
+      options: { animation: false, plugins: { title: { display: true, text: `Weight distribution of ${h.tensor}` } }, scales: { y: { title: { display: true, text: 'count' } } } },
+    });
+  }
+
+  /** Calibration range of one tensor (observed min/max and the range used), or a weight histogram. */
+  function rangeChart(canvas, table, tensor, report) {
+    const weights = report && report.quantization ? report.quantization.decisions.map((d) => d.weightHistogram).filter(Boolean) : [];
+    const wh = weights.find((h) => `weight: ${h.tensor}` === tensor);
+    if (wh) return weightChart(canvas, wh);
     const t = table && table.tensors[tensor];
     if (!t) return null;
     if (t.histogram) {
@@ -68,5 +81,12 @@
     });
   }
 
-  global.QforgeCharts = { latencyChart, layersChart, rangeChart, compareChart };
+  /** The tensors a range chart can show: calibrated activations, then quantized weights. */
+  function rangeChoices(table, report) {
+    const acts = table ? Object.keys(table.tensors) : [];
+    const weights = report && report.quantization ? report.quantization.decisions.map((d) => d.weightHistogram).filter(Boolean).map((h) => `weight: ${h.tensor}`) : [];
+    return [...acts, ...weights];
+  }
+
+  global.QforgeCharts = { latencyChart, layersChart, rangeChart, rangeChoices, compareChart };
 })(typeof window !== 'undefined' ? window : globalThis);

@@ -19,7 +19,7 @@ export function renderReportHtml(report: RunReport, table?: CalibrationTable): s
   const chartJs = readFileSync(join(PUBLIC, 'vendor', 'chart.umd.min.js'), 'utf8');
   const charts = readFileSync(join(PUBLIC, 'charts.js'), 'utf8');
   const css = readFileSync(join(PUBLIC, 'style.css'), 'utf8');
-  const tensors = table ? Object.keys(table.tensors) : [];
+  const tensors = [...(table ? Object.keys(table.tensors) : []), ...(report.quantization?.decisions ?? []).flatMap((d) => (d.weightHistogram ? [`weight: ${d.weightHistogram.tensor}`] : []))];
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>qforge run ${esc(report.runId)}</title>
 <style>${css}</style>
@@ -39,9 +39,9 @@ const table = ${safeJson(table ?? null)};
 window.qforgeCharts = [QforgeCharts.latencyChart(document.getElementById('latency'), report), QforgeCharts.layersChart(document.getElementById('layers'), report)];
 const sel = document.getElementById('tensor');
 if (sel) {
-  let rc = QforgeCharts.rangeChart(document.getElementById('ranges'), table, sel.value);
+  let rc = QforgeCharts.rangeChart(document.getElementById('ranges'), table, sel.value, report);
   window.qforgeCharts.push(rc);
-  sel.addEventListener('change', () => { if (rc) rc.destroy(); rc = QforgeCharts.rangeChart(document.getElementById('ranges'), table, sel.value); });
+  sel.addEventListener('change', () => { if (rc) rc.destroy(); rc = QforgeCharts.rangeChart(document.getElementById('ranges'), table, sel.value, report); });
 }
 document.body.dataset.ready = 'report';
 </script>

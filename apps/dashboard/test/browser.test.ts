@@ -81,6 +81,11 @@ maybe('dashboard in Chromium', () => {
       return c ? c.data.datasets[0].data.length : 0;
     }));
     expect(charts.every((n) => n > 0)).toBe(true);
+    // The range chart also shows the weight distribution of a quantized layer.
+    await page.selectOption('#tensor', 'weight: conv1.weight');
+    const weightBins = await page.evaluate(() => (window as unknown as { Chart: { getChart(el: Element | null): { data: { datasets: { label: string; data: unknown[] }[] } } | undefined } }).Chart.getChart(document.getElementById('ranges'))?.data.datasets[0]);
+    expect(weightBins?.label).toBe('weights of conv1.weight');
+    expect(weightBins?.data.length).toBe(64);
     await expect(page.locator('#artifacts').textContent()).resolves.toContain('model.int8.onnx');
     await expect(page.locator('#options').textContent()).resolves.toContain('onnxruntime');
     const model = await page.request.get(`${dash.url}/api/runs/${firstRun}/files/model.int8.onnx`);

@@ -117,10 +117,20 @@ export interface GraphChange {
   detail: string;
 }
 
+/** A value distribution small enough for reports: `bins` equal-width counts over [min, max]. */
+export interface ValueHistogram {
+  tensor: string;
+  min: number;
+  max: number;
+  bins: number[];
+}
+
 export interface NodeDecision {
   node: string;
   opType: string;
   quantized: boolean;
+  /** The float weights' distribution, for plots. */
+  weightHistogram?: ValueHistogram;
   reason?: string;
   weightType?: QuantType;
   activationType?: QuantType;

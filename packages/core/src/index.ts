@@ -23,6 +23,7 @@ export type {
   Verb,
   VerifyOptions,
   VerifyResult,
+  ValueHistogram,
   VerifyThresholds,
 } from './contract';
 export { defineCapabilities } from './contract';
@@ -73,7 +74,7 @@ export {
   scaleFromRange,
 } from './quant-math';
 export type { PerAxisQuantized, QuantizedArray, QuantParams, QuantRangeOptions } from './quant-math';
-export { Histogram, RunningMinMax, TensorStatistics, chooseRange, entropyThreshold, methodNeedsHistogram, mseRange } from './stats';
+export { Histogram, RunningMinMax, TensorStatistics, chooseRange, entropyThreshold, methodNeedsHistogram, mseRange, valueHistogram } from './stats';
 export type { HistogramJson, RangeChoiceOptions } from './stats';
 export { AccuracyAccumulator, FidelityAccumulator, SNR_CAP_DB, argmax, cosineSimilarity, snrDb, topKIndices } from './metrics';
 export type { LayerError, OutputFidelity } from './metrics';

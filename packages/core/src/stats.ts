@@ -292,3 +292,17 @@ export function mseRange(min: number, max: number, hist: Histogram, type: QuantT
   }
   return best;
 }
+
+/** Equal-width histogram of a whole array (for weights; activations stream through `Histogram`). */
+export function valueHistogram(tensor: string, data: ArrayLike<number>, bins = 64): { tensor: string; min: number; max: number; bins: number[] } {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < data.length; i++) {
+    if (data[i] < min) min = data[i];
+    if (data[i] > max) max = data[i];
+  }
+  const counts = new Array<number>(bins).fill(0);
+  const w = (max - min) / bins || 1;
+  for (let i = 0; i < data.length; i++) counts[Math.min(bins - 1, Math.floor((data[i] - min) / w))]++;
+  return { tensor, min, max, bins: counts };
+}

@@ -13,6 +13,8 @@ import {
   type NodeDecision,
   type QuantizeOptions,
   type QuantParams,
+  type ValueHistogram,
+  valueHistogram,
 } from '@qforge/core';
 import {
   DataType,
@@ -144,7 +146,7 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
   }
   for (const n of g.node) n.input = n.input.map((i) => dqName.get(i) ?? i);
 
-  const weightCache = new Map<string, { dq: string; scales: Float32Array }>();
+  const weightCache = new Map<string, { dq: string; scales: Float32Array; histogram: ValueHistogram }>();
   const wType = opts.weightType;
   const WT = wType === 'uint8' ? Uint8Array : Int8Array;
   for (const n of quantNodes) {
@@ -179,7 +181,7 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
       const shape = axis !== undefined ? [scales.length] : [];
       g.initializer.push(makeTensor(qName, dims, WT.from(values)), makeTensor(sName, shape, scales), makeTensor(zName, shape, WT.from(zps)));
       newNodes.push(makeNode('DequantizeLinear', [qName, sName, zName], [dq], name(`${wName}_DequantizeLinear`), axis !== undefined ? [intAttr('axis', axis)] : []));
-      entry = { dq, scales };
+      entry = { dq, scales, histogram: valueHistogram(wName, data) };
       weightCache.set(key, entry);
     }
     n.input[1] = entry.dq;
@@ -205,6 +207,7 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
       weightType: wType,
       activationType: opts.activationType,
       granularity: axis !== undefined ? 'per-channel' : 'per-tensor',
+      weightHistogram: entry.histogram,
     });
   }
 
