@@ -143,6 +143,20 @@ async function sensitivityAgreement(id, evalSamples) {
   }
 }
 
+/** Bias correction and equalization, each measured against the same run without it. */
+async function corrections() {
+  const rows = [];
+  for (const id of ['mnist-cnn', 'ppocr-cls', 'ppocr-rec']) {
+    const m = MODELS.find((x) => x.id === id);
+    for (const flag of ['biasCorrection', 'equalize']) {
+      const r = await core.runQuantize(backend, { model: core.modelRef(m.path), runsDir: join(OUT, 'runs'), target: core.resolveTargetProfile('auto'), data: m.calib, samples: 32, evalData: m.eval, evalSamples: id === 'mnist-cnn' ? 1000 : 32, image: m.image, inputShapes: m.shape ? [m.shape] : [], [flag]: true, benchmark: false }, ctx);
+      const c = r.report.corrections.find((x) => x.metric.startsWith('SNR'));
+      rows.push({ id, correction: c.name, without: c.without, with: c.with, helped: c.helped });
+    }
+  }
+  return rows;
+}
+
 /** Child process: one calibration; prints the process's peak RSS. */
 async function calibMemory(id, samples) {
   const m = MODELS.find((x) => x.id === id);
@@ -201,6 +215,12 @@ function markdown(results, memory, machine, extra = {}) {
     L.push('|---|---|---|---|---|');
     for (const p of s.search.path) L.push(`| ${p.step} | ${p.method} | ${p.floatNodes.join(', ') || '—'} | ${f2(p.score)} dB | ${p.met ? 'yes' : 'no'} |`);
   }
+  if (extra.corrections) {
+    L.push('', '## Corrections, each against the same run without it', '');
+    L.push('| model | correction | SNR without | SNR with | helped |');
+    L.push('|---|---|---|---|---|');
+    for (const c of extra.corrections) L.push(`| ${c.id} | ${c.correction} | ${f2(c.without)} dB | ${f2(c.with)} dB | ${c.helped ? 'yes' : 'no'} |`);
+  }
   if (extra.sensitivity) {
     L.push('', '## Sensitivity ranking vs direct measurement', '');
     L.push('For every quantized node: SNR with only that node quantized (cheap proxy) and SNR with all but that node quantized (the float fallback, measured directly). Spearman rank correlation between proxy damage and measured recovery:', '');
@@ -234,6 +254,7 @@ async function main() {
   }
   const extra = {};
   if (!only || only.has('search')) extra.search = await accuracySearch();
+  if (!only || only.has('corrections')) extra.corrections = await corrections();
   if (!only || only.has('sensitivity')) extra.sensitivity = [await sensitivityAgreement('mnist-cnn', 200), await sensitivityAgreement('ppocr-rec', 8)];
   const memory = {};
   for (const id of ['mnist-cnn', 'ppocr-rec']) memory[id] = { 32: measureMemory(id, 32), 512: measureMemory(id, 512) };

@@ -54,4 +54,14 @@ describe('finding the best int8 model', () => {
     expect(snr.with).toBeGreaterThan(snr.without);
     expect(snr.helped).toBe(true);
   });
+
+  it('cross-layer equalization is switchable and its effect is measured against a run without it', () => {
+    const r = qforge(['quantize', EXAMPLE, '--data', 'mnist:calib', '--samples', '64', '--eval-data', 'mnist:test', '--eval-samples', '300', '--equalize', '--no-benchmark', '--runs-dir', runs, '--json']);
+    expect(r.code).toBe(0);
+    const { report } = r.json();
+    expect(report.quantization.preparation.find((c: { kind: string }) => c.kind === 'equalize').detail).toMatch(/conv1→conv2/);
+    const entries = report.corrections.filter((c: { name: string }) => c.name === 'equalization');
+    expect(entries.map((c: { metric: string }) => c.metric)).toEqual([expect.stringMatching(/^SNR/), expect.stringMatching(/top-1/)]);
+    for (const c of entries) expect(c.helped).toBe(c.with > c.without);
+  });
 });

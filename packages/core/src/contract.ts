@@ -81,6 +81,8 @@ export interface CalibrateOptions {
   activationType?: QuantType;
   /** Keep each tensor's histogram in the table, so other methods can be derived without recalibrating. */
   keepHistograms?: boolean;
+  /** Cross-layer equalization before calibrating; quantize must be asked for it too. */
+  equalize?: boolean;
 }
 
 export interface QuantizeOptions {
@@ -102,6 +104,8 @@ export interface QuantizeOptions {
    * `correctionData` (empirical bias correction). @defaultValue false
    */
   biasCorrection?: boolean;
+  /** Cross-layer equalization of Conv → Relu/MaxPool → Conv pairs before quantizing. @defaultValue false */
+  equalize?: boolean;
   /** Samples for corrections that need data (bias correction); usually the calibration data. */
   correctionData?: Dataset;
   /** @defaultValue 32 */

@@ -45,6 +45,8 @@ export interface QuantizeRunOptions {
   image?: Partial<ImagePreprocessing>;
   /** Empirical bias correction on the calibration data. @defaultValue false */
   biasCorrection?: boolean;
+  /** Cross-layer equalization before calibration. @defaultValue false */
+  equalize?: boolean;
   /** Search until this holds (`top1-drop<=0.5`, `snr>=30`, `cosine>=0.999`). */
   accuracyTarget?: string;
   /** Largest share of quantizable nodes the search may keep in float. @defaultValue 0.1 */
@@ -108,6 +110,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     excludeNodes: opts.excludeNodes ?? [],
     opTypes: opts.opTypes ?? [],
     biasCorrection: opts.biasCorrection ?? false,
+    equalize: opts.equalize ?? false,
   };
   const report: RunReport = {
     kind: 'qforge.run-report',
@@ -168,7 +171,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
         if (!opts.data) throw errInvalidOption('--data', 'static quantization needs calibration data', 'Pass --data <dataset> (a folder, .npy, mnist or random), --calib-table <file>, or use --mode dynamic.');
         const ds = openDataset(opts.data, { inputs, image: opts.image });
         const method = opts.method ?? d.method;
-        table = await backend.calibrate(opts.model, ds, { method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: Boolean(opts.accuracyTarget) }, ctx);
+        table = await backend.calibrate(opts.model, ds, { method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: Boolean(opts.accuracyTarget), equalize: options.equalize }, ctx);
         if (opts.accuracyTarget) {
           const target = parseAccuracyTarget(opts.accuracyTarget);
           const evalDs = openDataset(opts.evalData ?? opts.data, { inputs, image: opts.image });
@@ -217,19 +220,35 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       report.evalDataset = { ...ds.description, samplesUsed: verify.samples };
       if (!opts.evalData && opts.data && mode === 'static') report.verdictReasons.push('evaluated on the calibration data (pass --eval-data for held-out data)');
       if (ds.description.synthetic) report.verdictReasons.push('evaluated on random data: fidelity only, says nothing about accuracy');
-      if (options.biasCorrection) {
-        // Measure the correction's effect: the same quantization without it, on the same data.
-        const plain = await backend.quantize(opts.model, table, { ...options, biasCorrection: false, correctionData: undefined, output: join(workDir, `without-correction${extname(options.output)}`) }, ctx);
+      // Each switchable correction is measured against the same run without it, on the same data.
+      const variants: { name: string; off: () => Promise<{ table?: CalibrationTable; options: QuantizeOptions }> }[] = [];
+      if (options.biasCorrection) variants.push({ name: 'bias-correction', off: async () => ({ table, options: { ...options, biasCorrection: false, correctionData: undefined } }) });
+      if (options.equalize && mode === 'static' && opts.data) {
+        variants.push({
+          name: 'equalization',
+          off: async () => ({
+            table: await backend.calibrate(opts.model, openDataset(opts.data!, { inputs, image: opts.image }), { method: table!.method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType, equalize: false }, ctx),
+            options: { ...options, equalize: false },
+          }),
+        });
+      }
+      const metrics: [MetricKind, string][] = [['snr', 'SNR dB (pre-activation where measured)']];
+      if (verify.accuracy) metrics.push(['top1-drop', 'negated top-1 drop (points)']);
+      report.corrections = [];
+      for (const variant of variants) {
+        const off = await variant.off();
+        const plain = await backend.quantize(opts.model, off.table, { ...off.options, output: join(workDir, `without-${variant.name}${extname(options.output)}`) }, ctx);
         const v0 = await backend.verify(opts.model, plain.model, ds, { samples: opts.evalSamples ?? 200, thresholds: {} }, ctx);
         rmSync(plain.model.path, { force: true });
-        const metrics: [MetricKind, string][] = [['snr', 'SNR dB (pre-activation where measured)']];
-        if (verify.accuracy) metrics.push(['top1-drop', 'negated top-1 drop (points)']);
-        report.corrections = metrics.map(([m, label]) => {
+        for (const [m, label] of metrics) {
           const without = score(v0, m);
-          const withIt = score(verify!, m);
-          return { name: 'bias-correction', metric: label, without, with: withIt, helped: withIt > without };
-        });
-        for (const c of report.corrections.filter((x) => !x.helped)) report.verdictReasons.push(`bias correction did not help ${c.metric} here (${c.without.toFixed(2)} → ${c.with.toFixed(2)})`);
+          const withIt = score(verify, m);
+          report.corrections.push({ name: variant.name, metric: label, without, with: withIt, helped: withIt > without });
+        }
+      }
+      if (!report.corrections.length) delete report.corrections;
+      else {
+        for (const c of report.corrections.filter((x) => !x.helped)) report.verdictReasons.push(`${c.name} did not help ${c.metric} here (${c.without.toFixed(2)} → ${c.with.toFixed(2)})`);
       }
     }
     let bench: BenchmarkResult | undefined;

@@ -166,11 +166,11 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   /** Loads and prepares a model the same way for calibrate and quantize, so tables line up. */
-  private async prepared(model: ModelRef, probeInputs: Record<string, Tensor>) {
+  private async prepared(model: ModelRef, probeInputs: Record<string, Tensor>, equalize = false) {
     const loaded = loadModel(model.path);
     const inputSha = await sha256File(model.path);
     const shapes = await observeShapes(loaded.proto, probeInputs, shapeQuestions(loaded.proto));
-    const prep = prepareModel(loaded.proto, shapes, { needPerAxis: true });
+    const prep = prepareModel(loaded.proto, shapes, { needPerAxis: true, equalize });
     const preparedSha = sha256Bytes(encodeModel(prep.proto));
     return { ...prep, inputSha, preparedSha };
   }
@@ -181,7 +181,7 @@ export class OnnxRuntimeBackend implements Backend {
     const first = await iterator.next();
     if (first.done) throw errDatasetEmpty(dataset.description.source);
     ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
-    const prep = await this.prepared(model, first.value.inputs);
+    const prep = await this.prepared(model, first.value.inputs, options.equalize);
     const candidates = calibrationTensors(prep.proto);
     // minmax needs only each tensor's extremes: ReduceMin/ReduceMax nodes compute them inside the
     // runtime, so no activation is copied into JavaScript. Histogram methods need the values.
@@ -274,7 +274,7 @@ export class OnnxRuntimeBackend implements Backend {
     const inputs = graphInputs(loaded.proto.graph);
     const dims = table?.methodOptions?.inputDims as Record<string, number[]> | undefined;
     ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
-    const prep = await this.prepared(model, sampleInputsFor(inputs, 0, dims));
+    const prep = await this.prepared(model, sampleInputsFor(inputs, 0, dims), options.equalize);
     let decisions;
     let changes;
     if (options.mode === 'static') {

@@ -168,6 +168,92 @@ export function foldAffineIntoConv(proto: ModelProto, changes: GraphChange[]): v
   if (folded) changes.push({ kind: 'fold-affine', detail: `${folded} per-channel Mul/Add node(s) folded into the preceding Conv` });
 }
 
+/**
+ * Cross-layer equalization (Nagel et al., 2019): for Conv → (Relu | MaxPool)* → Conv, scale output
+ * channel c of the first conv down by s_c and the matching input channel of the second up by s_c,
+ * with s_c = sqrt(r1_c / r2_c), so both see the same per-channel weight range. Relu and MaxPool
+ * commute with positive per-channel scaling, so the float function is unchanged; per-tensor and
+ * depthwise weights then quantize with far less error.
+ */
+export function equalizeCrossLayer(proto: ModelProto, changes: GraphChange[]): void {
+  const g = proto.graph;
+  const name = uniqueNamer(g);
+  const pairs = new Set<string>();
+  // A few passes let chains (A → B → C) settle; each pass rescales every pair once.
+  for (let pass = 0; pass < 3; pass++) {
+    const idx = new GraphIndex(g);
+    let changed = 0;
+    for (const c1 of g.node) {
+      if (c1.opType !== 'Conv') continue;
+      const w1 = idx.initializers.get(c1.input[1]);
+      if (!w1 || w1.dims.length !== 4 || idx.consumersOf(c1.input[1]).length !== 1) continue;
+      // Walk a single-consumer chain of scale-commuting ops to the next Conv.
+      let t = c1.output[0];
+      let c2: NodeProto | undefined;
+      for (let hops = 0; hops < 4; hops++) {
+        const cons = idx.consumersOf(t);
+        if (cons.length !== 1 || idx.graphOutputNames.has(t)) break;
+        const n = cons[0];
+        if (n.opType === 'Conv' && n.input[0] === t) {
+          c2 = n;
+          break;
+        }
+        if (n.opType !== 'Relu' && n.opType !== 'MaxPool') break;
+        t = n.output[0];
+      }
+      if (!c2) continue;
+      const w2 = idx.initializers.get(c2.input[1]);
+      if (!w2 || w2.dims.length !== 4 || idx.consumersOf(c2.input[1]).length !== 1) continue;
+      const co = Number(w1.dims[0]);
+      const groups2 = attrInt(c2, 'group', 1);
+      const cin2 = Number(w2.dims[1]);
+      const co2 = Number(w2.dims[0]);
+      const depthwise = groups2 === co && cin2 === 1 && co2 === co;
+      if (!depthwise && !(groups2 === 1 && cin2 === co)) continue;
+      const a = Float32Array.from(tensorToFloat32(w1));
+      const bq = Float32Array.from(tensorToFloat32(w2));
+      const per1 = a.length / co;
+      const k2 = bq.length / (co2 * cin2);
+      const r1 = new Float64Array(co);
+      const r2 = new Float64Array(co);
+      for (let c = 0; c < co; c++) for (let i = 0; i < per1; i++) r1[c] = Math.max(r1[c], Math.abs(a[c * per1 + i]));
+      for (let o = 0; o < co2; o++) {
+        for (let ci = 0; ci < cin2; ci++) {
+          const c = depthwise ? o : ci;
+          for (let j = 0; j < k2; j++) r2[c] = Math.max(r2[c], Math.abs(bq[(o * cin2 + ci) * k2 + j]));
+        }
+      }
+      const s = new Float64Array(co);
+      for (let c = 0; c < co; c++) s[c] = r1[c] > 0 && r2[c] > 0 ? Math.sqrt(r1[c] / r2[c]) : 1;
+      for (let c = 0; c < co; c++) for (let i = 0; i < per1; i++) a[c * per1 + i] /= s[c];
+      for (let o = 0; o < co2; o++) {
+        for (let ci = 0; ci < cin2; ci++) {
+          const c = depthwise ? o : ci;
+          for (let j = 0; j < k2; j++) bq[(o * cin2 + ci) * k2 + j] *= s[c];
+        }
+      }
+      const b1 = c1.input[2] ? idx.initializers.get(c1.input[2]) : undefined;
+      if (c1.input[2] && !b1) continue;
+      if (b1) {
+        const bias = Float32Array.from(tensorToFloat32(b1)).map((v, c) => v / s[c]);
+        const bName = name(`${c1.input[2]}_cle`);
+        g.initializer.push(makeTensor(bName, [co], bias));
+        c1.input[2] = bName;
+      }
+      const n1 = name(`${c1.input[1]}_cle`);
+      const n2 = name(`${c2.input[1]}_cle`);
+      g.initializer.push(makeTensor(n1, w1.dims.map(Number), a), makeTensor(n2, w2.dims.map(Number), bq));
+      c1.input[1] = n1;
+      c2.input[1] = n2;
+      pairs.add(`${c1.name ?? c1.output[0]}→${c2.name ?? c2.output[0]}`);
+      changed++;
+    }
+    if (!changed) break;
+  }
+  if (pairs.size) changes.push({ kind: 'equalize', detail: `cross-layer equalization rescaled ${pairs.size} Conv pair(s): ${[...pairs].slice(0, 5).join(', ')}${pairs.size > 5 ? ', …' : ''}` });
+  else changes.push({ kind: 'equalize', detail: 'cross-layer equalization found no Conv → Relu/MaxPool → Conv pair to rescale' });
+}
+
 /** Initializers nobody uses any more (after folding) are dropped so the output is not padded with them. */
 export function dropUnusedInitializers(proto: ModelProto): number {
   const g = proto.graph;
@@ -301,11 +387,12 @@ export function shapeQuestions(proto: ModelProto): string[] {
   return proto.graph.node.filter((n) => (!n.domain || n.domain === 'ai.onnx') && ['Softmax', 'LogSoftmax', 'Hardmax'].includes(n.opType)).map((n) => n.input[0]);
 }
 
-export function prepareModel(proto: ModelProto, shapes: ObservedShapes, opts: { needPerAxis: boolean }): PreparationResult & { perAxisBlockedBy?: string } {
+export function prepareModel(proto: ModelProto, shapes: ObservedShapes, opts: { needPerAxis: boolean; equalize?: boolean }): PreparationResult & { perAxisBlockedBy?: string } {
   const changes: GraphChange[] = [];
   constantsToInitializers(proto, changes);
   foldBatchNorm(proto, changes);
   foldAffineIntoConv(proto, changes);
+  if (opts.equalize) equalizeCrossLayer(proto, changes);
   const dropped = dropUnusedInitializers(proto);
   if (dropped) changes.push({ kind: 'drop-unused', detail: `${dropped} unused initializer(s) removed` });
   let perAxisBlockedBy: string | undefined;

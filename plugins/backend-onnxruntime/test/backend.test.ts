@@ -128,3 +128,36 @@ describe('dynamic quantization', () => {
     expect(v.outputs[0].cosine).toBeGreaterThan(0.99);
   });
 });
+
+describe('cross-layer equalization', () => {
+  it('keeps the float function and equalizes per-channel weight ranges of Conv → Relu → MaxPool → Conv', async () => {
+    const example = join(__dirname, '..', '..', '..', 'examples', 'mnist', 'mnist-cnn.onnx');
+    const plain = prepareModel(loadModel(example).proto, new Map(), { needPerAxis: true });
+    const eq = prepareModel(loadModel(example).proto, new Map(), { needPerAxis: true, equalize: true });
+    expect(eq.changes.find((c) => c.kind === 'equalize')?.detail).toMatch(/rescaled 1 Conv pair\(s\): conv1→conv2/);
+    const [a, b] = [join(dir, 'plain.onnx'), join(dir, 'eq.onnx')];
+    await saveModel(plain.proto, a);
+    await saveModel(eq.proto, b);
+    const x = Float32Array.from({ length: 784 }, (_, i) => (i % 29) / 29);
+    const ya = await run(a, { input: x }, [1, 1, 28, 28]);
+    const yb = await run(b, { input: x }, [1, 1, 28, 28]);
+    for (let i = 0; i < ya.length; i++) expect(yb[i]).toBeCloseTo(ya[i], 5);
+    // After equalization each channel's range is the same in conv1's outputs and conv2's inputs.
+    const conv1 = eq.proto.graph.node.find((n) => n.name === 'conv1')!;
+    const conv2 = eq.proto.graph.node.find((n) => n.name === 'conv2')!;
+    const w1 = eq.proto.graph.initializer.find((t) => t.name === conv1.input[1])!;
+    const w2 = eq.proto.graph.initializer.find((t) => t.name === conv2.input[1])!;
+    const d1 = new Float32Array(Uint8Array.from(w1.rawData!).buffer);
+    const d2 = new Float32Array(Uint8Array.from(w2.rawData!).buffer);
+    const [co, cin2] = [Number(w1.dims[0]), Number(w2.dims[1])];
+    const per1 = d1.length / co;
+    const k2 = d2.length / (Number(w2.dims[0]) * cin2);
+    for (let c = 0; c < co; c++) {
+      let r1 = 0;
+      let r2 = 0;
+      for (let i = 0; i < per1; i++) r1 = Math.max(r1, Math.abs(d1[c * per1 + i]));
+      for (let o = 0; o < Number(w2.dims[0]); o++) for (let j = 0; j < k2; j++) r2 = Math.max(r2, Math.abs(d2[(o * cin2 + c) * k2 + j]));
+      expect(r1).toBeCloseTo(r2, 4);
+    }
+  });
+});
