@@ -49,6 +49,7 @@ import { correctBiases } from './bias-correction';
 import { prepareModel, shapeQuestions, type ObservedShapes } from './prepare';
 import { quantizeDynamic } from './quantize-dynamic';
 import { STATIC_OP_TYPES, calibrationTensors, quantizeStaticQdq } from './quantize-qdq';
+import { qdqToQOperator } from './quantize-qoperator';
 import { createSession, loadOrt, runSession } from './runtime';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -59,7 +60,7 @@ export const ONNXRUNTIME_CAPABILITIES: BackendCapabilities = {
   outputFormats: ['onnx'],
   verbs: ['inspect', 'calibrate', 'quantize', 'benchmark', 'verify'],
   modes: ['static', 'dynamic'],
-  quantFormats: ['qdq'],
+  quantFormats: ['qdq', 'qoperator'],
   calibrationMethods: ['minmax', 'percentile', 'entropy', 'mse'],
   weightTypes: ['int8', 'uint8'],
   activationTypes: ['uint8', 'int8'],
@@ -69,7 +70,7 @@ export const ONNXRUNTIME_CAPABILITIES: BackendCapabilities = {
     `static QDQ quantization of ${STATIC_OP_TYPES.join(', ')}; pass-through ops share parameters; Relu/Clip fused into output ranges`,
     'dynamic quantization of MatMul/Gemm to DynamicQuantizeMatMul',
     'preparation: Constant→initializer, Conv+BatchNormalization folding, opset upgrade to 13 for per-channel weights',
-    'QOperator format is not implemented yet (fails with E_UNSUPPORTED)',
+    'QOperator format: Conv → QLinearConv and MatMul → QLinearMatMul; Gemm stays QDQ',
   ],
 };
 
@@ -267,7 +268,8 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   async quantize(model: ModelRef, table: CalibrationTable | undefined, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult> {
-    if (options.format !== 'qdq') throw errUnsupported(this.id, `--format ${options.format}`, 'only the QDQ format is implemented; ONNX Runtime fuses QDQ into the same int8 kernels');
+    if (options.format !== 'qdq' && options.format !== 'qoperator') throw errUnsupported(this.id, `--format ${options.format}`, 'formats are qdq and qoperator');
+    if (options.format === 'qoperator' && options.mode !== 'static') throw errUnsupported(this.id, '--format qoperator with --mode dynamic', 'dynamic quantization writes DynamicQuantizeMatMul; use --format qdq');
     const loaded = loadModel(model.path);
     // A table for another model is refused before anything runs.
     if (table) assertTableMatches(table, await sha256File(model.path));
@@ -286,6 +288,7 @@ export class OnnxRuntimeBackend implements Backend {
       const floatProto = options.biasCorrection ? structuredClone(prep.proto) : undefined;
       ({ decisions, changes } = quantizeStaticQdq(prep.proto, table, { ...options, perAxisAllowed: prep.opset >= 13 }));
       if (floatProto) changes.push(...(await correctBiases(floatProto, prep.proto, options.correctionData, options.correctionSamples ?? 32, ctx)));
+      if (options.format === 'qoperator') changes.push(...qdqToQOperator(prep.proto));
     } else if (options.mode === 'dynamic') {
       ({ decisions, changes } = quantizeDynamic(prep.proto, options));
     } else {

@@ -161,3 +161,20 @@ describe('cross-layer equalization', () => {
     }
   });
 });
+
+describe('QOperator format', () => {
+  it('writes QLinearConv with integer MaxPool/Flatten between, and keeps the QDQ model\'s accuracy', async () => {
+    const example = modelRef(join(__dirname, '..', '..', '..', 'examples', 'mnist', 'mnist-cnn.onnx'));
+    const inputs = await backend.modelInputs(example);
+    const table = await backend.calibrate(example, openDataset('mnist:calib', { inputs }), { method: 'minmax', samples: 32, target }, ctx);
+    const out = join(dir, 'mnist.qop.onnx');
+    const r = await backend.quantize(example, table, qopts(out, { format: 'qoperator' }), ctx);
+    expect(r.preparation.find((c) => c.kind === 'qoperator')?.detail).toMatch(/^2 Conv → QLinearConv/);
+    const ops = loadModel(out).proto.graph.node.map((n) => n.opType);
+    expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(2);
+    expect(ops).not.toContain('Conv');
+    const v = await backend.verify(example, modelRef(out), openDataset('mnist:test', { inputs }), { samples: 300, thresholds: { maxAccuracyDropPoints: 1 } }, ctx);
+    expect(v.passed).toBe(true);
+    expect(v.outputs[0].snrDb).toBeGreaterThan(30);
+  });
+});

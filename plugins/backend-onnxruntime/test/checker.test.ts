@@ -38,6 +38,15 @@ maybe('onnx.checker accepts quantized models', () => {
     expect(check(join(dir, 'messy.int8.onnx'))).toEqual({ ok: true, message: '' });
   });
 
+  it('QOperator', async () => {
+    const src = join(dir, 'messy-qop.onnx');
+    await saveModel(messyCnn(), src);
+    const model = modelRef(src);
+    const table = await backend.calibrate(model, openDataset('random', { inputs: await backend.modelInputs(model) }), { method: 'minmax', samples: 4, target }, ctx);
+    await backend.quantize(model, table, { ...opts(join(dir, 'messy.qop.onnx'), 'static'), format: 'qoperator' }, ctx);
+    expect(check(join(dir, 'messy.qop.onnx'))).toEqual({ ok: true, message: '' });
+  });
+
   it('dynamic', async () => {
     const src = join(dir, 'mlp.onnx');
     await saveModel(mlp(), src);
