@@ -2,8 +2,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { openDataset } from '@qforge/core';
-import { chooseEngine, readModelJson, TfjsBackend } from './backend';
+import { createRunContext, openDataset } from '@qforge/core';
+import { TfjsBackend } from './backend';
+import { chooseEngine } from './engine';
+import { readModelJson } from './model-json';
 
 const EXAMPLE = join(__dirname, '..', '..', '..', 'examples', 'mnist');
 
@@ -45,5 +47,28 @@ describe('TensorFlow.js backend', () => {
       const p = Array.from((model.predict(tf.tensor4d(s.inputs.x.data as Float32Array, [1, 28, 28, 1])) as tf.Tensor).dataSync());
       p.forEach((v, i) => expect(v).toBeCloseTo(ref.probabilities[i], 5));
     }
+  });
+});
+
+describe('benchmark and verify on TensorFlow.js', () => {
+  const model = { path: join(EXAMPLE, 'tfjs', 'model.json'), format: 'tfjs-layers' as const };
+  const ctx = createRunContext();
+
+  it('runs on the WebAssembly engine without tfjs-node and measures real latencies', async () => {
+    const b = new TfjsBackend();
+    const r = await b.benchmark(model, { threads: 1, warmup: 2, runs: 10 }, ctx);
+    expect(r.runtime).toMatch(/\(wasm\)|\(tensorflow\)/);
+    expect(r.primary.latencyMs.count).toBe(10);
+    expect(r.primary.latencyMs.min).toBeGreaterThan(0);
+  });
+
+  it('verifies the Layers model against its own ONNX twin\'s accuracy on held-out digits', async () => {
+    const b = new TfjsBackend();
+    const inputs = await b.modelInputs(model);
+    const v = await b.verify(model, model, openDataset('mnist:test', { inputs }), { samples: 200, thresholds: { minSnrDb: 60 } }, ctx);
+    expect(v.passed).toBe(true);
+    const ref = JSON.parse(readFileSync(join(EXAMPLE, 'reference-output.json'), 'utf8')) as { testAccuracy: number };
+    // 200 of the 1000 test digits: within a few points of the full-set accuracy recorded at training.
+    expect(Math.abs(v.accuracy!.reference - ref.testAccuracy)).toBeLessThan(0.05);
   });
 });

@@ -1,12 +1,30 @@
 // The TensorFlow.js backend: reads Layers and Graph models from disk and picks the fastest engine here.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
+  AccuracyAccumulator,
+  FidelityAccumulator,
+  concreteShape,
   defineCapabilities,
-  errModelCorrupt,
+  elementCount,
+  errDataNotFinite,
+  errDatasetEmpty,
+  errInvalidOption,
   errUnsupported,
+  firstNonFinite,
+  judgeVerification,
+  mulberry32,
   sha256File,
+  summarizeLatencies,
+  throughputPerSec,
+  throwIfAborted,
   type Backend,
+  type BenchmarkOptions,
+  type Dataset,
+  type ModelBenchmark,
+  type RunContext,
+  type Tensor,
+  type VerifyOptions,
   type BackendCapabilities,
   type BenchmarkResult,
   type CalibrationTable,
@@ -17,69 +35,24 @@ import {
   type TensorInfo,
   type VerifyResult,
 } from '@qforge/core';
+import { chooseEngine, loadTf, loadTfModel } from './engine';
+import { readModelJson } from './model-json';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const PACKAGE = require('../package.json') as { name: string; version: string };
 
-export type TfjsEngine = 'tensorflow' | 'wasm' | 'cpu';
-
 export const TFJS_CAPABILITIES: BackendCapabilities = defineCapabilities({
   inputFormats: ['tfjs-layers', 'tfjs-graph'],
   outputFormats: ['tflite'],
-  verbs: ['inspect'],
+  verbs: ['inspect', 'benchmark', 'verify'],
   targets: ['tflite-int8'],
   notes: [
     'inspects TensorFlow.js Layers and Graph models from disk (no tfjs-node needed)',
     'engine: tfjs-node when installed, else WebAssembly (SIMD), else pure JavaScript',
-    'int8 .tflite conversion, calibration, verification and benchmarking are not implemented in this release: they fail with E_UNSUPPORTED',
+    'benchmarks and verifies TensorFlow.js models against each other on the engine above',
+    'int8 .tflite conversion and calibration are not implemented in this release: they fail with E_UNSUPPORTED',
   ],
 });
-
-function resolvable(id: string): boolean {
-  try {
-    require.resolve(id);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The engine qforge would run TensorFlow.js on here, best first. */
-export function chooseEngine(canLoad: (id: string) => boolean = resolvable): TfjsEngine {
-  if (canLoad('@tensorflow/tfjs-node')) return 'tensorflow';
-  if (canLoad('@tensorflow/tfjs-backend-wasm')) return 'wasm';
-  return 'cpu';
-}
-
-interface LayersJson {
-  format?: string;
-  generatedBy?: string;
-  convertedBy?: string | null;
-  modelTopology?: {
-    class_name?: string;
-    config?: { layers?: { class_name: string; config: { name: string; batch_input_shape?: (number | null)[]; dtype?: string } }[] } | { class_name: string }[];
-    model_config?: { class_name?: string; config?: { layers?: { class_name: string; config: { name: string; batch_input_shape?: (number | null)[] } }[] } };
-    node?: { op: string; name: string }[];
-  };
-  weightsManifest?: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[];
-}
-
-export function readModelJson(path: string): LayersJson {
-  let json: LayersJson;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw errModelCorrupt(path, `model.json is not valid JSON (${(e as Error).message})`);
-  }
-  if (!json.modelTopology || !Array.isArray(json.weightsManifest)) throw errModelCorrupt(path, 'model.json lacks modelTopology or weightsManifest');
-  for (const group of json.weightsManifest) {
-    for (const p of group.paths) {
-      if (p.includes('..') || p.startsWith('/')) throw errModelCorrupt(path, `weight shard path "${p}" escapes the model's folder`);
-      if (!existsSync(join(dirname(path), p))) throw errModelCorrupt(path, `weight shard "${p}" is missing`);
-    }
-  }
-  return json;
-}
 
 export class TfjsBackend implements Backend {
   readonly id = 'tfjs';
@@ -89,9 +62,13 @@ export class TfjsBackend implements Backend {
   readonly capabilities = TFJS_CAPABILITIES;
 
   async detect(): Promise<Detection> {
-    if (!resolvable('@tensorflow/tfjs')) return { available: false, reason: '@tensorflow/tfjs is not installed', hint: 'npm i @tensorflow/tfjs @tensorflow/tfjs-backend-wasm' };
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const version = (require('@tensorflow/tfjs/package.json') as { version: string }).version;
+    let version: string;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      version = (require('@tensorflow/tfjs/package.json') as { version: string }).version;
+    } catch {
+      return { available: false, reason: '@tensorflow/tfjs is not installed', hint: 'npm i @tensorflow/tfjs @tensorflow/tfjs-backend-wasm' };
+    }
     const engine = chooseEngine();
     return {
       available: true,
@@ -145,10 +122,92 @@ export class TfjsBackend implements Backend {
   async quantize(): Promise<QuantizeResult> {
     return this.unsupported('quantize');
   }
-  async benchmark(): Promise<BenchmarkResult> {
-    return this.unsupported('benchmark');
+
+  private async firstInputs(model: ModelRef, dataset: Dataset | undefined): Promise<Record<string, Tensor>> {
+    if (dataset) for await (const s of dataset.samples({ limit: 1 })) return s.inputs;
+    const inputs = await this.modelInputs(model);
+    const rnd = mulberry32(42);
+    return Object.fromEntries(
+      inputs.map((i) => {
+        const dims = concreteShape(i.shape);
+        return [i.name, { dtype: 'float32' as const, dims, data: Float32Array.from({ length: elementCount(dims) }, () => rnd() * 2 - 1) }];
+      }),
+    );
   }
-  async verify(): Promise<VerifyResult> {
-    return this.unsupported('verify');
+
+  async benchmark(model: ModelRef, options: BenchmarkOptions, ctx: RunContext): Promise<BenchmarkResult> {
+    const { engine, tf } = await loadTf();
+    const inputs = await this.firstInputs(model, options.dataset);
+    const rssBefore = process.memoryUsage().rss;
+    const open = async (ref: ModelRef) => {
+      const t0 = performance.now();
+      const m = await loadTfModel(ref.path, ref.format as 'tfjs-layers' | 'tfjs-graph');
+      return { ref, m, loadTimeMs: performance.now() - t0, samples: [] as number[] };
+    };
+    const runs = [await open(model)];
+    if (options.compare) runs.push(await open(options.compare));
+    let peak = process.memoryUsage().rss;
+    try {
+      for (let i = 0; i < options.warmup; i++) for (const r of runs) r.m.predict(inputs);
+      for (let i = 0; i < options.runs; i++) {
+        throwIfAborted(ctx, 'benchmark');
+        for (const r of i % 2 === 0 ? runs : [...runs].reverse()) {
+          const t0 = performance.now();
+          r.m.predict(inputs); // dataSync inside: the time includes the computation, not just scheduling
+          r.samples.push(performance.now() - t0);
+        }
+        peak = Math.max(peak, process.memoryUsage().rss);
+        ctx.progress({ phase: 'benchmark', current: i + 1, total: options.runs });
+      }
+    } finally {
+      for (const r of runs) r.m.dispose();
+    }
+    // TensorFlow.js has no thread setting here: wasm runs single-threaded in Node.
+    const toResult = (r: (typeof runs)[number]): ModelBenchmark => {
+      const latencyMs = summarizeLatencies(r.samples);
+      return { model: r.ref, latencyMs, throughputPerSec: throughputPerSec(latencyMs), loadTimeMs: r.loadTimeMs, peakRssBytes: Math.max(0, peak - rssBefore), threads: 1 };
+    };
+    const primary = toResult(runs[0]);
+    const compare = runs[1] ? toResult(runs[1]) : undefined;
+    return { backend: this.id, runtime: `tfjs ${tf.version.tfjs} (${engine})`, target: engine, primary, compare, speedup: compare ? compare.latencyMs.mean / primary.latencyMs.mean : undefined };
+  }
+
+  async verify(reference: ModelRef, candidate: ModelRef, dataset: Dataset, options: VerifyOptions, ctx: RunContext): Promise<VerifyResult> {
+    const ref = await loadTfModel(reference.path, reference.format as 'tfjs-layers' | 'tfjs-graph');
+    const cand = await loadTfModel(candidate.path, candidate.format as 'tfjs-layers' | 'tfjs-graph');
+    const fid = new Map<string, FidelityAccumulator>();
+    const refAcc = new AccuracyAccumulator();
+    const candAcc = new AccuracyAccumulator();
+    let count = 0;
+    let labeled = dataset.description.labeled;
+    try {
+      for await (const sample of dataset.samples({ limit: options.samples })) {
+        throwIfAborted(ctx, 'verification');
+        for (const [name, t] of Object.entries(sample.inputs)) {
+          const bad = firstNonFinite(t.data as Float32Array);
+          if (bad >= 0) throw errDataNotFinite(`sample ${sample.id}, input ${name} (element ${bad})`, { tensor: name });
+        }
+        const r = ref.predict(sample.inputs);
+        const c = cand.predict(sample.inputs);
+        ref.outputNames.forEach((o, k) => {
+          const co = cand.outputNames[k];
+          if (!c[co] || c[co].length !== r[o].length) throw errInvalidOption('candidate', `output ${k} has ${c[co]?.length ?? 0} values, the reference ${r[o].length}`);
+          if (!fid.has(o)) fid.set(o, new FidelityAccumulator(o, r[o].length > 1 ? r[o].length : 0, options.topK ?? 5));
+          fid.get(o)!.add(r[o], c[co]);
+        });
+        if (sample.label !== undefined) {
+          refAcc.add(r[ref.outputNames[0]], sample.label);
+          candAcc.add(c[cand.outputNames[0]], sample.label);
+        } else labeled = false;
+        ctx.progress({ phase: 'verify', current: ++count, total: Math.min(options.samples, dataset.description.count ?? options.samples) });
+      }
+    } finally {
+      ref.dispose();
+      cand.dispose();
+    }
+    if (count === 0) throw errDatasetEmpty(dataset.description.source);
+    const result: VerifyResult = { samples: count, labeled, outputs: [...fid.values()].map((f) => f.result()), thresholds: options.thresholds, passed: true, failures: [] };
+    if (labeled) result.accuracy = { reference: refAcc.accuracy, candidate: candAcc.accuracy, dropPoints: (refAcc.accuracy - candAcc.accuracy) * 100 };
+    return judgeVerification(result);
   }
 }

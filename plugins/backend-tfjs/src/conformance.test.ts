@@ -4,5 +4,5 @@ import { backendFactory } from './index';
 
 runBackendConformance({
   factory: backendFactory,
-  fixtures: { model: join(__dirname, '..', '..', '..', 'examples', 'mnist', 'tfjs', 'model.json') },
+  fixtures: { model: join(__dirname, '..', '..', '..', 'examples', 'mnist', 'tfjs', 'model.json'), dataset: 'mnist:calib', samples: 8 },
 });

@@ -2,7 +2,9 @@
 import type { BackendFactory } from '@qforge/core';
 import { TfjsBackend } from './backend';
 
-export { TFJS_CAPABILITIES, TfjsBackend, chooseEngine, readModelJson } from './backend';
-export type { TfjsEngine } from './backend';
+export { TFJS_CAPABILITIES, TfjsBackend } from './backend';
+export { chooseEngine, loadTf, loadTfModel, readArtifacts } from './engine';
+export type { LoadedTfModel, TfjsEngine } from './engine';
+export { readModelJson } from './model-json';
 export const backendFactory: BackendFactory = { id: 'tfjs', create: () => new TfjsBackend() };
 export default backendFactory;
