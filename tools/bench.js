@@ -53,10 +53,8 @@ async function plainInferenceMs(m, inputs, samples) {
  * It bounds the SNR any quantizer can reach, since int8 rounding is noise of that order.
  */
 async function noiseCeiling(m, inputs, tensor, samples = 8) {
-  const { loadModel, encodeModel } = require('@qforge/onnx');
-  const proto = loadModel(m.path).proto;
-  if (!proto.graph.output.some((o) => o.name === tensor)) proto.graph.output.push({ name: tensor });
-  const session = await ort.InferenceSession.create(encodeModel(proto), { graphOptimizationLevel: 'all', intraOpNumThreads: 1 });
+  const { loadModel, encodeModel, withExtraOutputs } = require('@qforge/onnx');
+  const session = await ort.InferenceSession.create(encodeModel(withExtraOutputs(loadModel(m.path).proto, [tensor])), { graphOptimizationLevel: 'all', intraOpNumThreads: 1 });
   const rnd = core.mulberry32(11);
   const out = {};
   for (const inputSnrDb of [40, 30]) {
@@ -99,7 +97,7 @@ async function benchModel(m) {
   }
   const out = join(OUT, `${m.id}.int8.onnx`);
   const t1 = performance.now();
-  const q = await backend.quantize(model, table, { output: out, target, mode: m.mode, format: 'qdq', perChannel: d.perChannel, activationType: d.activationType, weightType: d.weightType, reduceRange: d.reduceRange, symmetricWeights: d.symmetricWeights, excludeNodes: [], opTypes: [] }, ctx);
+  const q = await backend.quantize(model, table, core.quantizeOptionsFor(target, { output: out, mode: m.mode, format: 'qdq' }), ctx);
   result.quantizeMs = performance.now() - t1;
   result.int8Bytes = q.sizeBytes;
   result.quantizedNodes = q.decisions.filter((x) => x.quantized).length;
@@ -133,7 +131,7 @@ async function sensitivityAgreement(id, evalSamples) {
   const target = core.resolveTargetProfile('auto');
   const d = target.defaults;
   const table = await backend.calibrate(model, core.openDataset(m.calib, { inputs, image: m.image }), { method: d.method, samples: 16, target }, ctx);
-  const base = { output: '', target, mode: 'static', format: 'qdq', perChannel: d.perChannel, activationType: d.activationType, weightType: d.weightType, reduceRange: d.reduceRange, symmetricWeights: d.symmetricWeights, excludeNodes: [], opTypes: [] };
+  const base = core.quantizeOptionsFor(target, { output: '', format: 'qdq' });
   const trial = new core.Trial(backend, model, base, { dataset: core.openDataset(m.eval, { inputs, image: m.image }), samples: evalSamples, metric: 'snr' }, ctx);
   try {
     const r = await core.analyzeSensitivity(trial, table, 'snr', ctx, true);

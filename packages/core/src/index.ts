@@ -58,7 +58,7 @@ export {
   toQforgeError,
 } from './errors';
 export type { ErrorCode, ErrorContext, QforgeErrorJson } from './errors';
-export { TARGET_PROFILES, detectTargetProfile, readCpuInfo, resolveTargetProfile } from './target';
+export { TARGET_PROFILES, detectTargetProfile, quantizeOptionsFor, readCpuInfo, resolveTargetProfile } from './target';
 export type { CpuInfo, TargetDefaults, TargetId, TargetProfile } from './target';
 export {
   dequantizeTensor,
@@ -95,7 +95,7 @@ export type { DiscoveredPlugin, PluginLoadFailure, PluginManifest } from './regi
 export { detectModelFormat, ensureWritable, modelRef, sha256Bytes, sha256File, writeFileAtomic } from './files';
 export { concreteShape, elementCount, firstNonFinite, float32Tensor, withInputShapes } from './tensor';
 export type { Tensor, TensorDType, TensorInfo } from './tensor';
-export { MNIST_SPLITS, imagePreprocessingFor, imageToTensorData, mulberry32, openDataset } from './datasets/open';
+export { MNIST_SPLITS, assertFiniteSample, firstSample, imagePreprocessingFor, imageToTensorData, mulberry32, openDataset } from './datasets/open';
 export type { OpenDatasetOptions } from './datasets/open';
 export { encodeNpy, parseNpy, readNpy } from './datasets/npy';
 export type { NpyArray } from './datasets/npy';

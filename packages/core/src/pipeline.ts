@@ -10,7 +10,7 @@ import { openDataset } from './datasets/open';
 import { errBackendUnavailable, errInvalidOption, toQforgeError, type QforgeError } from './errors';
 import { ensureWritable, sha256File, writeFileAtomic } from './files';
 import { REPORT_SCHEMA_VERSION, formatRunSummary, type ArtifactRecord, type RunReport } from './report';
-import { readCpuInfo, type TargetProfile } from './target';
+import { quantizeOptionsFor, readCpuInfo, type TargetProfile } from './target';
 import { withInputShapes } from './tensor';
 import { Trial, deriveTable, parseAccuracyTarget, score, searchForTarget, type MetricKind } from './tuning';
 import { CORE_VERSION } from './version';
@@ -97,21 +97,19 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
   mkdirSync(workDir, { recursive: true });
   const detection = await backend.detect();
   const cpu = readCpuInfo();
-  const options: QuantizeOptions = {
+  const options: QuantizeOptions = quantizeOptionsFor(opts.target, {
     output: join(workDir, outputName(opts.model, backend)),
-    target: opts.target,
     mode,
     format: opts.format ?? d.format,
     perChannel: opts.perChannel ?? d.perChannel,
     activationType: opts.activationType ?? d.activationType,
     weightType: opts.weightType ?? d.weightType,
     reduceRange: opts.reduceRange ?? d.reduceRange,
-    symmetricWeights: d.symmetricWeights,
     excludeNodes: opts.excludeNodes ?? [],
     opTypes: opts.opTypes ?? [],
     biasCorrection: opts.biasCorrection ?? false,
     equalize: opts.equalize ?? false,
-  };
+  });
   const report: RunReport = {
     kind: 'qforge.run-report',
     schemaVersion: REPORT_SCHEMA_VERSION,

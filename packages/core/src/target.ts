@@ -1,7 +1,7 @@
 // Target profiles: what the hardware can run fast decides the quantization defaults.
 import { readFileSync } from 'node:fs';
 import { arch } from 'node:os';
-import type { CalibrationMethod, QuantFormat, QuantType } from './contract';
+import type { CalibrationMethod, QuantFormat, QuantizeOptions, QuantType } from './contract';
 import { errInvalidOption } from './errors';
 
 export type TargetId = 'x86-avx2' | 'x86-vnni' | 'x86-generic' | 'arm64' | 'tflite-int8' | 'akida' | 'tvm-llvm';
@@ -132,4 +132,22 @@ export function resolveTargetProfile(id: string | undefined, cpu?: CpuInfo): Tar
     throw errInvalidOption('--target', `unknown target "${id}"`, `Known targets: auto, ${Object.keys(TARGET_PROFILES).join(', ')}.`);
   }
   return profile;
+}
+
+/** Quantize options with the profile's defaults, overridden where given. */
+export function quantizeOptionsFor(target: TargetProfile, overrides: Partial<QuantizeOptions> & { output: string }): QuantizeOptions {
+  const d = target.defaults;
+  return {
+    target,
+    mode: 'static',
+    format: d.format,
+    perChannel: d.perChannel,
+    activationType: d.activationType,
+    weightType: d.weightType,
+    reduceRange: d.reduceRange,
+    symmetricWeights: d.symmetricWeights,
+    excludeNodes: [],
+    opTypes: [],
+    ...overrides,
+  };
 }

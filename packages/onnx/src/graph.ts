@@ -214,3 +214,10 @@ export function makeValueInfo(name: string, elemType: number, shape?: (number | 
   if (shape) v.type!.tensorType!.shape = { dim: shape.map((d) => (typeof d === 'number' ? { dimValue: d } : d ? { dimParam: d } : {})) };
   return v;
 }
+
+/** A shallow copy of the model that also returns `tensors` (ONNX Runtime accepts untyped outputs). */
+export function withExtraOutputs(proto: ModelProto, tensors: string[]): ModelProto {
+  const existing = new Set(proto.graph.output.map((o) => o.name));
+  const extra = [...new Set(tensors)].filter((t) => !existing.has(t)).map((name) => ({ name }));
+  return { ...proto, graph: { ...proto.graph, output: [...proto.graph.output, ...extra] } };
+}

@@ -25,5 +25,6 @@ export {
   topologicalSort,
   uniqueNamer,
   valueInfoToTensorInfo,
+  withExtraOutputs,
 } from './graph';
 export { describeModel } from './inspect';

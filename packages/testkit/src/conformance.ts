@@ -8,6 +8,7 @@ import {
   isQforgeError,
   modelRef,
   openDataset,
+  quantizeOptionsFor,
   resolveTargetProfile,
   validateCalibrationTable,
   type Backend,
@@ -58,9 +59,7 @@ async function rejectsWith(p: Promise<unknown>, codes: string[]): Promise<void> 
 }
 
 function quantizeOptions(output: string): QuantizeOptions {
-  const target = resolveTargetProfile('auto');
-  const d = target.defaults;
-  return { output, target, mode: 'static', format: d.format, perChannel: d.perChannel, activationType: d.activationType, weightType: d.weightType, reduceRange: d.reduceRange, symmetricWeights: true, excludeNodes: [], opTypes: [] };
+  return quantizeOptionsFor(resolveTargetProfile('auto'), { output });
 }
 
 /**

@@ -6,18 +6,16 @@ import {
   FidelityAccumulator,
   CALIBRATION_TABLE_VERSION,
   TensorStatistics,
+  assertFiniteSample,
   assertTableMatches,
   chooseRange,
-  concreteShape,
-  elementCount,
   errCalibTableMismatch,
-  errDataNotFinite,
   errDatasetEmpty,
   errInvalidOption,
   errUnsupported,
-  firstNonFinite,
+  firstSample,
+  openDataset,
   methodNeedsHistogram,
-  mulberry32,
   sha256Bytes,
   sha256File,
   summarizeLatencies,
@@ -44,7 +42,7 @@ import {
   type VerifyOptions,
   type VerifyResult,
 } from '@qforge/core';
-import { describeModel, encodeModel, graphInputs, intAttr, loadModel, makeNode, saveModel, type ModelProto } from '@qforge/onnx';
+import { describeModel, encodeModel, graphInputs, intAttr, loadModel, makeNode, saveModel, withExtraOutputs, type LoadedModel, type ModelProto } from '@qforge/onnx';
 import { correctBiases } from './bias-correction';
 import { prepareModel, shapeQuestions, type ObservedShapes } from './prepare';
 import { quantizeDynamic } from './quantize-dynamic';
@@ -80,31 +78,14 @@ function allTensorNames(proto: ModelProto): string[] {
   return [...names];
 }
 
-/** A copy of the model that also returns the given tensors (ONNX Runtime accepts untyped outputs). */
 function withOutputs(proto: ModelProto, tensors: string[]): Uint8Array {
-  const existing = new Set(proto.graph.output.map((o) => o.name));
-  const copy: ModelProto = { ...proto, graph: { ...proto.graph, output: [...proto.graph.output, ...tensors.filter((t) => !existing.has(t)).map((name) => ({ name }))] } };
-  return encodeModel(copy);
+  return encodeModel(withExtraOutputs(proto, tensors));
 }
 
-function sampleInputsFor(inputs: TensorInfo[], seed: number, dims?: Record<string, number[]>): Record<string, Tensor> {
-  const rnd = mulberry32(seed);
-  const out: Record<string, Tensor> = {};
-  for (const i of inputs) {
-    const shape = dims?.[i.name] ?? concreteShape(i.shape);
-    const data = new Float32Array(elementCount(shape));
-    for (let k = 0; k < data.length; k++) data[k] = rnd() * 2 - 1;
-    out[i.name] = { dtype: 'float32', dims: shape, data };
-  }
-  return out;
-}
-
-function checkSample(s: Sample): void {
-  for (const [name, t] of Object.entries(s.inputs)) {
-    if (t.dtype !== 'float32') continue;
-    const bad = firstNonFinite(t.data as Float32Array);
-    if (bad >= 0) throw errDataNotFinite(`sample ${s.id}, input ${name} (element ${bad})`, { tensor: name });
-  }
+/** Fixed inputs shaped from the model (symbolic dims as 1, or as `dims` says), from the `random` dataset. */
+function randomInputs(inputs: TensorInfo[], seed: number, dims?: Record<string, number[]>): Promise<Sample> {
+  const shaped = inputs.map((i) => (dims?.[i.name] ? { ...i, shape: dims[i.name] } : i));
+  return firstSample(openDataset(`random:${seed}`, { inputs: shaped }));
 }
 
 /**
@@ -127,7 +108,7 @@ async function observeShapes(proto: ModelProto, inputs: Record<string, Tensor>, 
 
 async function* limited(dataset: Dataset, limit: number): AsyncGenerator<Sample> {
   for await (const s of dataset.samples({ limit })) {
-    checkSample(s);
+    assertFiniteSample(s);
     yield s;
   }
 }
@@ -167,9 +148,9 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   /** Loads and prepares a model the same way for calibrate and quantize, so tables line up. */
-  private async prepared(model: ModelRef, probeInputs: Record<string, Tensor>, equalize = false) {
-    const loaded = loadModel(model.path);
-    const inputSha = await sha256File(model.path);
+  private async prepared(model: ModelRef, probeInputs: Record<string, Tensor>, equalize = false, known: { loaded?: LoadedModel; inputSha?: string } = {}) {
+    const loaded = known.loaded ?? loadModel(model.path);
+    const inputSha = known.inputSha ?? (await sha256File(model.path));
     const shapes = await observeShapes(loaded.proto, probeInputs, shapeQuestions(loaded.proto));
     const prep = prepareModel(loaded.proto, shapes, { needPerAxis: true, equalize });
     const preparedSha = sha256Bytes(encodeModel(prep.proto));
@@ -271,17 +252,17 @@ export class OnnxRuntimeBackend implements Backend {
     if (options.format !== 'qdq' && options.format !== 'qoperator') throw errUnsupported(this.id, `--format ${options.format}`, 'formats are qdq and qoperator');
     if (options.format === 'qoperator' && options.mode !== 'static') throw errUnsupported(this.id, '--format qoperator with --mode dynamic', 'dynamic quantization writes DynamicQuantizeMatMul; use --format qdq');
     const loaded = loadModel(model.path);
+    const inputSha = await sha256File(model.path);
     // A table for another model is refused before anything runs.
-    if (table) assertTableMatches(table, await sha256File(model.path));
-    const inputs = graphInputs(loaded.proto.graph);
+    if (table) assertTableMatches(table, inputSha);
     const dims = table?.methodOptions?.inputDims as Record<string, number[]> | undefined;
     ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
-    const prep = await this.prepared(model, sampleInputsFor(inputs, 0, dims), options.equalize);
+    const probe = await randomInputs(graphInputs(loaded.proto.graph), 0, dims);
+    const prep = await this.prepared(model, probe.inputs, options.equalize, { loaded, inputSha });
     let decisions;
     let changes;
     if (options.mode === 'static') {
       if (!table) throw errInvalidOption('--mode static', 'static quantization needs calibration data', 'Pass --data <dataset> or --calib-table <file>, or use --mode dynamic.');
-      assertTableMatches(table, prep.inputSha);
       if (table.model.preparedSha256 && table.model.preparedSha256 !== prep.preparedSha) {
         throw errCalibTableMismatch('the model prepares differently than when the table was made (another qforge version?)');
       }
@@ -313,13 +294,7 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   private async benchInputs(model: ModelRef, options: BenchmarkOptions): Promise<Record<string, Tensor>> {
-    if (options.dataset) {
-      for await (const s of options.dataset.samples({ limit: 1 })) {
-        checkSample(s);
-        return s.inputs;
-      }
-    }
-    return sampleInputsFor(await this.modelInputs(model), 42);
+    return (options.dataset ? await firstSample(options.dataset) : await randomInputs(await this.modelInputs(model), 42)).inputs;
   }
 
   async benchmark(model: ModelRef, options: BenchmarkOptions, ctx: RunContext): Promise<BenchmarkResult> {

@@ -3,7 +3,7 @@
 // channel; E[x] comes from the float model on calibration data, so each layer is corrected for its
 // own error only (no double counting of errors from layers above).
 import { errInvalidOption, throwIfAborted, type Dataset, type GraphChange, type RunContext, type Sample } from '@qforge/core';
-import { GraphIndex, attrInt, encodeModel, tensorToFloat32, type ModelProto, type NodeProto } from '@qforge/onnx';
+import { GraphIndex, attrInt, encodeModel, tensorToFloat32, withExtraOutputs, type ModelProto, type NodeProto } from '@qforge/onnx';
 import { createSession, runSession } from './runtime';
 
 interface Target {
@@ -88,10 +88,9 @@ export async function correctBiases(floatProto: ModelProto, quantProto: ModelPro
   if (!targets.length) return [{ kind: 'bias-correction', detail: 'no quantized Conv/Gemm with a bias: nothing to correct' }];
   // Mean of every corrected layer's input, per channel, from the float model.
   const inputs = [...new Set(targets.map((t) => t.input))];
-  const existing = new Set(floatProto.graph.output.map((o) => o.name));
   const graphInputs = new Set(floatProto.graph.input.map((i) => i.name));
   const fetch = inputs.filter((t) => !graphInputs.has(t));
-  const session = await createSession(encodeModel({ ...floatProto, graph: { ...floatProto.graph, output: [...floatProto.graph.output, ...fetch.filter((t) => !existing.has(t)).map((name) => ({ name }))] } }), { optimization: 'basic' });
+  const session = await createSession(encodeModel(withExtraOutputs(floatProto, fetch)), { optimization: 'basic' });
   const sums = new Map<string, Float64Array>();
   const counts = new Map<string, number>();
   let seen = 0;

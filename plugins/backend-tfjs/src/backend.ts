@@ -4,16 +4,14 @@ import { dirname, join } from 'node:path';
 import {
   AccuracyAccumulator,
   FidelityAccumulator,
-  concreteShape,
+  assertFiniteSample,
   defineCapabilities,
-  elementCount,
-  errDataNotFinite,
   errDatasetEmpty,
   errInvalidOption,
   errUnsupported,
-  firstNonFinite,
+  firstSample,
+  openDataset,
   judgeVerification,
-  mulberry32,
   sha256File,
   summarizeLatencies,
   throughputPerSec,
@@ -124,15 +122,7 @@ export class TfjsBackend implements Backend {
   }
 
   private async firstInputs(model: ModelRef, dataset: Dataset | undefined): Promise<Record<string, Tensor>> {
-    if (dataset) for await (const s of dataset.samples({ limit: 1 })) return s.inputs;
-    const inputs = await this.modelInputs(model);
-    const rnd = mulberry32(42);
-    return Object.fromEntries(
-      inputs.map((i) => {
-        const dims = concreteShape(i.shape);
-        return [i.name, { dtype: 'float32' as const, dims, data: Float32Array.from({ length: elementCount(dims) }, () => rnd() * 2 - 1) }];
-      }),
-    );
+    return (await firstSample(dataset ?? openDataset('random:42', { inputs: await this.modelInputs(model) }))).inputs;
   }
 
   async benchmark(model: ModelRef, options: BenchmarkOptions, ctx: RunContext): Promise<BenchmarkResult> {
@@ -183,10 +173,7 @@ export class TfjsBackend implements Backend {
     try {
       for await (const sample of dataset.samples({ limit: options.samples })) {
         throwIfAborted(ctx, 'verification');
-        for (const [name, t] of Object.entries(sample.inputs)) {
-          const bad = firstNonFinite(t.data as Float32Array);
-          if (bad >= 0) throw errDataNotFinite(`sample ${sample.id}, input ${name} (element ${bad})`, { tensor: name });
-        }
+        assertFiniteSample(sample);
         const r = ref.predict(sample.inputs);
         const c = cand.predict(sample.inputs);
         ref.outputNames.forEach((o, k) => {

@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { Trial, analyzeSensitivity, modelRef, openDataset, resolveTargetProfile, withInputShapes, type CalibrationMethod, type MetricKind, type QuantizeOptions, type SensitivityResult } from '@qforge/core';
+import { Trial, analyzeSensitivity, modelRef, openDataset, quantizeOptionsFor, resolveTargetProfile, withInputShapes, type CalibrationMethod, type MetricKind, type SensitivityResult } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
 import { backendFlag, imageFlags, imageOptions, positiveInt, targetFlag } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
@@ -33,7 +33,7 @@ export default class Sensitivity extends QforgeCommand {
       const image = imageOptions(flags);
       const d = target.defaults;
       const table = await backend.calibrate(model, openDataset(flags.data, { inputs, image }), { method: (flags.method ?? d.method) as CalibrationMethod, samples: positiveInt('samples', flags.samples), target }, ctx);
-      const base: QuantizeOptions = { output: '', target, mode: 'static', format: d.format, perChannel: d.perChannel, activationType: d.activationType, weightType: d.weightType, reduceRange: d.reduceRange, symmetricWeights: d.symmetricWeights, excludeNodes: [], opTypes: [] };
+      const base = quantizeOptionsFor(target, { output: '' });
       const trial = new Trial(backend, model, base, { dataset: openDataset(flags['eval-data'] ?? flags.data, { inputs, image }), samples: positiveInt('eval-samples', flags['eval-samples']), metric: flags.metric as MetricKind }, ctx);
       try {
         const r = await analyzeSensitivity(trial, table, flags.metric as MetricKind, ctx, flags['only-this']);

@@ -57,6 +57,24 @@ export function openDataset(spec: string, opts: OpenDatasetOptions): Dataset {
   throw errDatasetEmpty(abs);
 }
 
+/** Refuses a sample with NaN/Infinity in any float input, naming the sample, input and element. */
+export function assertFiniteSample(s: Sample): void {
+  for (const [name, t] of Object.entries(s.inputs)) {
+    if (t.dtype !== 'float32') continue;
+    const bad = firstNonFinite(t.data as Float32Array);
+    if (bad >= 0) throw errDataNotFinite(`sample ${s.id}, input ${name} (element ${bad})`, { tensor: name });
+  }
+}
+
+/** The first sample of a dataset (checked), e.g. fixed inputs for a benchmark or a shape probe. */
+export async function firstSample(dataset: Dataset): Promise<Sample> {
+  for await (const s of dataset.samples({ limit: 1 })) {
+    assertFiniteSample(s);
+    return s;
+  }
+  throw errDatasetEmpty(dataset.description.source);
+}
+
 function checkFinite(t: Tensor, id: string, source: string): void {
   const bad = firstNonFinite(t.data as Float32Array);
   if (bad >= 0) throw errDataNotFinite(`sample ${id} (element ${bad})`, { path: source });
@@ -109,10 +127,13 @@ interface MnistModule {
  * MNIST's 10,000 digits in a fixed order that spreads every class evenly over the whole range,
  * so any contiguous slice (the train/calib/test splits) holds the classes in their natural ratio.
  */
+let mnistOrderCache: { digit: number; index: number }[] | undefined;
 function mnistOrder(m: MnistModule): { digit: number; index: number }[] {
+  if (mnistOrderCache) return mnistOrderCache;
   const order: { digit: number; index: number; key: number }[] = [];
   for (let d = 0; d < 10; d++) for (let i = 0; i < m[d].length; i++) order.push({ digit: d, index: i, key: (i + 0.5) / m[d].length });
   order.sort((a, b) => a.key - b.key || a.digit - b.digit);
+  mnistOrderCache = order;
   return order;
 }
 
