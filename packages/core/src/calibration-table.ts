@@ -1,11 +1,11 @@
 // The calibration table: per-tensor statistics and chosen ranges, tied to one model by its hash.
 import { readFileSync } from 'node:fs';
 import Ajv from 'ajv';
-import type { CalibrationMethod, ModelFormat } from './contract';
+import type { CalibrateOptions, CalibrationMethod, ModelFormat } from './contract';
 import type { DatasetDescription } from './datasets/dataset';
 import { errCalibTableInvalid, errCalibTableMismatch } from './errors';
 import { writeFileAtomic } from './files';
-import type { HistogramJson } from './stats';
+import { chooseRange, type HistogramJson, type TensorStatistics } from './stats';
 
 export const CALIBRATION_TABLE_VERSION = 1;
 
@@ -91,4 +91,45 @@ export function assertTableMatches(table: CalibrationTable, modelSha256: string,
   }
   const missing = requiredTensors.filter((t) => !(t in table.tensors));
   if (missing.length) throw errCalibTableMismatch(`it has no statistics for ${missing.length} tensor(s): ${missing.slice(0, 5).join(', ')}`, { tensor: missing[0] });
+}
+
+/**
+ * A table from streamed statistics: each tensor's range chosen by the calibration method, with
+ * the method's options recorded so a reused table can be checked and explained.
+ */
+export function buildCalibrationTable(args: {
+  backend: string;
+  model: CalibrationTable['model'];
+  options: CalibrateOptions;
+  sampleCount: number;
+  dataset: DatasetDescription;
+  stats: Map<string, TensorStatistics>;
+  methodOptions?: Record<string, unknown>;
+}): CalibrationTable {
+  const { options } = args;
+  const activationType = options.activationType ?? options.target.defaults.activationType;
+  const table: CalibrationTable = {
+    kind: 'qforge.calibration-table',
+    schemaVersion: CALIBRATION_TABLE_VERSION,
+    createdAt: new Date().toISOString(),
+    backend: args.backend,
+    model: args.model,
+    method: options.method,
+    methodOptions: {
+      percentile: options.method === 'percentile' ? options.percentile ?? 99.999 : undefined,
+      movingAverage: options.movingAverage,
+      activationType,
+      ...args.methodOptions,
+    },
+    sampleCount: args.sampleCount,
+    dataset: args.dataset,
+    tensors: {},
+  };
+  for (const [t, s] of args.stats) {
+    if (s.minMax.count === 0) continue;
+    const range = chooseRange(s.minMax.min, s.minMax.max, s.histogram, { method: options.method, percentile: options.percentile, activationType });
+    table.tensors[t] = { min: s.minMax.min, max: s.minMax.max, range };
+    if (options.keepHistograms && s.histogram) table.tensors[t].histogram = s.histogram.toJSON();
+  }
+  return table;
 }

@@ -110,6 +110,11 @@ export interface QuantizeOptions {
   correctionData?: Dataset;
   /** @defaultValue 32 */
   correctionSamples?: number;
+  /**
+   * Full-integer formats (TFLite): model inputs and outputs stay float32 (QUANTIZE/DEQUANTIZE at
+   * the edges) or are int8. @defaultValue 'float32'
+   */
+  ioType?: 'float32' | 'int8';
   /** Backend-specific extras, recorded in the report. */
   extra?: Record<string, unknown>;
 }

@@ -1,7 +1,7 @@
 // File helpers with qforge's guarantees: inputs are only read, outputs appear atomically.
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, statSync, accessSync, constants, openSync, readSync, closeSync, readFileSync } from 'node:fs';
-import { dirname, resolve, basename } from 'node:path';
+import { dirname, resolve, basename, join } from 'node:path';
 import writeFileAtomicLib from 'write-file-atomic';
 import type { ModelFormat, ModelRef } from './contract';
 import { errModelFormatUnknown, errModelNotFound, errOutputUnwritable } from './errors';
@@ -87,4 +87,17 @@ export function modelRef(path: string): ModelRef {
   const abs = resolve(path);
   const format = detectModelFormat(abs);
   return { path: existsSync(abs) && statSync(abs).isDirectory() ? resolve(abs, 'model.json') : abs, format };
+}
+
+/**
+ * Bytes a model occupies on disk: the file itself plus the weight shards a TensorFlow.js
+ * model.json lists, so size ratios compare like with like.
+ */
+export function modelSizeBytes(model: ModelRef): number {
+  let size = statSync(model.path).size;
+  if (model.format === 'tfjs-layers' || model.format === 'tfjs-graph') {
+    const json = JSON.parse(readFileSync(model.path, 'utf8')) as { weightsManifest?: { paths?: string[] }[] };
+    for (const g of json.weightsManifest ?? []) for (const p of g.paths ?? []) size += statSync(join(dirname(model.path), p)).size;
+  }
+  return size;
 }

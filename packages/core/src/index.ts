@@ -86,13 +86,14 @@ export {
   readCalibrationTable,
   validateCalibrationTable,
   writeCalibrationTable,
+  buildCalibrationTable,
 } from './calibration-table';
 export type { CalibrationTable, TensorCalibration } from './calibration-table';
 export { REPORT_SCHEMA_VERSION, formatRunSummary, readRunReport, validateRunReport } from './report';
 export type { ArtifactRecord, RunReport, Verdict } from './report';
 export { BACKEND_FACTORY, BackendRegistry, discoverPlugins } from './registry';
 export type { DiscoveredPlugin, PluginLoadFailure, PluginManifest } from './registry';
-export { detectModelFormat, ensureWritable, modelRef, sha256Bytes, sha256File, writeFileAtomic } from './files';
+export { detectModelFormat, ensureWritable, modelRef, modelSizeBytes, sha256Bytes, sha256File, writeFileAtomic } from './files';
 export { concreteShape, elementCount, firstNonFinite, float32Tensor, withInputShapes } from './tensor';
 export type { Tensor, TensorDType, TensorInfo } from './tensor';
 export { MNIST_SPLITS, assertFiniteSample, firstSample, imagePreprocessingFor, imageToTensorData, mulberry32, openDataset } from './datasets/open';

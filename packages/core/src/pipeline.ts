@@ -8,7 +8,7 @@ import type { RunContext } from './context';
 import type { ImagePreprocessing } from './datasets/dataset';
 import { openDataset } from './datasets/open';
 import { errBackendUnavailable, errInvalidOption, toQforgeError, type QforgeError } from './errors';
-import { ensureWritable, sha256File, writeFileAtomic } from './files';
+import { ensureWritable, modelSizeBytes, sha256File, writeFileAtomic } from './files';
 import { REPORT_SCHEMA_VERSION, formatRunSummary, type ArtifactRecord, type RunReport } from './report';
 import { quantizeOptionsFor, readCpuInfo, type TargetProfile } from './target';
 import { withInputShapes } from './tensor';
@@ -47,6 +47,8 @@ export interface QuantizeRunOptions {
   biasCorrection?: boolean;
   /** Cross-layer equalization before calibration. @defaultValue false */
   equalize?: boolean;
+  /** Full-integer formats: float32 or int8 model inputs/outputs. */
+  ioType?: 'float32' | 'int8';
   /** Search until this holds (`top1-drop<=0.5`, `snr>=30`, `cosine>=0.999`). */
   accuracyTarget?: string;
   /** Largest share of quantizable nodes the search may keep in float. @defaultValue 0.1 */
@@ -109,6 +111,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     opTypes: opts.opTypes ?? [],
     biasCorrection: opts.biasCorrection ?? false,
     equalize: opts.equalize ?? false,
+    ...(opts.ioType ? { ioType: opts.ioType } : {}),
   });
   const report: RunReport = {
     kind: 'qforge.run-report',
@@ -121,7 +124,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     tool: { qforge: opts.qforgeVersion ?? CORE_VERSION, node: process.version, platform: `${platform()}-${arch()}` },
     backend: { id: backend.id, package: backend.packageName, version: backend.version, runtime: detection.runtime },
     target: { id: opts.target.id, cpu: cpu.model, flags: ['avx2', 'avx512f', 'avx512_vnni', 'avx_vnni'].filter((f) => cpu.flags.includes(f)) },
-    input: { ...(await artifact(opts.model.path)), format: opts.model.format },
+    input: { ...(await artifact(opts.model.path)), sizeBytes: modelSizeBytes(opts.model), format: opts.model.format },
     options: {
       ...options,
       correctionData: undefined,

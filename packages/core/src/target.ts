@@ -125,11 +125,19 @@ export function detectTargetProfile(cpu: CpuInfo = readCpuInfo()): TargetProfile
   return TARGET_PROFILES['x86-generic'];
 }
 
-export function resolveTargetProfile(id: string | undefined, cpu?: CpuInfo): TargetProfile {
-  if (!id || id === 'auto') return detectTargetProfile(cpu);
+export function resolveTargetProfile(id: string | undefined, cpu?: CpuInfo, supported: readonly TargetId[] = []): TargetProfile {
+  if (!id || id === 'auto') {
+    // `auto` means this CPU when the backend runs here; a backend that only writes for other
+    // hardware (TFLite int8, Akida) gets its own first target.
+    const here = detectTargetProfile(cpu);
+    return supported.length && !supported.includes(here.id) ? TARGET_PROFILES[supported[0]] : here;
+  }
   const profile = (TARGET_PROFILES as Record<string, TargetProfile>)[id];
   if (!profile) {
     throw errInvalidOption('--target', `unknown target "${id}"`, `Known targets: auto, ${Object.keys(TARGET_PROFILES).join(', ')}.`);
+  }
+  if (supported.length && !supported.includes(profile.id)) {
+    throw errInvalidOption('--target', `the backend does not build for target "${id}"`, `This backend's targets: ${supported.join(', ')}.`);
   }
   return profile;
 }

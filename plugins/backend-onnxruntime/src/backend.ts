@@ -4,11 +4,10 @@ import {
   AccuracyAccumulator,
   judgeVerification,
   FidelityAccumulator,
-  CALIBRATION_TABLE_VERSION,
+  buildCalibrationTable,
   TensorStatistics,
   assertFiniteSample,
   assertTableMatches,
-  chooseRange,
   errCalibTableMismatch,
   errDatasetEmpty,
   errInvalidOption,
@@ -218,34 +217,15 @@ export class OnnxRuntimeBackend implements Backend {
     } finally {
       await session.release();
     }
-    const table: CalibrationTable = {
-      kind: 'qforge.calibration-table',
-      schemaVersion: CALIBRATION_TABLE_VERSION,
-      createdAt: new Date().toISOString(),
+    return buildCalibrationTable({
       backend: this.id,
       model: { sha256: prep.inputSha, format: 'onnx', preparedSha256: prep.preparedSha },
-      method: options.method,
-      methodOptions: {
-        percentile: options.method === 'percentile' ? options.percentile ?? 99.999 : undefined,
-        movingAverage: options.movingAverage,
-        activationType: options.activationType ?? options.target.defaults.activationType,
-        inputDims: Object.fromEntries(Object.entries(first.value.inputs).map(([k, t]) => [k, t.dims])),
-      },
+      options,
       sampleCount: count,
       dataset: dataset.description,
-      tensors: {},
-    };
-    for (const [t, s] of stats) {
-      if (s.minMax.count === 0) continue;
-      const range = chooseRange(s.minMax.min, s.minMax.max, s.histogram, {
-        method: options.method,
-        percentile: options.percentile,
-        activationType: options.activationType ?? options.target.defaults.activationType,
-      });
-      table.tensors[t] = { min: s.minMax.min, max: s.minMax.max, range };
-      if (options.keepHistograms && s.histogram) table.tensors[t].histogram = s.histogram.toJSON();
-    }
-    return table;
+      stats,
+      methodOptions: { inputDims: Object.fromEntries(Object.entries(first.value.inputs).map(([k, t]) => [k, t.dims])) },
+    });
   }
 
   async quantize(model: ModelRef, table: CalibrationTable | undefined, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult> {

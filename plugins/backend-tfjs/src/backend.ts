@@ -1,10 +1,18 @@
 // The TensorFlow.js backend: reads Layers and Graph models from disk and picks the fastest engine here.
-import { statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import {
   AccuracyAccumulator,
   FidelityAccumulator,
+  TensorStatistics,
   assertFiniteSample,
+  assertTableMatches,
+  buildCalibrationTable,
+  errCalibTableMismatch,
+  errRuntimeFailed,
+  methodNeedsHistogram,
+  modelSizeBytes,
+  writeFileAtomic,
   defineCapabilities,
   errDatasetEmpty,
   errInvalidOption,
@@ -18,6 +26,10 @@ import {
   throwIfAborted,
   type Backend,
   type BenchmarkOptions,
+  type CalibrateOptions,
+  type LayerError,
+  type QuantizeOptions,
+  type Sample,
   type Dataset,
   type ModelBenchmark,
   type RunContext,
@@ -33,24 +45,38 @@ import {
   type TensorInfo,
   type VerifyResult,
 } from '@qforge/core';
-import { chooseEngine, loadTf, loadTfModel } from './engine';
+import { readTflite, writeTflite } from '@qforge/tflite';
+import { chooseEngine, loadLayersModel, loadTf } from './engine';
+import { IrExecutor, type IrGraph } from './ir';
+import { lowerLayersModel } from './keras-lower';
 import { readModelJson } from './model-json';
+import { openRunner, tfliteEdges, tfliteRunner, type ModelRunner } from './runner';
+import { convertToTflite } from './tflite-convert';
+import { loadTfliteInterpreter, tfliteRuntimeVersion } from './tflite-runtime';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const PACKAGE = require('../package.json') as { name: string; version: string };
 
 export const TFJS_CAPABILITIES: BackendCapabilities = defineCapabilities({
-  inputFormats: ['tfjs-layers', 'tfjs-graph'],
+  inputFormats: ['tfjs-layers', 'tfjs-graph', 'tflite'],
   outputFormats: ['tflite'],
-  verbs: ['inspect', 'benchmark', 'verify'],
+  verbs: ['inspect', 'calibrate', 'quantize', 'benchmark', 'verify'],
+  modes: ['static'],
+  calibrationMethods: ['minmax', 'percentile', 'entropy', 'mse'],
+  weightTypes: ['int8'],
+  activationTypes: ['int8'],
+  granularity: ['per-channel', 'per-tensor'],
   targets: ['tflite-int8'],
   notes: [
-    'inspects TensorFlow.js Layers and Graph models from disk (no tfjs-node needed)',
+    'TensorFlow.js Layers models → full-integer int8 .tflite per the TFLite quantization spec (BatchNorm folded, ReLU/ReLU6 fused)',
+    'calibrates with TensorFlow.js; verifies and benchmarks the .tflite in the real TFLite interpreter (WebAssembly)',
     'engine: tfjs-node when installed, else WebAssembly (SIMD), else pure JavaScript',
-    'benchmarks and verifies TensorFlow.js models against each other on the engine above',
-    'int8 .tflite conversion and calibration are not implemented in this release: they fail with E_UNSUPPORTED',
+    'Graph models (converted SavedModels) load, benchmark and verify; converting them to .tflite is not supported yet',
   ],
 });
+
+/** Largest relative difference between the lowered graph and TensorFlow.js before conversion is refused. */
+const LOWERING_TOLERANCE = 1e-3;
 
 export class TfjsBackend implements Backend {
   readonly id = 'tfjs';
@@ -92,11 +118,11 @@ export class TfjsBackend implements Backend {
     }
     let parameterCount = 0;
     for (const g of json.weightsManifest!) for (const w of g.weights) parameterCount += w.shape.reduce((a, b) => a * b, 1);
-    const shards = json.weightsManifest!.flatMap((g) => g.paths).map((p) => join(dirname(model.path), p));
+    const shards = json.weightsManifest!.flatMap((g) => g.paths);
     return {
       path: model.path,
       format: model.format,
-      sizeBytes: statSync(model.path).size + shards.reduce((a, s) => a + statSync(s).size, 0),
+      sizeBytes: modelSizeBytes(model),
       sha256: await sha256File(model.path),
       producer: json.generatedBy ?? json.convertedBy ?? undefined,
       inputs,
@@ -111,14 +137,105 @@ export class TfjsBackend implements Backend {
     return (await this.inspect(model)).inputs;
   }
 
-  private unsupported(verb: string): never {
-    throw errUnsupported(this.id, verb, 'TensorFlow.js → int8 .tflite conversion is not implemented in this release');
+  /** The Layers model lowered to TFLite-shaped ops, checked against TensorFlow.js on `check`. */
+  private async lower(model: ModelRef, check: Record<string, Tensor>): Promise<{ graph: IrGraph; exec: IrExecutor }> {
+    if (model.format === 'tflite') throw errUnsupported(this.id, 'calibrate or quantize a .tflite file', 'the input must be the TensorFlow.js model the .tflite is made from');
+    if (model.format !== 'tfjs-layers') throw errUnsupported(this.id, 'convert a TensorFlow.js Graph model to .tflite', 'only Layers models (Keras-style model.json) are converted in this release');
+    const { tf } = await loadTf();
+    const layers = await loadLayersModel(model.path);
+    try {
+      const graph = lowerLayersModel(layers);
+      const exec = new IrExecutor(tf, graph);
+      // The lowered graph must compute what TensorFlow.js computes, or every number after is void.
+      const input = Object.values(check)[0];
+      const ir = exec.run({ [graph.inputs[0]]: input.data as Float32Array });
+      const ref = tf.tidy(() => {
+        const y = layers.predict(tf.tensor(input.data as Float32Array, graph.shapes.get(graph.inputs[0])!));
+        return (Array.isArray(y) ? y : [y]).map((t) => t.dataSync() as Float32Array);
+      });
+      graph.outputs.forEach((o, k) => {
+        const a = ir[o];
+        const b = ref[k];
+        let err = 0;
+        let mag = 1e-6;
+        for (let i = 0; i < b.length; i++) {
+          err = Math.max(err, Math.abs(a[i] - b[i]));
+          mag = Math.max(mag, Math.abs(b[i]));
+        }
+        if (!(err / mag <= LOWERING_TOLERANCE)) {
+          exec.dispose();
+          throw errRuntimeFailed(this.id, 'convert', `the converted graph differs from TensorFlow.js at output ${k} (max error ${err.toExponential(2)} of ${mag.toExponential(2)})`, { path: model.path });
+        }
+      });
+      return { graph, exec };
+    } finally {
+      layers.dispose();
+    }
   }
-  async calibrate(): Promise<CalibrationTable> {
-    return this.unsupported('calibrate');
+
+  async calibrate(model: ModelRef, dataset: Dataset, options: CalibrateOptions, ctx: RunContext): Promise<CalibrationTable> {
+    const iterator = dataset.samples({ limit: options.samples })[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    if (first.done) throw errDatasetEmpty(dataset.description.source);
+    assertFiniteSample(first.value);
+    const { graph, exec } = await this.lower(model, first.value.inputs);
+    const bins = methodNeedsHistogram(options.method) || options.keepHistograms ? 2 * (options.bins ?? 2048) : undefined;
+    const stats = new Map<string, TensorStatistics>([...graph.shapes.keys()].map((t) => [t, new TensorStatistics({ movingAverage: options.movingAverage, histogramBins: bins })]));
+    const total = Math.min(options.samples, dataset.description.count ?? options.samples);
+    let count = 0;
+    try {
+      for (let step: IteratorResult<Sample> = first; !step.done; step = await iterator.next()) {
+        throwIfAborted(ctx, 'calibration');
+        assertFiniteSample(step.value);
+        const input = Object.values(step.value.inputs)[0];
+        exec.run({ [graph.inputs[0]]: input.data as Float32Array }, (id, data) => stats.get(id)?.update(data));
+        ctx.progress({ phase: 'calibrate', current: ++count, total });
+      }
+    } finally {
+      exec.dispose();
+    }
+    return buildCalibrationTable({ backend: this.id, model: { sha256: await sha256File(model.path), format: model.format }, options, sampleCount: count, dataset: dataset.description, stats });
   }
-  async quantize(): Promise<QuantizeResult> {
-    return this.unsupported('quantize');
+
+  async quantize(model: ModelRef, table: CalibrationTable | undefined, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult> {
+    if (options.mode !== 'static') throw errUnsupported(this.id, `--mode ${options.mode}`, 'full-integer TFLite needs calibrated activations: use --mode static with --data');
+    if (options.activationType !== 'int8' || options.weightType !== 'int8') throw errInvalidOption('--activation-type/--weight-type', 'TFLite int8 uses int8 activations and int8 weights', 'Leave the types at the tflite-int8 target defaults.');
+    if (options.excludeNodes.length) throw errUnsupported(this.id, '--exclude-nodes', 'a full-integer .tflite has no float fallback; remove the layers from the model or use the ONNX Runtime backend');
+    if (!table) throw errInvalidOption('--data', 'full-integer TFLite conversion needs a calibration table', 'Pass --data (calibration samples) or --calib-table.');
+    assertTableMatches(table, await sha256File(model.path));
+    ctx.progress({ phase: 'quantize', current: 0, message: 'converting to TFLite int8' });
+    const probe = await this.firstInputs(model, undefined);
+    const { graph, exec } = await this.lower(model, probe);
+    exec.dispose();
+    const ranges = new Map<string, [number, number]>();
+    const missing: string[] = [];
+    for (const id of graph.shapes.keys()) {
+      const t = table.tensors[id];
+      if (t) ranges.set(id, t.range);
+      else missing.push(id);
+    }
+    if (missing.length) throw errCalibTableMismatch(`the table has no range for ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`);
+    const conversion = convertToTflite(graph, ranges, {
+      ioType: options.ioType ?? 'float32',
+      perChannel: options.perChannel,
+      description: `qforge ${this.version}: int8 from ${basename(model.path)} (${table.method}, ${table.sampleCount} samples)`,
+    });
+    const bytes = writeTflite(conversion.model);
+    // The interpreter must accept and run the file before it is written anywhere.
+    const check = tfliteRunner(await loadTfliteInterpreter(bytes, { name: options.output }), tfliteEdges(bytes));
+    try {
+      check.predict(probe);
+    } finally {
+      check.dispose();
+    }
+    await writeFileAtomic(options.output, bytes);
+    ctx.progress({ phase: 'quantize', current: 1, total: 1 });
+    return {
+      model: { path: options.output, format: 'tflite' },
+      sizeBytes: bytes.byteLength,
+      preparation: [...graph.changes, ...conversion.changes],
+      decisions: conversion.decisions,
+    };
   }
 
   private async firstInputs(model: ModelRef, dataset: Dataset | undefined): Promise<Record<string, Tensor>> {
@@ -127,11 +244,11 @@ export class TfjsBackend implements Backend {
 
   async benchmark(model: ModelRef, options: BenchmarkOptions, ctx: RunContext): Promise<BenchmarkResult> {
     const { engine, tf } = await loadTf();
-    const inputs = await this.firstInputs(model, options.dataset);
+    const inputs = await this.firstInputs(options.compare && model.format === 'tflite' ? options.compare : model, options.dataset);
     const rssBefore = process.memoryUsage().rss;
     const open = async (ref: ModelRef) => {
       const t0 = performance.now();
-      const m = await loadTfModel(ref.path, ref.format as 'tfjs-layers' | 'tfjs-graph');
+      const m = await openRunner(ref);
       return { ref, m, loadTimeMs: performance.now() - t0, samples: [] as number[] };
     };
     const runs = [await open(model)];
@@ -143,7 +260,7 @@ export class TfjsBackend implements Backend {
         throwIfAborted(ctx, 'benchmark');
         for (const r of i % 2 === 0 ? runs : [...runs].reverse()) {
           const t0 = performance.now();
-          r.m.predict(inputs); // dataSync inside: the time includes the computation, not just scheduling
+          r.m.predict(inputs); // synchronous for both engines: the time includes the computation
           r.samples.push(performance.now() - t0);
         }
         peak = Math.max(peak, process.memoryUsage().rss);
@@ -152,20 +269,27 @@ export class TfjsBackend implements Backend {
     } finally {
       for (const r of runs) r.m.dispose();
     }
-    // TensorFlow.js has no thread setting here: wasm runs single-threaded in Node.
+    // Both run single-threaded here: tfjs wasm has no threads in Node, and the TFLite runtime is
+    // loaded in its single-threaded build.
     const toResult = (r: (typeof runs)[number]): ModelBenchmark => {
       const latencyMs = summarizeLatencies(r.samples);
       return { model: r.ref, latencyMs, throughputPerSec: throughputPerSec(latencyMs), loadTimeMs: r.loadTimeMs, peakRssBytes: Math.max(0, peak - rssBefore), threads: 1 };
     };
     const primary = toResult(runs[0]);
     const compare = runs[1] ? toResult(runs[1]) : undefined;
-    return { backend: this.id, runtime: `tfjs ${tf.version.tfjs} (${engine})`, target: engine, primary, compare, speedup: compare ? compare.latencyMs.mean / primary.latencyMs.mean : undefined };
+    const formats = new Set(runs.map((r) => r.ref.format));
+    const runtime = [...formats].map((f) => (f === 'tflite' ? `tflite-wasm ${tfliteRuntimeVersion() ?? '?'}` : `tfjs ${tf.version.tfjs} (${engine})`)).join(' vs ');
+    return { backend: this.id, runtime, target: engine, primary, compare, speedup: compare ? compare.latencyMs.mean / primary.latencyMs.mean : undefined };
   }
 
   async verify(reference: ModelRef, candidate: ModelRef, dataset: Dataset, options: VerifyOptions, ctx: RunContext): Promise<VerifyResult> {
-    const ref = await loadTfModel(reference.path, reference.format as 'tfjs-layers' | 'tfjs-graph');
-    const cand = await loadTfModel(candidate.path, candidate.format as 'tfjs-layers' | 'tfjs-graph');
+    const ref = await openRunner(reference);
+    const cand = await openRunner(candidate);
+    // Per layer: the .tflite's int8 activations (made extra outputs of a copy of the model) against
+    // the same tensors of the float graph it was converted from.
+    const layers = options.perLayer && reference.format === 'tfjs-layers' && candidate.format === 'tflite' ? await this.layerProbe(reference, candidate, dataset) : undefined;
     const fid = new Map<string, FidelityAccumulator>();
+    const layerAcc = new Map<string, FidelityAccumulator>();
     const refAcc = new AccuracyAccumulator();
     const candAcc = new AccuracyAccumulator();
     let count = 0;
@@ -182,6 +306,17 @@ export class TfjsBackend implements Backend {
           if (!fid.has(o)) fid.set(o, new FidelityAccumulator(o, r[o].length > 1 ? r[o].length : 0, options.topK ?? 5));
           fid.get(o)!.add(r[o], c[co]);
         });
+        if (layers) {
+          const floatValues = new Map<string, Float32Array>();
+          layers.exec.run({ [layers.exec.graph.inputs[0]]: Object.values(sample.inputs)[0].data as Float32Array }, (id, d) => {
+            if (layers.names.has(id)) floatValues.set(id, Float32Array.from(d));
+          });
+          const q = layers.runner.predict(sample.inputs);
+          for (const [id, out] of layers.names) {
+            if (!layerAcc.has(id)) layerAcc.set(id, new FidelityAccumulator(id));
+            layerAcc.get(id)!.add(floatValues.get(id)!, q[out]);
+          }
+        }
         if (sample.label !== undefined) {
           refAcc.add(r[ref.outputNames[0]], sample.label);
           candAcc.add(c[cand.outputNames[0]], sample.label);
@@ -191,10 +326,62 @@ export class TfjsBackend implements Backend {
     } finally {
       ref.dispose();
       cand.dispose();
+      layers?.runner.dispose();
+      layers?.exec.dispose();
     }
     if (count === 0) throw errDatasetEmpty(dataset.description.source);
     const result: VerifyResult = { samples: count, labeled, outputs: [...fid.values()].map((f) => f.result()), thresholds: options.thresholds, passed: true, failures: [] };
+    if (layers) {
+      // Outputs behind a saturating activation are also compared before it.
+      for (const [k, f] of result.outputs.entries()) {
+        const pre = layers.preActivation.get(layers.exec.graph.outputs[k]);
+        const acc = pre && layerAcc.get(pre.tensor);
+        if (pre && acc) {
+          const r = acc.result();
+          f.preActivation = { tensor: pre.tensor, op: pre.op, snrDb: r.snrDb, cosine: r.cosine, maxAbsError: r.maxAbsError };
+        }
+      }
+      result.layers = [...layerAcc.entries()]
+        .filter(([id]) => !layers.exec.graph.outputs.includes(id))
+        .map(([id, acc]): LayerError => {
+          const f = acc.result();
+          return { tensor: id, node: layers.nodes.get(id), opType: layers.opTypes.get(id), snrDb: f.snrDb, cosine: f.cosine, maxAbsError: f.maxAbsError };
+        })
+        .sort((a, b) => a.snrDb - b.snrDb);
+    }
     if (labeled) result.accuracy = { reference: refAcc.accuracy, candidate: candAcc.accuracy, dropPoints: (refAcc.accuracy - candAcc.accuracy) * 100 };
     return judgeVerification(result);
+  }
+
+  /** A copy of the .tflite exposing every int8 activation that has a float twin in the lowered graph. */
+  private async layerProbe(reference: ModelRef, candidate: ModelRef, dataset: Dataset) {
+    const sample = await firstSample(dataset);
+    const { graph, exec } = await this.lower(reference, sample.inputs);
+    const bytes = new Uint8Array(readFileSync(candidate.path));
+    const m = readTflite(bytes);
+    const names = new Map<string, string>();
+    const extra: number[] = [];
+    m.tensors.forEach((t, i) => {
+      if (t.type === 'int8' && !t.data && graph.shapes.has(t.name) && !m.outputs.includes(i)) {
+        names.set(t.name, t.name);
+        extra.push(i);
+      }
+    });
+    const probe = writeTflite({ ...m, outputs: [...m.outputs, ...extra] });
+    const it = await loadTfliteInterpreter(probe, { name: `${candidate.path} (per-layer copy)` });
+    const edges = tfliteEdges(probe);
+    const runner = tfliteRunner(it, edges);
+    // Interpreter output names are the tensor names; the first ones are the model's own outputs.
+    const byIndex = new Map(extra.map((ti, k) => [m.tensors[ti].name, runner.outputNames[m.outputs.length + k]]));
+    for (const [id] of names) names.set(id, byIndex.get(id)!);
+    const nodes = new Map<string, string>();
+    const opTypes = new Map<string, string>();
+    const preActivation = new Map<string, { tensor: string; op: string }>();
+    for (const op of graph.ops) {
+      nodes.set(op.output, op.layer);
+      opTypes.set(op.output, op.kind);
+      if ((op.kind === 'softmax' || op.kind === 'logistic') && graph.outputs.includes(op.output)) preActivation.set(op.output, { tensor: op.inputs[0], op: op.kind === 'softmax' ? 'Softmax' : 'Sigmoid' });
+    }
+    return { exec, runner, names, nodes, opTypes, preActivation };
   }
 }

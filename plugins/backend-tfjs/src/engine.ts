@@ -88,6 +88,17 @@ export interface LoadedTfModel {
   dispose(): void;
 }
 
+/** Loads a Layers model from disk as a TensorFlow.js LayersModel. */
+export async function loadLayersModel(path: string): Promise<TF.LayersModel> {
+  const { tf } = await loadTf();
+  const artifacts = readArtifacts(path);
+  try {
+    return await tf.loadLayersModel({ load: async () => artifacts });
+  } catch (e) {
+    throw errModelCorrupt(path, `TensorFlow.js cannot build the model: ${(e as Error).message}`);
+  }
+}
+
 /** Loads a Layers or Graph model from disk and wraps it in a name-based predict. */
 export async function loadTfModel(path: string, format: 'tfjs-layers' | 'tfjs-graph'): Promise<LoadedTfModel> {
   const { tf } = await loadTf();

@@ -24,8 +24,8 @@ export default class Calibrate extends QforgeCommand {
   async run(): Promise<{ output: string; table: Omit<CalibrationTable, 'tensors'> & { tensorCount: number } }> {
     const { args, flags } = await this.parse(Calibrate);
     const model = modelRef(args.model);
-    const target = resolveTargetProfile(flags.target);
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'calibrate' });
+    const target = resolveTargetProfile(flags.target, undefined, backend.capabilities.targets);
     const { ctx, stop } = cliRunContext();
     const inputs = withInputShapes(await backend.modelInputs(model, ctx), flags['input-shape'] ?? []);
     const dataset = openDataset(flags.data, { inputs, image: imageOptions(flags) });

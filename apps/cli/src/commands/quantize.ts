@@ -56,8 +56,8 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
   async run(): Promise<QuantizeOutput> {
     const { args, flags } = await this.parse(Quantize);
     const model = modelRef(args.model);
-    const target = resolveTargetProfile(flags.target);
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
+    const target = resolveTargetProfile(flags.target, undefined, backend.capabilities.targets);
     const { ctx, stop } = cliRunContext();
     const result = await runAndRender(
       backend,

@@ -25,8 +25,8 @@ export default class Sensitivity extends QforgeCommand {
   async run(): Promise<SensitivityResult> {
     const { args, flags } = await this.parse(Sensitivity);
     const model = modelRef(args.model);
-    const target = resolveTargetProfile(flags.target);
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
+    const target = resolveTargetProfile(flags.target, undefined, backend.capabilities.targets);
     const { ctx, stop } = cliRunContext();
     try {
       const inputs = withInputShapes(await backend.modelInputs(model, ctx), flags['input-shape'] ?? []);

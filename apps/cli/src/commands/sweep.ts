@@ -47,14 +47,14 @@ export default class Sweep extends QforgeCommand {
   async run(): Promise<{ rows: SweepRow[]; criterion: string }> {
     const { args, flags } = await this.parse(Sweep);
     const model = modelRef(args.model);
-    const target = resolveTargetProfile(flags.target);
+    const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
+    const target = resolveTargetProfile(flags.target, undefined, backend.capabilities.targets);
     const counts = list(flags.samples).map(Number);
     const methods = list(flags.method);
     if (counts.some((n) => !Number.isInteger(n) || n < 1)) throw errInvalidOption('--samples', `"${flags.samples}" is not a list of positive integers`);
     const unknown = methods.filter((m) => !METHODS.includes(m));
     if (unknown.length) throw errInvalidOption('--method', `unknown method(s) ${unknown.join(', ')}`, `Use ${METHODS.join(', ')}.`);
     const granularities = flags['per-channel'] === 'both' ? [true, false] : [flags['per-channel'] === 'on'];
-    const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
     const { ctx, stop } = cliRunContext();
     const scratch = mkdtempSync(join(tmpdir(), 'qforge-sweep-'));
     const rows: SweepRow[] = [];

@@ -1,0 +1,2 @@
+// @qforge/tflite: the TensorFlow Lite flatbuffer format, written from (and read into) plain objects.
+export * from './model';

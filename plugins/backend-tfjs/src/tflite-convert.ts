@@ -1,0 +1,285 @@
+// IR graph + calibrated ranges → a full-integer TFLite model, following the TFLite 8-bit
+// quantization specification: int8 weights symmetric per output channel (zero point 0, ±127),
+// int8 activations asymmetric per tensor, int32 bias with scale s_in·s_w, fixed output parameters
+// for Softmax/Logistic/Tanh, and matched parameters where the kernels require them.
+import {
+  quantizeBias,
+  quantizeTensor,
+  quantizeWeights,
+  quantizeWithScales,
+  scaleFromRange,
+  widenScalesForBias,
+  type NodeDecision,
+  type QuantParams,
+} from '@qforge/core';
+import {
+  ActivationFunctionType,
+  AddOptionsT,
+  ConcatenationOptionsT,
+  Conv2DOptionsT,
+  DepthwiseConv2DOptionsT,
+  FullyConnectedOptionsT,
+  LeakyReluOptionsT,
+  MulOptionsT,
+  Padding,
+  Pool2DOptionsT,
+  ReducerOptionsT,
+  ReshapeOptionsT,
+  SoftmaxOptionsT,
+  SubOptionsT,
+  type TfliteModel,
+  type TfliteOperator,
+  type TfliteTensor,
+} from '@qforge/tflite';
+import type { IrConv, IrDense, IrGraph, IrOp } from './ir';
+
+export type TfliteIoType = 'float32' | 'int8';
+
+export interface TfliteConvertOptions {
+  /** Model inputs/outputs stay float (QUANTIZE/DEQUANTIZE at the edges) or are int8. */
+  ioType: TfliteIoType;
+  /** Per-output-channel weight scales (the spec's choice); per-tensor when false. */
+  perChannel: boolean;
+  description?: string;
+  metadata?: Record<string, Uint8Array>;
+}
+
+export interface TfliteConversion {
+  model: TfliteModel;
+  decisions: NodeDecision[];
+  /** Activation parameters by IR tensor id. */
+  params: Map<string, QuantParams>;
+  changes: { kind: string; node: string; detail: string }[];
+}
+
+const INT8 = { type: 'int8' as const };
+const WEIGHTS = { type: 'int8' as const, symmetric: true };
+
+/** Ops whose int8 kernels need the output to carry the input's scale and zero point. */
+const PASS_THROUGH = new Set<IrOp['kind']>(['maxpool', 'avgpool', 'reshape', 'pad']);
+/** Fixed output parameters from the specification. */
+const FIXED: Partial<Record<IrOp['kind'], QuantParams>> = {
+  softmax: { scale: 1 / 256, zeroPoint: -128 },
+  logistic: { scale: 1 / 256, zeroPoint: -128 },
+  tanh: { scale: 1 / 128, zeroPoint: 0 },
+};
+
+const ACT: Record<string, ActivationFunctionType> = { NONE: ActivationFunctionType.NONE, RELU: ActivationFunctionType.RELU, RELU6: ActivationFunctionType.RELU6 };
+const PAD = { SAME: Padding.SAME, VALID: Padding.VALID };
+
+const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/** [kh, kw, in, out] → [out, kh, kw, in]: TFLite's OHWI filter layout. */
+function toOhwi(k: Float32Array, [kh, kw, ci, co]: number[]): Float32Array {
+  const out = new Float32Array(k.length);
+  for (let h = 0; h < kh; h++)
+    for (let w = 0; w < kw; w++)
+      for (let i = 0; i < ci; i++)
+        for (let o = 0; o < co; o++) out[((o * kh + h) * kw + w) * ci + i] = k[((h * kw + w) * ci + i) * co + o];
+  return out;
+}
+
+/** [in, out] → [out, in]. */
+function transpose2d(k: Float32Array, [r, c]: number[]): Float32Array {
+  const out = new Float32Array(k.length);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = k[i * c + j];
+  return out;
+}
+
+export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]>, options: TfliteConvertOptions): TfliteConversion {
+  const params = new Map<string, QuantParams>();
+  const changes: TfliteConversion['changes'] = [];
+  const rangeOf = (id: string): [number, number] => {
+    const r = ranges.get(id);
+    if (!r) throw new Error(`no calibrated range for tensor ${id}`);
+    return r;
+  };
+  for (const i of g.inputs) params.set(i, scaleFromRange(...rangeOf(i), INT8));
+
+  // Concatenation inputs and output share one parameter set; inputs that already carry other
+  // parameters (another consumer, a fixed range) are requantized in front of the op.
+  const requant = new Map<IrOp, Map<string, string>>();
+  for (const op of g.ops) {
+    if (PASS_THROUGH.has(op.kind)) params.set(op.output, params.get(op.inputs[0])!);
+    else if (FIXED[op.kind]) params.set(op.output, FIXED[op.kind]!);
+    else if (op.kind === 'concat') {
+      let [lo, hi] = rangeOf(op.output);
+      for (const i of op.inputs) {
+        const [a, b] = rangeOf(i);
+        lo = Math.min(lo, a);
+        hi = Math.max(hi, b);
+      }
+      const p = scaleFromRange(lo, hi, INT8);
+      params.set(op.output, p);
+      const map = new Map<string, string>();
+      for (const i of op.inputs) {
+        const q = params.get(i)!;
+        if (q.scale !== p.scale || q.zeroPoint !== p.zeroPoint) map.set(i, `${i}/requant:${op.layer}`);
+      }
+      if (map.size) requant.set(op, map);
+    } else params.set(op.output, scaleFromRange(...rangeOf(op.output), INT8));
+  }
+
+  const tensors: TfliteTensor[] = [];
+  const index = new Map<string, number>();
+  const addTensor = (t: TfliteTensor) => {
+    tensors.push(t);
+    return tensors.length - 1;
+  };
+  const activation = (id: string, shape = g.shapes.get(id)!) => {
+    if (!index.has(id)) {
+      const p = params.get(id)!;
+      index.set(id, addTensor({ name: id, shape, type: 'int8', quantization: { scale: [p.scale], zeroPoint: [p.zeroPoint] } }));
+    }
+    return index.get(id)!;
+  };
+  const int32Const = (name: string, values: number[], shape = [values.length]) => addTensor({ name, shape, type: 'int32', data: bytes(Int32Array.from(values)) });
+
+  const operators: TfliteOperator[] = [];
+  const decisions: NodeDecision[] = [];
+  const modelInputs: number[] = [];
+  const modelOutputs: number[] = [];
+
+  for (const id of g.inputs) {
+    if (options.ioType === 'float32') {
+      const f = addTensor({ name: `${id}/float`, shape: g.shapes.get(id)!, type: 'float32' });
+      operators.push({ op: 'QUANTIZE', inputs: [f], outputs: [activation(id)] });
+      modelInputs.push(f);
+    } else modelInputs.push(activation(id));
+  }
+
+  const weighted = (op: IrConv | IrDense) => {
+    const inScale = params.get(op.inputs[0])!.scale;
+    let filter: Float32Array;
+    let shape: number[];
+    let axis: number;
+    if (op.kind === 'conv2d') {
+      filter = toOhwi(op.kernel, op.kernelShape);
+      const [kh, kw, ci, co] = op.kernelShape;
+      shape = [co, kh, kw, ci];
+      axis = 0;
+    } else if (op.kind === 'depthwise') {
+      // [kh, kw, in, mult] is already [1, kh, kw, in·mult] in memory: output channel c·mult + m.
+      filter = op.kernel;
+      const [kh, kw, ci, m] = op.kernelShape;
+      shape = [1, kh, kw, ci * m];
+      axis = 3;
+    } else {
+      filter = transpose2d(op.kernel, op.kernelShape);
+      shape = [op.kernelShape[1], op.kernelShape[0]];
+      axis = 0;
+    }
+    const perChannelAxis = options.perChannel ? axis : undefined;
+    const values = quantizeWeights(filter, shape, perChannelAxis, WEIGHTS);
+    // Channels with tiny weights but a large bias would overflow int32: widen their scale.
+    const widened = widenScalesForBias(values.scales, op.bias, inScale);
+    if (widened.length) {
+      values.values = perChannelAxis === undefined
+        ? quantizeWithScales(filter, [1, filter.length], 0, values.scales, [0], WEIGHTS)
+        : quantizeWithScales(filter, shape, axis, values.scales, new Int32Array(values.scales.length), WEIGHTS);
+      changes.push({ kind: 'widen-weight-scale', node: op.layer, detail: `${widened.length} channel(s) widened so the int32 bias fits` });
+    }
+    const w = addTensor({ name: `${op.layer}/weights`, shape, type: 'int8', data: bytes(values.values), quantization: { scale: Array.from(values.scales), zeroPoint: Array.from(values.scales, () => 0), quantizedDimension: options.perChannel ? axis : 0 } });
+    const b = quantizeBias(op.bias, inScale, values.scales);
+    const bias = addTensor({ name: `${op.layer}/bias`, shape: [op.bias.length], type: 'int32', data: bytes(b.values), quantization: { scale: values.scales.length === 1 ? [b.scales[0]] : Array.from(b.scales), zeroPoint: values.scales.length === 1 ? [0] : Array.from(b.scales, () => 0), quantizedDimension: 0 } });
+    decisions.push({ node: op.layer, opType: op.kind === 'conv2d' ? 'CONV_2D' : op.kind === 'depthwise' ? 'DEPTHWISE_CONV_2D' : 'FULLY_CONNECTED', quantized: true, weightType: 'int8', activationType: 'int8', granularity: options.perChannel ? 'per-channel' : 'per-tensor' });
+    return [w, bias];
+  };
+
+  for (const op of g.ops) {
+    let ins = op.inputs.map((i) => activation(i));
+    const out = activation(op.output);
+    const rq = requant.get(op);
+    if (rq) {
+      ins = op.inputs.map((i, k) => {
+        const name = rq.get(i);
+        if (!name) return ins[k];
+        const p = params.get(op.output)!;
+        const t = addTensor({ name, shape: g.shapes.get(i)!, type: 'int8', quantization: { scale: [p.scale], zeroPoint: [p.zeroPoint] } });
+        operators.push({ op: 'QUANTIZE', inputs: [ins[k]], outputs: [t] });
+        changes.push({ kind: 'requantize', node: op.layer, detail: `${i} requantized to the concatenation's parameters` });
+        return t;
+      });
+    }
+    const emit = (o: Omit<TfliteOperator, 'outputs'>) => operators.push({ ...o, outputs: [out] });
+    switch (op.kind) {
+      case 'conv2d':
+        emit({ op: 'CONV_2D', inputs: [ins[0], ...weighted(op)], options: new Conv2DOptionsT(PAD[op.padding], op.strides[1], op.strides[0], ACT[op.activation], op.dilation[1], op.dilation[0]) });
+        break;
+      case 'depthwise':
+        emit({ op: 'DEPTHWISE_CONV_2D', inputs: [ins[0], ...weighted(op)], options: new DepthwiseConv2DOptionsT(PAD[op.padding], op.strides[1], op.strides[0], op.kernelShape[3], ACT[op.activation], op.dilation[1], op.dilation[0]) });
+        break;
+      case 'dense':
+        emit({ op: 'FULLY_CONNECTED', inputs: [ins[0], ...weighted(op)], options: new FullyConnectedOptionsT(ACT[op.activation]) });
+        break;
+      case 'add':
+        emit({ op: 'ADD', inputs: ins, options: new AddOptionsT(ACT[op.activation]) });
+        break;
+      case 'mul':
+        emit({ op: 'MUL', inputs: ins, options: new MulOptionsT(ACT[op.activation]) });
+        break;
+      case 'sub':
+        emit({ op: 'SUB', inputs: ins, options: new SubOptionsT(ACT[op.activation]) });
+        break;
+      case 'concat':
+        emit({ op: 'CONCATENATION', inputs: ins, options: new ConcatenationOptionsT(op.axis, ActivationFunctionType.NONE) });
+        break;
+      case 'maxpool':
+      case 'avgpool':
+        emit({ op: op.kind === 'maxpool' ? 'MAX_POOL_2D' : 'AVERAGE_POOL_2D', inputs: ins, options: new Pool2DOptionsT(PAD[op.padding], op.strides[1], op.strides[0], op.pool[1], op.pool[0], ActivationFunctionType.NONE) });
+        break;
+      case 'mean':
+        emit({ op: 'MEAN', inputs: [ins[0], int32Const(`${op.layer}/axes`, [1, 2])], options: new ReducerOptionsT(false) });
+        break;
+      case 'reshape':
+        emit({ op: 'RESHAPE', inputs: [ins[0], int32Const(`${op.layer}/shape`, op.shape)], options: new ReshapeOptionsT(op.shape) });
+        break;
+      case 'pad':
+        emit({ op: 'PAD', inputs: [ins[0], int32Const(`${op.layer}/paddings`, op.paddings.flat(), [op.paddings.length, 2])] });
+        break;
+      case 'relu':
+        emit({ op: 'RELU', inputs: ins });
+        break;
+      case 'relu6':
+        emit({ op: 'RELU6', inputs: ins });
+        break;
+      case 'logistic':
+        emit({ op: 'LOGISTIC', inputs: ins });
+        break;
+      case 'tanh':
+        emit({ op: 'TANH', inputs: ins });
+        break;
+      case 'softmax':
+        emit({ op: 'SOFTMAX', inputs: ins, options: new SoftmaxOptionsT(1) });
+        break;
+      case 'hardswish':
+        emit({ op: 'HARD_SWISH', inputs: ins });
+        break;
+      case 'leakyrelu':
+        emit({ op: 'LEAKY_RELU', inputs: ins, options: new LeakyReluOptionsT(op.alpha) });
+        break;
+      case 'batchnorm':
+        throw new Error(`BatchNorm ${op.layer} reached the writer unfolded`);
+    }
+    if (!['conv2d', 'depthwise', 'dense'].includes(op.kind)) decisions.push({ node: op.layer, opType: operators[operators.length - 1].op, quantized: true, activationType: 'int8' });
+  }
+
+  for (const id of g.outputs) {
+    if (options.ioType === 'float32') {
+      const f = addTensor({ name: `${id}/float`, shape: g.shapes.get(id)!, type: 'float32' });
+      operators.push({ op: 'DEQUANTIZE', inputs: [activation(id)], outputs: [f] });
+      modelOutputs.push(f);
+    } else modelOutputs.push(activation(id));
+  }
+  return {
+    model: { description: options.description, tensors, operators, inputs: modelInputs, outputs: modelOutputs, metadata: options.metadata },
+    decisions,
+    params,
+    changes,
+  };
+}
+
+/** Quantizes float values with one tensor's parameters (for int8 model inputs). */
+export function quantizeInput(values: Float32Array, p: QuantParams): Int8Array {
+  return quantizeTensor(values, p, INT8) as Int8Array;
+}
