@@ -3,10 +3,10 @@
 // it twice with identical weights: examples/mnist/mnist-cnn.onnx and examples/mnist/tfjs/model.json.
 // Rerun: `npm run build && node tools/build-mnist-example.js`. Digits 8000–9999 are never trained on
 // (8000–8999 calibrate, 9000–9999 evaluate).
-const { mkdirSync, writeFileSync } = require('node:fs');
+const { writeFileSync } = require('node:fs');
 const { join, resolve } = require('node:path');
 const tf = require('@tensorflow/tfjs');
-const { openDataset } = require('@qforge/core');
+const { loadSplit, saveTfjs } = require('./lib/tfjs-train');
 const { DataType, makeNode, makeTensor, makeValueInfo, intAttr, intsAttr, saveModel } = require('@qforge/onnx');
 
 const OUT = resolve(__dirname, '..', 'examples', 'mnist');
@@ -14,19 +14,6 @@ const EPOCHS = Number(process.env.EPOCHS ?? 4);
 // TensorFlow.js trains convolutions in plain JavaScript here (no tfjs-node): 3,000 digits keep it
 // to minutes while still giving a useful classifier.
 const TRAIN_SAMPLES = Number(process.env.TRAIN_SAMPLES ?? 4000);
-
-async function loadSplit(spec) {
-  const ds = openDataset(spec, { inputs: [{ name: 'x', dtype: 'float32', shape: [1, 28, 28, 1] }] });
-  const xs = [];
-  const ys = [];
-  for await (const s of ds.samples()) {
-    xs.push(s.inputs.x.data);
-    ys.push(s.label);
-  }
-  const x = new Float32Array(xs.length * 784);
-  xs.forEach((d, i) => x.set(d, i * 784));
-  return { x: tf.tensor4d(x, [xs.length, 28, 28, 1]), y: tf.oneHot(tf.tensor1d(ys, 'int32'), 10), labels: ys };
-}
 
 function buildModel() {
   tf.util.seedrandom?.('qforge');
@@ -40,25 +27,6 @@ function buildModel() {
   m.add(tf.layers.dense({ units: 10, name: 'logits', kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) }));
   m.add(tf.layers.activation({ activation: 'softmax', name: 'probabilities' }));
   return m;
-}
-
-/** Saves a Layers model as model.json + one weight shard, without tfjs-node. */
-async function saveTfjs(model, dir) {
-  mkdirSync(dir, { recursive: true });
-  await model.save({
-    save: async (artifacts) => {
-      writeFileSync(join(dir, 'group1-shard1of1.bin'), Buffer.from(artifacts.weightData));
-      const json = {
-        format: 'layers-model',
-        generatedBy: `TensorFlow.js tfjs-layers v${tf.version.tfjs}`,
-        convertedBy: null,
-        modelTopology: artifacts.modelTopology,
-        weightsManifest: [{ paths: ['group1-shard1of1.bin'], weights: artifacts.weightSpecs }],
-      };
-      writeFileSync(join(dir, 'model.json'), JSON.stringify(json));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    },
-  });
 }
 
 /** The same network as ONNX (NCHW). Conv kernels HWIO→OIHW; fc1 rows permuted from HWC to CHW flatten order. */

@@ -109,7 +109,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     reduceRange: opts.reduceRange ?? d.reduceRange,
     excludeNodes: opts.excludeNodes ?? [],
     opTypes: opts.opTypes ?? [],
-    biasCorrection: opts.biasCorrection ?? false,
+    biasCorrection: opts.biasCorrection ?? d.biasCorrection ?? false,
     equalize: opts.equalize ?? false,
     ...(opts.ioType ? { ioType: opts.ioType } : {}),
   });

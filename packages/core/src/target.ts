@@ -16,6 +16,8 @@ export interface TargetDefaults {
   symmetricWeights: boolean;
   format: QuantFormat;
   method: CalibrationMethod;
+  /** Analytic bias correction by default (the report measures it against the run without). */
+  biasCorrection?: boolean;
 }
 
 export interface TargetProfile {
@@ -67,8 +69,11 @@ export const TARGET_PROFILES: Readonly<Record<TargetId, TargetProfile>> = {
   'tflite-int8': {
     id: 'tflite-int8',
     description: 'TFLite full-integer int8 (mobile, microcontrollers, int8 accelerators)',
-    defaults: { activationType: 'int8', weightType: 'int8', perChannel: true, reduceRange: false, symmetricWeights: true, format: 'qoperator', method: 'minmax' },
-    notes: ['per the TFLite quantization spec: int8 symmetric per-channel weights, int8 asymmetric activations'],
+    defaults: { activationType: 'int8', weightType: 'int8', perChannel: true, reduceRange: false, symmetricWeights: true, format: 'qoperator', method: 'minmax', biasCorrection: true },
+    notes: [
+      'per the TFLite quantization spec: int8 symmetric per-channel weights, int8 asymmetric activations',
+      'bias correction on by default: rounding int8 weights shifts each channel\'s mean output, which deep depthwise-separable networks accumulate (docs/benchmarks.md measures it)',
+    ],
   },
   akida: {
     id: 'akida',

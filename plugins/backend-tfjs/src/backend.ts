@@ -206,7 +206,12 @@ export class TfjsBackend implements Backend {
     ctx.progress({ phase: 'quantize', current: 0, message: 'converting to TFLite int8' });
     const probe = await this.firstInputs(model, undefined);
     const { graph, exec } = await this.lower(model, probe);
-    exec.dispose();
+    let inputMeans: Map<string, Float64Array> | undefined;
+    try {
+      if (options.biasCorrection) inputMeans = await this.channelMeans(graph, exec, options, ctx);
+    } finally {
+      exec.dispose();
+    }
     const ranges = new Map<string, [number, number]>();
     const missing: string[] = [];
     for (const id of graph.shapes.keys()) {
@@ -218,6 +223,7 @@ export class TfjsBackend implements Backend {
     const conversion = convertToTflite(graph, ranges, {
       ioType: options.ioType ?? 'float32',
       perChannel: options.perChannel,
+      inputMeans,
       description: `qforge ${this.version}: int8 from ${basename(model.path)} (${table.method}, ${table.sampleCount} samples)`,
     });
     const bytes = writeTflite(conversion.model);
@@ -236,6 +242,35 @@ export class TfjsBackend implements Backend {
       preparation: [...graph.changes, ...conversion.changes],
       decisions: conversion.decisions,
     };
+  }
+
+  /** Per-channel means of every weighted layer's input over the correction data (float graph). */
+  private async channelMeans(graph: IrGraph, exec: IrExecutor, options: QuantizeOptions, ctx: RunContext): Promise<Map<string, Float64Array>> {
+    if (!options.correctionData) throw errInvalidOption('--bias-correction', 'bias correction needs the calibration data', 'Pass --data, or --no-bias-correction.');
+    const wanted = new Set(graph.ops.filter((op) => op.kind === 'conv2d' || op.kind === 'depthwise' || op.kind === 'dense').map((op) => op.inputs[0]));
+    const sums = new Map<string, Float64Array>();
+    const limit = options.correctionSamples ?? 32;
+    let count = 0;
+    for await (const sample of options.correctionData.samples({ limit })) {
+      throwIfAborted(ctx, 'bias correction');
+      assertFiniteSample(sample);
+      exec.run({ [graph.inputs[0]]: Object.values(sample.inputs)[0].data as Float32Array }, (id, data) => {
+        if (!wanted.has(id)) return;
+        const shape = graph.shapes.get(id)!;
+        const c = shape[shape.length - 1];
+        const sum = sums.get(id) ?? new Float64Array(c);
+        for (let i = 0; i < data.length; i++) sum[i % c] += data[i];
+        sums.set(id, sum);
+      });
+      ctx.progress({ phase: 'quantize', current: ++count, total: limit, message: 'bias correction' });
+    }
+    if (count === 0) throw errDatasetEmpty(options.correctionData.description.source);
+    for (const [id, sum] of sums) {
+      const shape = graph.shapes.get(id)!;
+      const perChannel = (shape.reduce((a, b) => a * b, 1) / shape[shape.length - 1]) * count;
+      for (let c = 0; c < sum.length; c++) sum[c] /= perChannel;
+    }
+    return sums;
   }
 
   private async firstInputs(model: ModelRef, dataset: Dataset | undefined): Promise<Record<string, Tensor>> {

@@ -92,6 +92,7 @@ function soleConsumer(g: IrGraph, uses: Map<string, IrOp[]>, tensor: string): Ir
 }
 
 function replaceOp(g: IrGraph, remove: IrOp, keep: IrOp): void {
+  g.shapes.delete(keep.output); // the fused-away intermediate tensor no longer exists
   keep.output = remove.output;
   keep.layer = `${keep.layer}+${remove.layer}`;
   g.ops.splice(g.ops.indexOf(remove), 1);

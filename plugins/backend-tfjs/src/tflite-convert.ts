@@ -42,6 +42,11 @@ export interface TfliteConvertOptions {
   perChannel: boolean;
   description?: string;
   metadata?: Record<string, Uint8Array>;
+  /**
+   * Per-channel means of weighted layers' inputs on calibration data: when given, each layer's
+   * bias absorbs the mean output shift its int8 weights cause, ε·E[x] (bias correction).
+   */
+  inputMeans?: Map<string, Float64Array>;
 }
 
 export interface TfliteConversion {
@@ -180,11 +185,14 @@ export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]
       changes.push({ kind: 'widen-weight-scale', node: op.layer, detail: `${widened.length} channel(s) widened so the int32 bias fits` });
     }
     const w = addTensor({ name: `${op.layer}/weights`, shape, type: 'int8', data: bytes(values.values), quantization: { scale: Array.from(values.scales), zeroPoint: Array.from(values.scales, () => 0), quantizedDimension: options.perChannel ? axis : 0 } });
-    const b = quantizeBias(op.bias, inScale, values.scales);
-    const bias = addTensor({ name: `${op.layer}/bias`, shape: [op.bias.length], type: 'int32', data: bytes(b.values), quantization: { scale: values.scales.length === 1 ? [b.scales[0]] : Array.from(b.scales), zeroPoint: values.scales.length === 1 ? [0] : Array.from(b.scales, () => 0), quantizedDimension: 0 } });
+    const bias = options.inputMeans ? correctedBias(op, filter, shape, values, options.inputMeans.get(op.inputs[0])) : op.bias;
+    if (bias !== op.bias) corrected++;
+    const b = quantizeBias(bias, inScale, values.scales);
+    const biasTensor = addTensor({ name: `${op.layer}/bias`, shape: [op.bias.length], type: 'int32', data: bytes(b.values), quantization: { scale: values.scales.length === 1 ? [b.scales[0]] : Array.from(b.scales), zeroPoint: values.scales.length === 1 ? [0] : Array.from(b.scales, () => 0), quantizedDimension: 0 } });
     decisions.push({ node: op.layer, opType: op.kind === 'conv2d' ? 'CONV_2D' : op.kind === 'depthwise' ? 'DEPTHWISE_CONV_2D' : 'FULLY_CONNECTED', quantized: true, weightType: 'int8', activationType: 'int8', granularity: options.perChannel ? 'per-channel' : 'per-tensor' });
-    return [w, bias];
+    return [w, biasTensor];
   };
+  let corrected = 0;
 
   for (const op of g.ops) {
     let ins = op.inputs.map((i) => activation(i));
@@ -264,6 +272,7 @@ export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]
     if (!['conv2d', 'depthwise', 'dense'].includes(op.kind)) decisions.push({ node: op.layer, opType: operators[operators.length - 1].op, quantized: true, activationType: 'int8' });
   }
 
+  if (corrected) changes.push({ kind: 'bias-correction', node: '*', detail: `${corrected} layer bias(es) corrected for the mean shift of their int8 weights` });
   for (const id of g.outputs) {
     if (options.ioType === 'float32') {
       const f = addTensor({ name: `${id}/float`, shape: g.shapes.get(id)!, type: 'float32' });
@@ -277,6 +286,34 @@ export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]
     params,
     changes,
   };
+}
+
+/**
+ * bias − ε·E[x] per output channel, with ε = dequantized − float weights in TFLite layout
+ * (conv OHWI, depthwise [1,kh,kw,C·M], fully connected [out, in]).
+ */
+function correctedBias(op: IrConv | IrDense, filter: Float32Array, shape: number[], q: { values: ArrayLike<number>; scales: Float32Array }, mean: Float64Array | undefined): Float32Array {
+  if (!mean) return op.bias;
+  const out = Float32Array.from(op.bias);
+  const n = filter.length;
+  const channels = op.bias.length;
+  for (let i = 0; i < n; i++) {
+    let o: number;
+    let inCh: number;
+    if (op.kind === 'conv2d') {
+      o = Math.floor(i / (n / channels));
+      inCh = i % shape[3];
+    } else if (op.kind === 'depthwise') {
+      o = i % channels;
+      inCh = Math.floor(o / op.kernelShape[3]);
+    } else {
+      o = Math.floor(i / shape[1]);
+      inCh = i % shape[1];
+    }
+    const eps = q.values[i] * q.scales[q.scales.length === 1 ? 0 : o] - filter[i];
+    out[o] -= eps * mean[inCh];
+  }
+  return out;
 }
 
 /** Quantizes float values with one tensor's parameters (for int8 model inputs). */
