@@ -11,7 +11,7 @@ const { loadSplit, saveTfjs } = require('./lib/tfjs-train');
 
 const OUT = resolve(__dirname, '..', 'examples', 'mnist-deep');
 const EPOCHS = Number(process.env.EPOCHS ?? 3);
-const TRAIN_SAMPLES = Number(process.env.TRAIN_SAMPLES ?? 6000);
+const TRAIN_SAMPLES = Number(process.env.TRAIN_SAMPLES ?? 4000);
 
 function buildModel() {
   let seed = 10;
@@ -20,22 +20,22 @@ function buildModel() {
   const bn = (name) => L.batchNormalization({ name });
   const image = tf.input({ shape: [28, 28, 1], name: 'image' });
   // Stem, then a depthwise-separable residual block.
-  let a = L.conv2d({ filters: 16, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: init(), name: 'stem' }).apply(image);
+  let a = L.conv2d({ filters: 8, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: init(), name: 'stem' }).apply(image);
   a = L.reLU({ name: 'stem_relu' }).apply(bn('stem_bn').apply(a));
   let b = L.depthwiseConv2d({ kernelSize: 3, padding: 'same', useBias: false, depthwiseInitializer: init(), name: 'dw1' }).apply(a);
   b = L.reLU({ maxValue: 6, name: 'dw1_relu6' }).apply(bn('dw1_bn').apply(b));
-  b = L.conv2d({ filters: 16, kernelSize: 1, useBias: false, kernelInitializer: init(), name: 'pw1' }).apply(b);
+  b = L.conv2d({ filters: 8, kernelSize: 1, useBias: false, kernelInitializer: init(), name: 'pw1' }).apply(b);
   b = bn('pw1_bn').apply(b);
   let r = L.add({ name: 'res1' }).apply([a, b]);
   r = L.reLU({ name: 'res1_relu' }).apply(r);
   r = L.maxPooling2d({ poolSize: 2, name: 'pool1' }).apply(r);
   // Explicit padding and a strided convolution, then a second separable branch joined by concat.
   r = L.zeroPadding2d({ padding: 1, name: 'pad1' }).apply(r);
-  let c = L.conv2d({ filters: 32, kernelSize: 3, strides: 2, padding: 'valid', kernelInitializer: init(), name: 'down' }).apply(r);
+  let c = L.conv2d({ filters: 16, kernelSize: 3, strides: 2, padding: 'valid', kernelInitializer: init(), name: 'down' }).apply(r);
   c = L.reLU({ name: 'down_relu' }).apply(bn('down_bn').apply(c));
   let d = L.depthwiseConv2d({ kernelSize: 3, padding: 'same', depthwiseInitializer: init(), name: 'dw2' }).apply(c);
   d = L.reLU({ maxValue: 6, name: 'dw2_relu6' }).apply(bn('dw2_bn').apply(d));
-  d = L.conv2d({ filters: 32, kernelSize: 1, activation: 'relu', kernelInitializer: init(), name: 'pw2' }).apply(d);
+  d = L.conv2d({ filters: 16, kernelSize: 1, activation: 'relu', kernelInitializer: init(), name: 'pw2' }).apply(d);
   let e = L.concatenate({ name: 'cat' }).apply([c, d]);
   e = L.globalAveragePooling2d({ name: 'gap' }).apply(e);
   e = L.dropout({ rate: 0.2, name: 'drop' }).apply(e);
@@ -54,7 +54,10 @@ async function main() {
     epochs: EPOCHS,
     batchSize: 64,
     shuffle: true,
-    callbacks: { onEpochEnd: (ep, logs) => console.log(`epoch ${ep + 1}: loss ${logs.loss.toFixed(4)} acc ${logs.acc.toFixed(4)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`) },
+    callbacks: {
+      onBatchEnd: (batch) => batch % 20 === 0 && console.log(`  batch ${batch} (${((Date.now() - t0) / 1000).toFixed(0)} s)`),
+      onEpochEnd: (ep, logs) => console.log(`epoch ${ep + 1}: loss ${logs.loss.toFixed(4)} acc ${logs.acc.toFixed(4)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`),
+    },
   });
   await saveTfjs(model, join(OUT, 'tfjs'));
   const acc = tf.metrics.categoricalAccuracy(test.y, model.predict(test.x)).mean().dataSync()[0];

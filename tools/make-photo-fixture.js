@@ -42,12 +42,12 @@ async function crops(photo, n, seed, size = 224) {
   return out;
 }
 
-async function makePhotos(dir = join(OUT, 'data', 'photos')) {
+async function makePhotos(dir = join(OUT, 'data', 'photos'), perPhoto = CROPS_PER_PHOTO) {
   const demo = join(dirname(require.resolve('@vladmandic/face-api/package.json')), 'demo');
   for (const [split, photos] of [['calib', [1, 2, 3]], ['eval', [4, 5, 6]]]) {
     mkdirSync(join(dir, split), { recursive: true });
     for (const p of photos) {
-      const images = await crops(join(demo, `sample${p}.jpg`), CROPS_PER_PHOTO, p * 7919);
+      const images = await crops(join(demo, `sample${p}.jpg`), perPhoto, p * 7919);
       images.forEach((png, k) => writeFileSync(join(dir, split, `sample${p}-${String(k).padStart(2, '0')}.png`), png));
     }
   }

@@ -9,6 +9,7 @@ import {
   modelRef,
   openDataset,
   quantizeOptionsFor,
+  modelSizeBytes,
   resolveTargetProfile,
   validateCalibrationTable,
   type Backend,
@@ -58,8 +59,13 @@ async function rejectsWith(p: Promise<unknown>, codes: string[]): Promise<void> 
   expectCoded(thrown, codes);
 }
 
-function quantizeOptions(output: string): QuantizeOptions {
-  return quantizeOptionsFor(resolveTargetProfile('auto'), { output });
+function quantizeOptions(backend: Backend, output: string): QuantizeOptions {
+  return quantizeOptionsFor(targetOf(backend), { output });
+}
+
+/** The target a user's `--target auto` gets with this backend. */
+function targetOf(backend: Backend) {
+  return resolveTargetProfile('auto', undefined, backend.capabilities.targets);
 }
 
 /**
@@ -139,8 +145,8 @@ export function runBackendConformance(options: ConformanceOptions): void {
           const ds = { description: { kind: 'random' as const, source: 'random', synthetic: true, labeled: false }, samples: async function* () {} };
           const call: Record<Verb, () => Promise<unknown>> = {
             inspect: () => backend.inspect(model, ctx),
-            calibrate: () => backend.calibrate(model, ds, { method: 'minmax', samples: 1, target: resolveTargetProfile('auto') }, ctx),
-            quantize: () => backend.quantize(model, undefined, quantizeOptions(join(work, `${verb}.out`)), ctx),
+            calibrate: () => backend.calibrate(model, ds, { method: 'minmax', samples: 1, target: targetOf(backend) }, ctx),
+            quantize: () => backend.quantize(model, undefined, quantizeOptions(backend, join(work, `${verb}.out`)), ctx),
             benchmark: () => backend.benchmark(model, { threads: 1, warmup: 0, runs: 1 }, ctx),
             verify: () => backend.verify(model, model, ds, { samples: 1, thresholds: {} }, ctx),
           };
@@ -166,7 +172,7 @@ export function runBackendConformance(options: ConformanceOptions): void {
         const ds = openDataset(fixtures.dataset ?? 'random', { inputs: await backend.modelInputs(model, ctx) });
         const events: number[] = [];
         const method = backend.capabilities.calibrationMethods[0];
-        table = await backend.calibrate(model, ds, { method, samples, target: resolveTargetProfile('auto') }, createRunContext({ progress: (e) => e.phase === 'calibrate' && events.push(e.current) }));
+        table = await backend.calibrate(model, ds, { method, samples, target: targetOf(backend) }, createRunContext({ progress: (e) => e.phase === 'calibrate' && events.push(e.current) }));
         expect(validateCalibrationTable(JSON.parse(JSON.stringify(table)))).toBeTruthy();
         expect(table.sampleCount).toBeGreaterThan(0);
         expect(table.sampleCount).toBeLessThanOrEqual(samples);
@@ -179,7 +185,7 @@ export function runBackendConformance(options: ConformanceOptions): void {
         const ds = openDataset(fixtures.dataset ?? 'random', { inputs: await backend.modelInputs(model, ctx) });
         const ac = new AbortController();
         ac.abort();
-        await rejectsWith(backend.calibrate(model, ds, { method: backend.capabilities.calibrationMethods[0], samples, target: resolveTargetProfile('auto') }, createRunContext({ signal: ac.signal })), ['E_ABORTED']);
+        await rejectsWith(backend.calibrate(model, ds, { method: backend.capabilities.calibrationMethods[0], samples, target: targetOf(backend) }, createRunContext({ signal: ac.signal })), ['E_ABORTED']);
       });
     });
 
@@ -187,13 +193,13 @@ export function runBackendConformance(options: ConformanceOptions): void {
       verbIt('quantize', 'writes a smaller model and records every decision', async () => {
         const model = modelRef(fixtures.model!);
         const out = join(work, `quantized${model.path.endsWith('.onnx') ? '.onnx' : '.out'}`);
-        const opts = quantizeOptions(out);
+        const opts = quantizeOptions(backend, out);
         if (!backend.capabilities.modes.includes('static')) opts.mode = backend.capabilities.modes[0];
         opts.format = backend.capabilities.quantFormats.includes(opts.format) ? opts.format : backend.capabilities.quantFormats[0];
         const r = await backend.quantize(model, opts.mode === 'static' ? table : undefined, opts, ctx);
         expect(existsSync(r.model.path)).toBe(true);
         expect(r.sizeBytes).toBe(statSync(r.model.path).size);
-        expect(r.sizeBytes).toBeLessThan(statSync(model.path).size);
+        expect(r.sizeBytes).toBeLessThan(modelSizeBytes(model));
         expect(r.decisions.some((d) => d.quantized)).toBe(true);
       });
       verbIt('quantize', 'refuses a corrupt model with E_MODEL_CORRUPT and writes nothing', async () => {
@@ -201,7 +207,7 @@ export function runBackendConformance(options: ConformanceOptions): void {
         const bad = join(work, format === 'onnx' ? 'corrupt.onnx' : 'corrupt.tflite');
         writeFileSync(bad, Buffer.from('this is not a model at all, just text'));
         const out = join(work, 'never.out');
-        await rejectsWith(backend.quantize({ path: bad, format }, table, quantizeOptions(out), ctx), ['E_MODEL_CORRUPT']);
+        await rejectsWith(backend.quantize({ path: bad, format }, table, quantizeOptions(backend, out), ctx), ['E_MODEL_CORRUPT']);
         expect(existsSync(out)).toBe(false);
       });
     });

@@ -1,5 +1,5 @@
 // The TensorFlow.js backend: reads Layers and Graph models from disk and picks the fastest engine here.
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import {
   AccuracyAccumulator,
@@ -9,6 +9,8 @@ import {
   assertTableMatches,
   buildCalibrationTable,
   errCalibTableMismatch,
+  errModelCorrupt,
+  errModelNotFound,
   errRuntimeFailed,
   methodNeedsHistogram,
   modelSizeBytes,
@@ -103,6 +105,7 @@ export class TfjsBackend implements Backend {
   }
 
   async inspect(model: ModelRef): Promise<ModelInfo> {
+    if (model.format === 'tflite') return this.inspectTflite(model);
     const json = readModelJson(model.path);
     const topo = json.modelTopology!;
     const opHistogram: Record<string, number> = {};
@@ -130,6 +133,33 @@ export class TfjsBackend implements Backend {
       opHistogram,
       parameterCount,
       notes: [`${shards.length} weight shard(s)`],
+    };
+  }
+
+  private async inspectTflite(model: ModelRef): Promise<ModelInfo> {
+    if (!existsSync(model.path)) throw errModelNotFound(model.path);
+    let m: ReturnType<typeof readTflite>;
+    try {
+      m = readTflite(new Uint8Array(readFileSync(model.path)));
+    } catch (e) {
+      throw errModelCorrupt(model.path, (e as Error).message);
+    }
+    const opHistogram: Record<string, number> = {};
+    for (const op of m.operators) opHistogram[op.op] = (opHistogram[op.op] ?? 0) + 1;
+    const info = (i: number): TensorInfo => ({ name: m.tensors[i].name, dtype: m.tensors[i].type, shape: m.tensors[i].shape });
+    const types: Record<string, number> = {};
+    for (const t of m.tensors) if (t.data) types[t.type] = (types[t.type] ?? 0) + 1;
+    return {
+      path: model.path,
+      format: 'tflite',
+      sizeBytes: statSync(model.path).size,
+      sha256: await sha256File(model.path),
+      producer: m.description,
+      inputs: m.inputs.map(info),
+      outputs: m.outputs.map(info),
+      opHistogram,
+      parameterCount: m.tensors.reduce((a, t) => a + (t.data ? t.shape.reduce((x, y) => x * y, 1) : 0), 0),
+      notes: [`TFLite schema v${m.version}, ${m.tensors.length} tensors, constants: ${Object.entries(types).map(([k, v]) => `${v} ${k}`).join(', ')}`],
     };
   }
 
@@ -202,10 +232,16 @@ export class TfjsBackend implements Backend {
     if (options.activationType !== 'int8' || options.weightType !== 'int8') throw errInvalidOption('--activation-type/--weight-type', 'TFLite int8 uses int8 activations and int8 weights', 'Leave the types at the tflite-int8 target defaults.');
     if (options.excludeNodes.length) throw errUnsupported(this.id, '--exclude-nodes', 'a full-integer .tflite has no float fallback; remove the layers from the model or use the ONNX Runtime backend');
     if (!table) throw errInvalidOption('--data', 'full-integer TFLite conversion needs a calibration table', 'Pass --data (calibration samples) or --calib-table.');
-    assertTableMatches(table, await sha256File(model.path));
     ctx.progress({ phase: 'quantize', current: 0, message: 'converting to TFLite int8' });
+    // The model is read (and refused if broken) before the table is matched against it.
     const probe = await this.firstInputs(model, undefined);
     const { graph, exec } = await this.lower(model, probe);
+    try {
+      assertTableMatches(table, await sha256File(model.path));
+    } catch (e) {
+      exec.dispose();
+      throw e;
+    }
     let inputMeans: Map<string, Float64Array> | undefined;
     try {
       if (options.biasCorrection) inputMeans = await this.channelMeans(graph, exec, options, ctx);

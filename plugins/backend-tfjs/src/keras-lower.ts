@@ -57,6 +57,8 @@ export function lowerLayersModel(model: TF.LayersModel): IrGraph {
     const inputs = (l.inboundNodes[0]?.inboundLayers ?? []).map(id);
     const shape = shapeOf(l);
     const out = l.name;
+    // Known before lowering, so an unsupported consumer can say what it was given.
+    if (!IDENTITY.has(cls)) g.shapes.set(out, shape);
     const push = (op: IrOp) => {
       g.ops.push(op);
       g.shapes.set(op.output, shape);
@@ -212,6 +214,9 @@ export function lowerLayersModel(model: TF.LayersModel): IrGraph {
     }
   }
   if (unsupported.length) throw errUnsupportedOp('tfjs', unsupported, { operation: 'convert to TFLite' });
+  // Only tensors the graph actually produces keep a shape (aliases and skipped layers do not).
+  const produced = new Set([...g.inputs, ...g.ops.map((op) => op.output)]);
+  for (const id of [...g.shapes.keys()]) if (!produced.has(id)) g.shapes.delete(id);
   g.outputs = (model.outputs as { sourceLayer?: { name: string } }[]).map((o, k) => {
     const name = o.sourceLayer?.name ?? (model.outputNames as string[])[k];
     return alias.get(name) ?? name;
