@@ -1,7 +1,7 @@
 // The whole `quantize` run, backend-agnostic: calibrate → quantize → verify → benchmark → run directory.
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { arch, platform } from 'node:os';
-import { basename, extname, join, resolve } from 'node:path';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { Backend, BenchmarkResult, CalibrationMethod, ModelRef, QuantFormat, QuantizeOptions, QuantMode, QuantType, VerifyResult, VerifyThresholds } from './contract';
 import { readCalibrationTable, writeCalibrationTable, type CalibrationTable } from './calibration-table';
 import type { RunContext } from './context';
@@ -66,7 +66,9 @@ export interface QuantizeRunResult {
   summary: string;
 }
 
-function outputName(model: ModelRef, backend: Backend): string {
+function outputName(model: ModelRef, backend: Backend, mode: QuantMode): string {
+  // Weight-only TensorFlow.js models stay TensorFlow.js models (a model.json with its shard).
+  if (mode === 'weight-only' && (model.format === 'tfjs-layers' || model.format === 'tfjs-graph')) return 'model.int8.json';
   const ext = backend.capabilities.outputFormats.includes('tflite') && !backend.capabilities.outputFormats.includes('onnx') ? '.tflite' : extname(model.path) || '.onnx';
   return `model.int8${ext}`;
 }
@@ -100,7 +102,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
   const detection = await backend.detect();
   const cpu = readCpuInfo();
   const options: QuantizeOptions = quantizeOptionsFor(opts.target, {
-    output: join(workDir, outputName(opts.model, backend)),
+    output: join(workDir, outputName(opts.model, backend, mode)),
     mode,
     format: opts.format ?? d.format,
     perChannel: opts.perChannel ?? d.perChannel,
@@ -109,7 +111,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     reduceRange: opts.reduceRange ?? d.reduceRange,
     excludeNodes: opts.excludeNodes ?? [],
     opTypes: opts.opTypes ?? [],
-    biasCorrection: opts.biasCorrection ?? d.biasCorrection ?? false,
+    biasCorrection: opts.biasCorrection ?? (mode === 'static' && d.biasCorrection) ?? false,
     equalize: opts.equalize ?? false,
     ...(opts.ioType ? { ioType: opts.ioType } : {}),
   });
@@ -263,6 +265,8 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       const out = resolve(opts.output);
       const tmp = `${out}.qforge-${process.pid}.tmp`;
       copyFileSync(q.model.path, tmp);
+      // Files the model needs beside it (weight shards) go next to the copy, under their own names.
+      for (const extra of Object.keys(q.artifacts ?? {})) copyFileSync(extra, join(dirname(out), basename(extra)));
       renameSync(tmp, out);
     }
     report.status = 'succeeded';
@@ -277,7 +281,8 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       report.verdict = 'unverified';
       report.verdictReasons.unshift('verification was skipped (--no-verify)');
     }
-    if (bench?.speedup !== undefined && bench.speedup < 1) report.verdictReasons.push(`int8 is slower than fp32 here (${bench.speedup.toFixed(2)}×)`);
+    // Weight-only models compute in float: their point is size, so speed is not judged.
+    if (bench?.speedup !== undefined && bench.speedup < 1 && mode !== 'weight-only') report.verdictReasons.push(`int8 is slower than fp32 here (${bench.speedup.toFixed(2)}×)`);
     return await finish();
   } catch (e) {
     const err: QforgeError = toQforgeError(e);

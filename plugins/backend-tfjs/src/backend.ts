@@ -48,13 +48,14 @@ import {
   type VerifyResult,
 } from '@qforge/core';
 import { readTflite, writeTflite } from '@qforge/tflite';
-import { chooseEngine, loadLayersModel, loadTf } from './engine';
+import { chooseEngine, loadLayersModel, loadTf, readArtifacts } from './engine';
 import { IrExecutor, type IrGraph } from './ir';
 import { lowerLayersModel } from './keras-lower';
 import { readModelJson } from './model-json';
 import { openRunner, tfliteEdges, tfliteRunner, type ModelRunner } from './runner';
 import { convertToTflite } from './tflite-convert';
 import { loadTfliteInterpreter, tfliteRuntimeVersion } from './tflite-runtime';
+import { compressLayersModel } from './weight-compress';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const PACKAGE = require('../package.json') as { name: string; version: string };
@@ -63,7 +64,7 @@ export const TFJS_CAPABILITIES: BackendCapabilities = defineCapabilities({
   inputFormats: ['tfjs-layers', 'tfjs-graph', 'tflite'],
   outputFormats: ['tflite'],
   verbs: ['inspect', 'calibrate', 'quantize', 'benchmark', 'verify'],
-  modes: ['static'],
+  modes: ['static', 'weight-only'],
   calibrationMethods: ['minmax', 'percentile', 'entropy', 'mse'],
   weightTypes: ['int8'],
   activationTypes: ['int8'],
@@ -73,7 +74,8 @@ export const TFJS_CAPABILITIES: BackendCapabilities = defineCapabilities({
     'TensorFlow.js Layers models → full-integer int8 .tflite per the TFLite quantization spec (BatchNorm folded, ReLU/ReLU6 fused)',
     'calibrates with TensorFlow.js; verifies and benchmarks the .tflite in the real TFLite interpreter (WebAssembly)',
     'engine: tfjs-node when installed, else WebAssembly (SIMD), else pure JavaScript',
-    'Graph models (converted SavedModels) load, benchmark and verify; converting them to .tflite is not supported yet',
+    '--mode weight-only: a TensorFlow.js model with int8 per-channel kernels (dequantized on load by qforge\'s loader)',
+    'Graph models (converted SavedModels) load, benchmark, verify and compress; converting them to .tflite is not supported yet',
   ],
 });
 
@@ -228,7 +230,8 @@ export class TfjsBackend implements Backend {
   }
 
   async quantize(model: ModelRef, table: CalibrationTable | undefined, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult> {
-    if (options.mode !== 'static') throw errUnsupported(this.id, `--mode ${options.mode}`, 'full-integer TFLite needs calibrated activations: use --mode static with --data');
+    if (options.mode === 'weight-only') return this.compressWeights(model, options, ctx);
+    if (options.mode !== 'static') throw errUnsupported(this.id, `--mode ${options.mode}`, 'full-integer TFLite needs calibrated activations: use --mode static with --data (or --mode weight-only for an int8-weight TensorFlow.js model)');
     if (options.activationType !== 'int8' || options.weightType !== 'int8') throw errInvalidOption('--activation-type/--weight-type', 'TFLite int8 uses int8 activations and int8 weights', 'Leave the types at the tflite-int8 target defaults.');
     if (options.excludeNodes.length) throw errUnsupported(this.id, '--exclude-nodes', 'a full-integer .tflite has no float fallback; remove the layers from the model or use the ONNX Runtime backend');
     if (!table) throw errInvalidOption('--data', 'full-integer TFLite conversion needs a calibration table', 'Pass --data (calibration samples) or --calib-table.');
@@ -278,6 +281,25 @@ export class TfjsBackend implements Backend {
       preparation: [...graph.changes, ...conversion.changes],
       decisions: conversion.decisions,
     };
+  }
+
+  /** `--mode weight-only`: a TensorFlow.js model with int8 per-channel kernels, dequantized on load. */
+  private async compressWeights(model: ModelRef, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult> {
+    if (model.format !== 'tfjs-layers' && model.format !== 'tfjs-graph') throw errUnsupported(this.id, `--mode weight-only on ${model.format}`, 'weight compression reads TensorFlow.js models');
+    if (!options.output.endsWith('.json')) throw errInvalidOption('--output', `weight-only output ${options.output} must be a .json (model.json) path`, 'Write it as e.g. -o web/model.int8.json; the weights go beside it.');
+    const { tf } = await loadTf();
+    ctx.progress({ phase: 'quantize', current: 0, message: 'compressing weights' });
+    const artifacts = readArtifacts(model.path);
+    const r = await compressLayersModel(tf, model.path, options.output, artifacts);
+    // The compressed model must load and run before it is reported.
+    const check = await openRunner({ path: options.output, format: model.format });
+    try {
+      check.predict(await this.firstInputs(model, undefined));
+    } finally {
+      check.dispose();
+    }
+    ctx.progress({ phase: 'quantize', current: 1, total: 1 });
+    return { model: { path: options.output, format: model.format }, sizeBytes: r.sizeBytes, preparation: [], decisions: r.decisions, artifacts: { [r.shard]: 'int8 weight shard' } };
   }
 
   /** Per-channel means of every weighted layer's input over the correction data (float graph). */

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { errModelCorrupt, type Tensor } from '@qforge/core';
 import type * as TF from '@tensorflow/tfjs';
 import { readModelJson } from './model-json';
+import { decodeCompressedWeights } from './weight-compress';
 
 export type TfjsEngine = 'tensorflow' | 'wasm' | 'cpu';
 
@@ -73,11 +74,13 @@ export function readArtifacts(path: string): TF.io.ModelArtifacts {
   const data = Buffer.concat(buffers);
   const needed = specs.reduce((a, w) => a + w.shape.reduce((x, y) => x * y, 1) * (w.dtype === 'float32' || w.dtype === 'int32' ? 4 : w.dtype === 'bool' ? 1 : 4), 0);
   if (!specs.some((w) => w.quantization) && data.byteLength < needed) throw errModelCorrupt(path, `weight shards hold ${data.byteLength} bytes, the manifest needs ${needed}`);
+  // qforge's int8 per-channel weights are dequantized here, on load.
+  const decoded = decodeCompressedWeights(specs, data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
   return {
     modelTopology: json.modelTopology as TF.io.ModelArtifacts['modelTopology'],
     format: json.format,
-    weightSpecs: specs,
-    weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
+    weightSpecs: decoded.specs,
+    weightData: decoded.data,
   };
 }
 

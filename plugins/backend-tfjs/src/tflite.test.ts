@@ -204,3 +204,24 @@ describe('a real pretrained TensorFlow.js model from npm (nsfwjs MobileNetV2) on
     expect(v.outputs[0].snrDb).toBeGreaterThanOrEqual(20);
   });
 });
+
+describe('weight-compressed TensorFlow.js models (--mode weight-only)', () => {
+  it('stores kernels as int8 per channel, loads back dequantized and keeps accuracy', async () => {
+    const out = join(work, 'web', 'model.int8.json');
+    mkdirSync(join(work, 'web'), { recursive: true });
+    const q = await backend.quantize({ path: EXAMPLE, format: 'tfjs-layers' }, undefined, options(out, { mode: 'weight-only' }), ctx);
+    expect(q.model).toEqual({ path: out, format: 'tfjs-layers' });
+    const json = JSON.parse(readFileSync(out, 'utf8'));
+    const fc1 = json.weightsManifest[0].weights.find((w: { name: string }) => w.name.includes('fc1') && w.name.includes('kernel'));
+    expect(fc1.quantization).toMatchObject({ dtype: 'int8', scheme: 'qforge-int8-per-axis', axis: 1 });
+    expect(fc1.quantization.scales).toHaveLength(128);
+    expect(q.sizeBytes / modelSizeBytes({ path: EXAMPLE, format: 'tfjs-layers' })).toBeLessThanOrEqual(0.3);
+    expect(Object.keys(q.artifacts!)).toEqual([join(work, 'web', 'model.int8.weights.bin')]);
+    const v = await backend.verify({ path: EXAMPLE, format: 'tfjs-layers' }, q.model, openDataset('mnist:test', { inputs: mnistInputs }), { samples: 300, thresholds: { minSnrDb: 40, maxAccuracyDropPoints: 0.5 } }, ctx);
+    expect(v.passed).toBe(true);
+    // Stock TensorFlow.js cannot read the int8 dtype and says so.
+    const a = JSON.parse(readFileSync(out, 'utf8'));
+    const data = readFileSync(join(work, 'web', 'model.int8.weights.bin'));
+    expect(() => tf.io.decodeWeights(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength), a.weightsManifest[0].weights)).toThrow(/int8|dtype/i);
+  });
+});

@@ -18,13 +18,15 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     '<%= config.bin %> quantize model.onnx --data ./calib-images -o model.int8.onnx',
     '<%= config.bin %> quantize model.onnx --data mnist:calib --eval-data mnist:test --method entropy',
     '<%= config.bin %> quantize bert.onnx --mode dynamic -o bert.int8.onnx',
+    '<%= config.bin %> quantize model.json --backend tfjs --data ./photos -o model.tflite',
+    '<%= config.bin %> quantize model.json --mode weight-only -o web/model.int8.json',
   ];
   static args = { model: Args.string({ description: 'Model file (.onnx, model.json).', required: true }) };
   static flags = {
     output: Flags.string({ char: 'o', description: 'Also write the quantized model here.' }),
     backend: backendFlag,
     target: targetFlag,
-    mode: Flags.string({ description: 'static (calibrated activations) or dynamic (weights only ahead of time).', options: ['static', 'dynamic'], default: 'static' }),
+    mode: Flags.string({ description: 'static (calibrated activations), dynamic (activations quantized at run time; ONNX) or weight-only (int8 weights, float compute; TensorFlow.js).', options: ['static', 'dynamic', 'weight-only'], default: 'static' }),
     format: Flags.string({ description: 'Quantized graph format (default: from the target).', options: ['qdq', 'qoperator'] }),
     data: Flags.string({ char: 'd', description: 'Calibration dataset: folder, .npy, mnist[:split], random[:seed].' }),
     samples: Flags.integer({ description: 'Calibration samples.', default: 128 }),
