@@ -3,7 +3,7 @@
 // Usage: npm run bench            (builds first; writes docs/benchmarks.md and out/bench/results.json)
 //        node tools/bench.js --calib-memory <model-id> <samples>   (internal: one calibration, prints peak RSS)
 const { execFileSync, spawnSync } = require('node:child_process');
-const { existsSync, mkdirSync, statSync, writeFileSync } = require('node:fs');
+const { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } = require('node:fs');
 const { cpus } = require('node:os');
 const { join, resolve } = require('node:path');
 const core = require('@qforge/core');
@@ -259,8 +259,13 @@ async function main() {
   const cpu = core.readCpuInfo();
   const machine = { cpu: cpu.model ?? 'unknown CPU', cores: cpus().length, flags: ['avx2', 'avx512f', 'avx512_vnni', 'avx_vnni'].filter((f) => cpu.flags.includes(f)).join(' ') || 'none', target: core.detectTargetProfile(cpu).id };
   writeFileSync(join(OUT, 'results.json'), JSON.stringify({ machine, results, memory, extra }, null, 1));
-  const md = markdown(results, memory, machine, extra);
-  writeFileSync(join(ROOT, 'docs', 'benchmarks.md'), md);
+  // The TFLite section (tools/bench-tflite.js) is kept as it is.
+  const doc = join(ROOT, 'docs', 'benchmarks.md');
+  const previous = existsSync(doc) ? readFileSync(doc, 'utf8') : '';
+  const { START, END } = require('./bench-tflite');
+  const kept = previous.includes(START) ? previous.slice(previous.indexOf(START), previous.indexOf(END) + END.length) : '';
+  const md = markdown(results, memory, machine, extra) + (kept ? `\n${kept}\n` : '');
+  writeFileSync(doc, md);
   process.stdout.write(md);
 }
 

@@ -102,7 +102,11 @@ export class TfjsBackend implements Backend {
       available: true,
       version,
       runtime: `tfjs ${version} (${engine})`,
-      details: { engine, tfjsNode: engine === 'tensorflow' ? 'installed' : 'not installed (optional; wasm is used)' },
+      details: {
+        engine,
+        tfjsNode: engine === 'tensorflow' ? 'installed' : 'not installed (optional; wasm is used)',
+        tfliteInterpreter: tfliteRuntimeVersion() ? `@tensorflow/tfjs-tflite ${tfliteRuntimeVersion()} (WebAssembly SIMD, single thread)` : 'not installed: .tflite files cannot be verified or benchmarked',
+      },
     };
   }
 

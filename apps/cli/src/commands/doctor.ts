@@ -8,7 +8,7 @@ export interface DoctorReport {
   cpu: { model?: string; cores: number; avx2: boolean; avx512: boolean; vnni: boolean };
   memoryBytes: number;
   target: TargetProfile;
-  backends: { id: string; available: boolean; version?: string; runtime?: string; reason?: string; hint?: string }[];
+  backends: { id: string; available: boolean; version?: string; runtime?: string; reason?: string; hint?: string; details?: Record<string, unknown> }[];
   pluginFailures: PluginLoadFailure[];
 }
 
@@ -23,7 +23,7 @@ export default class Doctor extends QforgeCommand {
     const backends = [];
     for (const b of this.registry.all()) {
       const d = await this.registry.detect(b.id);
-      backends.push({ id: b.id, available: d.available, version: d.version, runtime: d.runtime, reason: d.reason, hint: d.hint });
+      backends.push({ id: b.id, available: d.available, version: d.version, runtime: d.runtime, reason: d.reason, hint: d.hint, details: d.details });
     }
     const report: DoctorReport = {
       node: process.version,
@@ -43,6 +43,7 @@ export default class Doctor extends QforgeCommand {
     for (const b of backends) {
       this.log(`  ${b.available ? 'ok ' : 'no '} ${b.id.padEnd(12)} ${b.runtime ?? ''}${b.reason ? `  (${b.reason})` : ''}`);
       if (!b.available && b.hint) this.log(`      fix: ${b.hint}`);
+      if (b.available) for (const [k, v] of Object.entries(b.details ?? {})) if (typeof v === 'string') this.log(`      ${k}: ${v}`);
     }
     for (const f of this.registry.failures) this.log(`  plugin ${f.package} failed to load: ${f.reason}`);
     return report;
