@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeNpy, validateRunReport } from '@qforge/core';
-import { EXAMPLE, qforge } from './helpers';
+import { EXAMPLE, REPO, qforge } from './helpers';
 
 const work = mkdtempSync(join(tmpdir(), 'qforge-cli-work-'));
 
@@ -157,3 +157,30 @@ describe('qforge demo', () => {
   });
 });
 
+
+describe('TensorFlow.js → int8 .tflite from the CLI', () => {
+  const tfjs = join(REPO, 'examples', 'mnist', 'tfjs', 'model.json');
+  const out = join(work, 'tflite', 'mnist.tflite');
+
+  it('quantize picks the tflite-int8 target, writes a .tflite the interpreter verified, and inspect reads it', () => {
+    mkdirSync(join(work, 'tflite'), { recursive: true });
+    const r = qforge(['quantize', tfjs, '--data', 'mnist:calib', '--samples', '64', '--eval-data', 'mnist:test', '--eval-samples', '300', '--benchmark-runs', '10', '-o', out, '--runs-dir', join(work, 'tflite-runs'), '--json']);
+    expect(r.code).toBe(0);
+    const { runDir, report } = r.json();
+    expect(readdirSync(runDir)).toContain('model.int8.tflite');
+    expect(report).toMatchObject({ status: 'succeeded', verdict: 'pass', target: { id: 'tflite-int8' }, output: { format: 'tflite' }, options: { biasCorrection: true } });
+    expect(report.sizes.ratio).toBeLessThanOrEqual(0.3);
+    expect(report.verify.accuracy.dropPoints).toBeLessThanOrEqual(0.5);
+    expect(report.benchmark.runtime).toMatch(/tflite-wasm/);
+    expect(report.corrections[0]).toMatchObject({ name: 'bias-correction' });
+    const info = qforge(['inspect', out, '--json']);
+    expect(info.code).toBe(0);
+    expect(info.json()).toMatchObject({ format: 'tflite', opHistogram: { CONV_2D: 2, FULLY_CONNECTED: 2, SOFTMAX: 1 } });
+  });
+
+  it('an explicit target the backend does not build for is refused', () => {
+    const r = qforge(['quantize', tfjs, '--target', 'x86-avx2', '--data', 'mnist:calib', '--runs-dir', join(work, 'tflite-runs')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/E_INVALID_OPTION[\s\S]*tflite-int8/);
+  });
+});
