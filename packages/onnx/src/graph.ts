@@ -123,6 +123,16 @@ export function topologicalSort(graph: GraphProto): NodeProto[] {
 }
 
 /** Reads a tensor's values as float32 (from raw_data or the typed fields). */
+/** One IEEE 754 binary16 value (as its 16 bits) to a number. */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * 2 ** -14 * (frac / 1024);
+  if (exp === 31) return frac ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * 2 ** (exp - 15) * (1 + frac / 1024);
+}
+
 export function tensorToFloat32(t: TensorProto): Float32Array {
   const n = (t.dims ?? []).reduce((a, b) => a * Number(b), 1);
   const raw = t.rawData;
@@ -149,6 +159,11 @@ export function tensorToFloat32(t: TensorProto): Float32Array {
     case DataType.UINT8:
       if (raw && raw.byteLength) return Float32Array.from(raw);
       return Float32Array.from(t.int32Data ?? []);
+    case DataType.FLOAT16: {
+      // IEEE half floats: raw little-endian bytes, or the bit patterns in int32_data.
+      const bits = raw && raw.byteLength ? new Uint16Array(Uint8Array.from(raw).buffer) : Uint16Array.from(t.int32Data ?? []);
+      return Float32Array.from(bits, halfToFloat);
+    }
     default:
       throw errModelCorrupt('<tensor>', `tensor ${t.name} has data type ${DATA_TYPE_NAMES[t.dataType] ?? t.dataType}, which qforge cannot read as numbers`);
   }

@@ -20,6 +20,7 @@ export {
   makeValueInfo,
   opsetVersion,
   tensorAttr,
+  halfToFloat,
   tensorToFloat32,
   tensorToInts,
   topologicalSort,

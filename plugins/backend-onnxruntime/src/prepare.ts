@@ -1,6 +1,7 @@
 // Model preparation before calibration: make real exported graphs quantizable, recording each change.
 import type { GraphChange } from '@qforge/core';
 import {
+  DataType,
   GraphIndex,
   attr,
   attrFloat,
@@ -53,6 +54,60 @@ export function constantsToInitializers(proto: ModelProto, changes: GraphChange[
   }
   g.node = keep;
   if (moved) changes.push({ kind: 'constant-to-initializer', detail: `${moved} Constant node(s) became initializers` });
+}
+
+/**
+ * `Cast(to=FLOAT)` of a constant (weights stored as float16 or double) becomes a float32
+ * initializer, so the weight is a plain float constant the quantizer can see.
+ */
+export function foldConstantCasts(proto: ModelProto, changes: GraphChange[]): void {
+  const g = proto.graph;
+  const inits = new Map(g.initializer.map((t) => [t.name, t]));
+  const keep: NodeProto[] = [];
+  let folded = 0;
+  for (const n of g.node) {
+    const src = n.opType === 'Cast' && attrInt(n, 'to', -1) === DataType.FLOAT ? inits.get(n.input[0]) : undefined;
+    if (src && (src.dataType === DataType.FLOAT16 || src.dataType === DataType.DOUBLE || src.dataType === DataType.FLOAT)) {
+      const t = makeTensor(n.output[0], (src.dims ?? []).map(Number), Float32Array.from(tensorToFloat32(src)));
+      g.initializer.push(t);
+      inits.set(t.name, t);
+      folded++;
+      continue;
+    }
+    keep.push(n);
+  }
+  g.node = keep;
+  if (folded) changes.push({ kind: 'fold-constant-cast', detail: `${folded} Cast-to-float of stored constants (e.g. float16 weights) became float32 initializers` });
+}
+
+/**
+ * Models exported to compute in float16 (inputs cast to half, half weights) are raised to float32
+ * before quantization: int8 kernels take float32 around them, and calibration needs float32
+ * statistics. Verification still compares against the original float16 model.
+ */
+export function upcastFloat16(proto: ModelProto, changes: GraphChange[]): void {
+  const g = proto.graph;
+  let weights = 0;
+  let casts = 0;
+  g.initializer = g.initializer.map((t) => {
+    if (t.dataType !== DataType.FLOAT16) return t;
+    weights++;
+    return makeTensor(t.name, (t.dims ?? []).map(Number), Float32Array.from(tensorToFloat32(t)));
+  });
+  if (!weights) return;
+  for (const n of g.node) {
+    for (const a of n.attribute ?? []) {
+      if (n.opType === 'Cast' && a.name === 'to' && Number(a.i) === DataType.FLOAT16) {
+        a.i = DataType.FLOAT;
+        casts++;
+      }
+      if (a.t && a.t.dataType === DataType.FLOAT16) a.t = { ...makeTensor(a.t.name ?? '', (a.t.dims ?? []).map(Number), Float32Array.from(tensorToFloat32(a.t))) };
+    }
+  }
+  for (const v of [...g.input, ...g.output, ...(g.valueInfo ?? [])]) {
+    if (v.type?.tensorType?.elemType === DataType.FLOAT16) v.type.tensorType.elemType = DataType.FLOAT;
+  }
+  changes.push({ kind: 'upcast-float16', detail: `float16 model raised to float32 for quantization: ${weights} weight(s), ${casts} Cast(s) to float16 now to float32` });
 }
 
 /** Conv followed by BatchNormalization (inference mode) folds into the Conv's weights and bias. */
@@ -390,6 +445,8 @@ export function shapeQuestions(proto: ModelProto): string[] {
 export function prepareModel(proto: ModelProto, shapes: ObservedShapes, opts: { needPerAxis: boolean; equalize?: boolean }): PreparationResult & { perAxisBlockedBy?: string } {
   const changes: GraphChange[] = [];
   constantsToInitializers(proto, changes);
+  upcastFloat16(proto, changes);
+  foldConstantCasts(proto, changes);
   foldBatchNorm(proto, changes);
   foldAffineIntoConv(proto, changes);
   if (opts.equalize) equalizeCrossLayer(proto, changes);

