@@ -36,7 +36,7 @@
       <table id="runs"><thead><tr><th></th>${columns.map(([t, k]) => `<th data-key="${k}">${t}${sortKey === k ? (sortDir > 0 ? ' ▲' : ' ▼') : ''}</th>`).join('')}</tr></thead>
       <tbody>${shown.map((r) => r.damaged
         ? `<tr class="damaged" data-id="${esc(r.id)}"><td></td><td colspan="${columns.length}">${esc(r.id)} — damaged: ${esc(r.problem)}</td></tr>`
-        : `<tr data-id="${esc(r.id)}"><td><input type="checkbox" class="pick" value="${esc(r.id)}" ${selected.has(r.id) ? 'checked' : ''} aria-label="select ${esc(r.id)}"></td>
+        : `<tr data-id="${esc(r.id)}"><td>${r.mode === 'sensitivity' ? '' : `<input type="checkbox" class="pick" value="${esc(r.id)}" ${selected.has(r.id) ? 'checked' : ''} aria-label="select ${esc(r.id)}">`}</td>
           <td><a href="#/run/${encodeURIComponent(r.id)}">${esc(r.model)}</a></td><td>${esc(r.backend)}</td><td>${esc(r.target)}</td><td>${esc(r.mode)}</td><td>${esc(r.method)}</td><td>${r.samples ?? '—'}</td>
           <td>${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} (${num(r.sizeRatio)}×)</td>
           <td>${num(r.fp32Ms, 3)} → ${num(r.int8Ms, 3)} ms (${num(r.speedup)}×)</td>
@@ -65,7 +65,7 @@
     let table = null;
     if (report.calibrationTable) table = await fetch(`/api/runs/${encodeURIComponent(id)}/files/calibration.json`).then((r) => (r.ok ? r.json() : null));
     const o = report.verify && report.verify.outputs[0];
-    const files = ['report.json', 'summary.txt', 'calibration.json', 'report.html', report.output ? report.output.path.split('/').pop() : null].filter(Boolean);
+    const files = ['report.json', 'summary.txt', report.calibrationTable ? 'calibration.json' : null, report.sensitivity ? null : 'report.html', report.output ? report.output.path.split('/').pop() : null].filter(Boolean);
     const tensors = QforgeCharts.rangeChoices(table, report);
     view.innerHTML = `
       <h2>${esc(report.input.path.split('/').pop())} <span class="verdict-${esc(report.verdict)}">${esc(report.verdict.toUpperCase())}</span></h2>
@@ -81,12 +81,17 @@
       ${report.search ? `<h3>Accuracy-aware search: ${esc(report.search.target)} ${report.search.met ? 'met' : 'NOT met'}</h3>
         <table id="search"><thead><tr><th>step</th><th>method</th><th>samples</th><th>nodes in float</th><th>score</th><th>met</th></tr></thead><tbody>
         ${report.search.path.map((s) => `<tr><td>${esc(s.step)}</td><td>${esc(s.method)}</td><td>${s.samples}</td><td>${esc(s.floatNodes.join(', ') || '—')}</td><td>${num(s.score, 3)}</td><td>${s.met ? 'yes' : 'no'}</td></tr>`).join('')}</tbody></table>` : ''}
-      <div class="chart"><canvas id="latency"></canvas></div>
-      <div class="chart"><canvas id="layers" height="${Math.max(120, Math.min(40, ((report.verify && report.verify.layers) || []).length) * 18)}"></canvas></div>
+      ${report.sensitivity ? `<h3>Sensitivity: ${esc(report.sensitivity.metric)}, all quantized ${num(report.sensitivity.baseline, 2)}${report.sensitivity.rankAgreement !== undefined ? `, rank agreement ${num(report.sensitivity.rankAgreement)}` : ''}</h3>
+        <div class="chart"><canvas id="sensitivity" height="${Math.max(120, Math.min(40, report.sensitivity.layers.length) * 18)}"></canvas></div>
+        <table id="sensitivity-table"><thead><tr><th>node</th><th>all but this</th><th>recovery</th><th>only this</th></tr></thead><tbody>
+        ${report.sensitivity.layers.map((l) => `<tr><td>${esc(l.node)}</td><td>${num(l.allButThis, 3)}</td><td>${num(l.recovery, 3)}</td><td>${l.onlyThis === null ? '—' : num(l.onlyThis, 3)}</td></tr>`).join('')}</tbody></table>` : ''}
+      ${report.benchmark ? '<div class="chart"><canvas id="latency"></canvas></div>' : ''}
+      <div class="chart"${report.verify && report.verify.layers && report.verify.layers.length ? '' : ' hidden'}><canvas id="layers" height="${Math.max(120, Math.min(40, ((report.verify && report.verify.layers) || []).length) * 18)}"></canvas></div>
       ${tensors.length ? `<div class="chart"><label>Tensor <select id="tensor">${tensors.map((t) => `<option>${esc(t)}</option>`).join('')}</select></label><canvas id="ranges"></canvas></div>` : ''}
       <h3>Artifacts</h3><ul id="artifacts">${files.map((f) => `<li><a href="/api/runs/${encodeURIComponent(id)}/files/${encodeURIComponent(f)}">${esc(f)}</a></li>`).join('')}</ul>
       <h3>Options and versions</h3><pre id="options">${esc(JSON.stringify({ options: report.options, tool: report.tool, backend: report.backend, target: report.target, input: report.input, output: report.output }, null, 2))}</pre>`;
-    charts.push(QforgeCharts.latencyChart(document.getElementById('latency'), report));
+    if (report.sensitivity) charts.push(QforgeCharts.sensitivityChart(document.getElementById('sensitivity'), report));
+    if (report.benchmark) charts.push(QforgeCharts.latencyChart(document.getElementById('latency'), report));
     charts.push(QforgeCharts.layersChart(document.getElementById('layers'), report));
     if (tensors.length) {
       const sel = document.getElementById('tensor');
@@ -98,7 +103,7 @@
 
   async function comparePage(ids) {
     const { runs } = await api('/api/runs');
-    const picked = ids.length ? runs.filter((r) => ids.includes(r.id)) : runs.filter((r) => !r.damaged).slice(0, 8);
+    const picked = ids.length ? runs.filter((r) => ids.includes(r.id)) : runs.filter((r) => !r.damaged && r.mode !== 'sensitivity').slice(0, 8);
     const rows = picked.map((r) => ({ ...r, label: `${r.method || r.mode}/${r.samples ?? '—'} ${r.id.slice(9, 15)}`, accuracy: r.accuracyInt8 != null ? r.accuracyInt8 * 100 : null }));
     view.innerHTML = `<h2>Compare ${rows.length} runs</h2>
       <div class="chart"><canvas id="compare"></canvas></div>

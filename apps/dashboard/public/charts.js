@@ -40,6 +40,18 @@
     });
   }
 
+  /** `qforge sensitivity`: what keeping each node in float recovers, most first. */
+  function sensitivityChart(canvas, report) {
+    const s = report.sensitivity;
+    if (!s || !s.layers.length) return null;
+    const shown = s.layers.slice(0, 40);
+    return new Chart(canvas, {
+      type: 'bar',
+      data: { labels: shown.map((l) => l.node), datasets: [{ label: `recovery when kept in float (${s.metric})`, data: shown.map((l) => l.recovery), backgroundColor: INT8 }] },
+      options: { animation: false, indexAxis: 'y', plugins: { title: { display: true, text: `Per-node sensitivity (${s.metric}), most sensitive first` } } },
+    });
+  }
+
   /** A weight distribution recorded in the report (equal-width bins over [min, max]). */
   function weightChart(canvas, h) {
     const w = (h.max - h.min) / h.bins.length;
@@ -88,5 +100,5 @@
     return [...acts, ...weights];
   }
 
-  global.QforgeCharts = { latencyChart, layersChart, rangeChart, rangeChoices, compareChart };
+  global.QforgeCharts = { latencyChart, layersChart, sensitivityChart, rangeChart, rangeChoices, compareChart };
 })(typeof window !== 'undefined' ? window : globalThis);

@@ -99,7 +99,7 @@ export function summarize(id: string, r: RunReport): RunSummary {
     model: r.input.path.split('/').pop(),
     backend: r.backend.id,
     target: r.target.id,
-    mode: String(o.mode ?? ''),
+    mode: String(o.mode ?? (r.sensitivity ? 'sensitivity' : '')),
     method: r.calibration?.method ?? (o.mode === 'dynamic' ? '—' : String(o.method ?? '')),
     samples: r.calibration?.sampleCount,
     fp32Bytes: r.sizes?.inputBytes,

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { createRunContext, modelRef, resolveTargetProfile, runQuantize, type RunContext } from '@qforge/core';
+import { Trial, analyzeSensitivity, createRunContext, modelRef, openDataset, quantizeOptionsFor, recordSensitivityRun, resolveTargetProfile, runQuantize, type RunContext } from '@qforge/core';
 import { OnnxRuntimeBackend } from '@qforge/backend-onnxruntime';
 import { startDashboard, writeReportHtml, type Dashboard, type StartRunRequest } from '../src/index';
 
@@ -31,11 +31,20 @@ maybe('dashboard in Chromium', () => {
   let browser: Browser;
   let page: Page;
   let firstRun: string;
+  let sensitivityRun: string;
 
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
     firstRun = (await quantizeRun(8, 'minmax')).report.runId;
     await quantizeRun(32, 'percentile');
+    // A `qforge sensitivity` run: the run page charts its per-node ranking.
+    const target = resolveTargetProfile('auto');
+    const inputs = await backend.modelInputs(modelRef(MODEL));
+    const table = await backend.calibrate(modelRef(MODEL), openDataset('mnist:calib', { inputs }), { method: 'minmax', samples: 16, target }, createRunContext());
+    const trial = new Trial(backend, modelRef(MODEL), quantizeOptionsFor(target, { output: '' }), { dataset: openDataset('mnist:test', { inputs }), samples: 50, metric: 'snr' }, createRunContext());
+    const sens = await analyzeSensitivity(trial, table, 'snr', createRunContext(), false);
+    trial.dispose();
+    sensitivityRun = (await recordSensitivityRun(backend, { model: modelRef(MODEL), runsDir, target, data: 'mnist:calib', evalData: 'mnist:test', samples: 16, evalSamples: 50, startedAt: Date.now() }, sens)).report.runId;
     // A damaged run (corrupt report) and a half-written one (no report yet) must not break the list.
     mkdirSync(join(runsDir, '20260101T000000Z-broken-onnxruntime-dead'));
     writeFileSync(join(runsDir, '20260101T000000Z-broken-onnxruntime-dead', 'report.json'), '{ "kind": "qforge.run-rep');
@@ -61,7 +70,7 @@ maybe('dashboard in Chromium', () => {
     await page.goto(`${dash.url}/#/`);
     await page.waitForSelector('body[data-ready="/"] #runs tbody tr');
     const rows = await page.locator('#runs tbody tr').count();
-    expect(rows).toBe(4);
+    expect(rows).toBe(5);
     await expect(page.locator('tr.damaged').count()).resolves.toBe(2);
     await expect(page.locator('#runs').textContent()).resolves.toContain('percentile');
     await page.fill('#filter', 'percentile');
@@ -91,6 +100,16 @@ maybe('dashboard in Chromium', () => {
     const model = await page.request.get(`${dash.url}/api/runs/${firstRun}/files/model.int8.onnx`);
     expect(model.status()).toBe(200);
     await page.screenshot({ path: join(SHOTS, 'run-page.png'), fullPage: true });
+  });
+
+  it('charts a sensitivity run: recovery per node, most sensitive first', async () => {
+    await page.goto(`${dash.url}/#/run/${sensitivityRun}`);
+    await page.waitForSelector(`body[data-ready="/run/${sensitivityRun}"]`);
+    const bars = await page.evaluate(() => (window as unknown as { Chart: { getChart(el: Element | null): { data: { labels: string[]; datasets: { data: number[] }[] } } | undefined } }).Chart.getChart(document.getElementById('sensitivity'))?.data);
+    expect(bars?.labels).toHaveLength(4);
+    expect(bars!.datasets[0].data[0]).toBeGreaterThanOrEqual(bars!.datasets[0].data[3]);
+    await expect(page.locator('#sensitivity-table tbody tr').count()).resolves.toBe(4);
+    await page.screenshot({ path: join(SHOTS, 'sensitivity.png'), fullPage: true });
   });
 
   it('compares two runs side by side and plotted', async () => {
@@ -124,7 +143,7 @@ maybe('dashboard in Chromium', () => {
     await page.waitForSelector('#latency');
     await page.goto(`${dash.url}/#/`);
     await page.waitForSelector('body[data-ready="/"] #runs tbody tr');
-    await expect(page.locator('#runs tbody tr').count()).resolves.toBe(5);
+    await expect(page.locator('#runs tbody tr').count()).resolves.toBe(6);
   });
 
   it('refuses paths outside the allowed folders and invalid requests', async () => {

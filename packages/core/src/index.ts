@@ -106,7 +106,7 @@ export { judgeVerification } from './verdict';
 export { SdkAdapterBackend } from './adapter';
 export { runProbe } from './probe';
 export type { ProbeResult } from './probe';
-export { runQuantize } from './pipeline';
+export { recordSensitivityRun, runQuantize } from './pipeline';
 export type { QuantizeRunOptions, QuantizeRunResult } from './pipeline';
 export { Trial, analyzeSensitivity, deriveTable, meets, parseAccuracyTarget, score, searchForTarget, spearman } from './tuning';
 export type { AccuracyTarget, EvalPlan, LayerSensitivity, MetricKind, SearchResult, SearchStep, SensitivityResult } from './tuning';

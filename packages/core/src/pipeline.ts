@@ -12,7 +12,7 @@ import { ensureWritable, modelSizeBytes, sha256File, writeFileAtomic } from './f
 import { REPORT_SCHEMA_VERSION, formatRunSummary, type ArtifactRecord, type RunReport } from './report';
 import { quantizeOptionsFor, readCpuInfo, type TargetProfile } from './target';
 import { withInputShapes } from './tensor';
-import { Trial, deriveTable, parseAccuracyTarget, score, searchForTarget, type MetricKind } from './tuning';
+import { Trial, deriveTable, parseAccuracyTarget, score, searchForTarget, type MetricKind, type SensitivityResult } from './tuning';
 import { CORE_VERSION } from './version';
 
 export interface QuantizeRunOptions {
@@ -81,6 +81,43 @@ function runId(model: ModelRef, backendId: string): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   const name = basename(model.path, extname(model.path)).replace(/[^A-Za-z0-9_.-]/g, '_') || 'model';
   return `${stamp}-${name}-${backendId}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/**
+ * Records a `qforge sensitivity` result as a run directory (report.json + summary.txt), so the
+ * dashboard lists it and charts the per-node ranking.
+ */
+export async function recordSensitivityRun(
+  backend: Backend,
+  opts: { model: ModelRef; runsDir: string; target: TargetProfile; data: string; evalData?: string; samples: number; evalSamples: number; command?: string; qforgeVersion?: string; startedAt: number },
+  sensitivity: SensitivityResult,
+): Promise<{ runDir: string; report: RunReport }> {
+  const id = runId(opts.model, backend.id);
+  const runDir = join(opts.runsDir, id);
+  const workDir = join(opts.runsDir, `.${id}.partial`);
+  mkdirSync(workDir, { recursive: true });
+  const detection = await backend.detect();
+  const report: RunReport = {
+    kind: 'qforge.run-report',
+    schemaVersion: REPORT_SCHEMA_VERSION,
+    runId: id,
+    command: opts.command ?? 'sensitivity',
+    createdAt: new Date(opts.startedAt).toISOString(),
+    durationMs: Date.now() - opts.startedAt,
+    status: 'succeeded',
+    tool: { qforge: opts.qforgeVersion ?? CORE_VERSION, node: process.version, platform: `${platform()}-${arch()}` },
+    backend: { id: backend.id, package: backend.packageName, version: backend.version, runtime: detection.runtime },
+    target: { id: opts.target.id },
+    input: { ...(await artifact(opts.model.path)), sizeBytes: modelSizeBytes(opts.model), format: opts.model.format },
+    options: { data: opts.data, evalData: opts.evalData, samples: opts.samples, evalSamples: opts.evalSamples, metric: sensitivity.metric, target: opts.target.id },
+    sensitivity,
+    verdict: 'unverified',
+    verdictReasons: ['sensitivity analysis: no model was written'],
+  };
+  await writeFileAtomic(join(workDir, 'report.json'), JSON.stringify(report, null, 1) + '\n');
+  await writeFileAtomic(join(workDir, 'summary.txt'), formatRunSummary(report));
+  renameSync(workDir, runDir);
+  return { runDir, report };
 }
 
 /**

@@ -4,7 +4,7 @@ import Ajv from 'ajv';
 import type { BenchmarkResult, GraphChange, ModelFormat, NodeDecision, VerifyResult } from './contract';
 import type { DatasetDescription } from './datasets/dataset';
 import { errReportInvalid, type QforgeErrorJson } from './errors';
-import type { SearchResult } from './tuning';
+import type { SearchResult, SensitivityResult } from './tuning';
 
 export const REPORT_SCHEMA_VERSION = 1;
 
@@ -43,6 +43,8 @@ export interface RunReport {
   corrections?: { name: string; metric: string; without: number; with: number; helped: boolean }[];
   /** The accuracy-aware search path, when `--accuracy-target` was given. */
   search?: SearchResult;
+  /** Per-node sensitivity, for `qforge sensitivity` runs. */
+  sensitivity?: SensitivityResult;
   verdict: Verdict;
   /** Why the verdict is what it is, in plain words. */
   verdictReasons: string[];
@@ -139,6 +141,11 @@ export function formatRunSummary(r: RunReport): string {
     }
   }
   for (const c of r.corrections ?? []) lines.push(`correction ${c.name}: ${c.metric} ${c.without.toFixed(2)} → ${c.with.toFixed(2)} (${c.helped ? 'helped' : 'did not help'})`);
+  if (r.sensitivity) {
+    const sens = r.sensitivity;
+    lines.push(`sensitivity ${sens.metric}: all quantized ${sens.baseline.toFixed(2)}; ${sens.layers.length} nodes${sens.rankAgreement !== undefined ? `, rank agreement ${sens.rankAgreement.toFixed(2)}` : ''}`);
+    for (const l of sens.layers.slice(0, 5)) lines.push(`          ${l.node}: float fallback recovers ${l.recovery.toFixed(2)}`);
+  }
   if (r.search) {
     lines.push(`target    ${r.search.target}: ${r.search.met ? 'met' : 'NOT met'} with method ${r.search.method}, ${r.search.floatNodes.length} of ${r.search.quantizableNodes} quantizable nodes in float${r.search.floatNodes.length ? ` (${r.search.floatNodes.join(', ')})` : ''}; ${r.search.path.length} trials`);
   }

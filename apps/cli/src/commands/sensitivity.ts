@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { Trial, analyzeSensitivity, modelRef, openDataset, quantizeOptionsFor, resolveTargetProfile, withInputShapes, type CalibrationMethod, type MetricKind, type SensitivityResult } from '@qforge/core';
+import { Trial, analyzeSensitivity, modelRef, recordSensitivityRun, openDataset, quantizeOptionsFor, resolveTargetProfile, withInputShapes, type CalibrationMethod, type MetricKind, type SensitivityResult } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
 import { backendFlag, imageFlags, imageOptions, positiveInt, targetFlag } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
@@ -19,10 +19,12 @@ export default class Sensitivity extends QforgeCommand {
     'only-this': Flags.boolean({ description: 'Also score each node quantized alone.', default: true, allowNo: true }),
     backend: backendFlag,
     target: targetFlag,
+    'runs-dir': Flags.string({ description: 'Where the run directory (report.json, for the dashboard) goes.', default: './qforge-runs' }),
     ...imageFlags,
   };
 
-  async run(): Promise<SensitivityResult> {
+  async run(): Promise<SensitivityResult & { runDir: string }> {
+    const startedAt = Date.now();
     const { args, flags } = await this.parse(Sensitivity);
     const model = modelRef(args.model);
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
@@ -43,7 +45,13 @@ export default class Sensitivity extends QforgeCommand {
         this.log(`${'node'.padEnd(36)} ${'all but this'.padStart(14)} ${'recovery'.padStart(10)} ${'only this'.padStart(12)}`);
         if (r.rankAgreement !== undefined) this.log(`rank agreement (quantize-alone damage vs float-fallback recovery, Spearman): ${r.rankAgreement.toFixed(2)}`);
         for (const l of r.layers) this.log(`${l.node.padEnd(36)} ${l.allButThis.toFixed(3).padStart(14)} ${l.recovery.toFixed(3).padStart(10)} ${Number.isNaN(l.onlyThis) ? '—'.padStart(12) : l.onlyThis.toFixed(3).padStart(12)}`);
-        return r;
+        const run = await recordSensitivityRun(
+          backend,
+          { model, runsDir: flags['runs-dir'], target, data: flags.data, evalData: flags['eval-data'], samples: flags.samples, evalSamples: flags['eval-samples'], command: ['sensitivity', ...this.argv].join(' '), qforgeVersion: this.config.version, startedAt },
+          r,
+        );
+        this.log(`run directory: ${run.runDir}`);
+        return { ...r, runDir: run.runDir };
       } finally {
         trial.dispose();
       }
