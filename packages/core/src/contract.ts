@@ -100,6 +100,11 @@ export interface QuantizeOptions {
   /** Restrict quantization to these operator types; empty = the backend's default set. */
   opTypes: string[];
   /**
+   * Nodes whose input and output activations use 16 bits (W8A16: weights stay 8-bit), a middle
+   * step between int8 and float for sensitive layers where the runtime supports it.
+   */
+  activation16Nodes?: string[];
+  /**
    * Shift each quantized layer's bias by the mean error quantization introduces on
    * `correctionData` (empirical bias correction). @defaultValue false
    */

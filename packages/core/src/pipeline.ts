@@ -51,6 +51,10 @@ export interface QuantizeRunOptions {
   ioType?: 'float32' | 'int8';
   /** Search until this holds (`top1-drop<=0.5`, `snr>=30`, `cosine>=0.999`). */
   accuracyTarget?: string;
+  /** What the search gives sensitive nodes: float (default) or 16-bit activations. */
+  fallback?: 'float' | 'a16';
+  /** Nodes whose activations stay 16-bit (W8A16). */
+  activation16Nodes?: string[];
   /** Largest share of quantizable nodes the search may keep in float. @defaultValue 0.1 */
   maxFloatShare?: number;
   /** `--input-shape` values for models with symbolic dims. */
@@ -151,6 +155,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     biasCorrection: opts.biasCorrection ?? (mode === 'static' && d.biasCorrection) ?? false,
     equalize: opts.equalize ?? false,
     ...(opts.ioType ? { ioType: opts.ioType } : {}),
+    ...(opts.activation16Nodes?.length ? { activation16Nodes: opts.activation16Nodes } : {}),
   });
   const report: RunReport = {
     kind: 'qforge.run-report',
@@ -218,7 +223,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
           const trial = new Trial(backend, opts.model, options, { dataset: evalDs, samples: opts.evalSamples ?? 200, metric: target.metric }, ctx);
           try {
             const methods = [...new Set<CalibrationMethod>([method, 'percentile', 'entropy', 'mse'])];
-            report.search = await searchForTarget(trial, table, target, { methods, maxFloatShare: opts.maxFloatShare ?? 0.1 }, ctx);
+            report.search = await searchForTarget(trial, table, target, { methods, maxFloatShare: opts.maxFloatShare ?? 0.1, fallback: opts.fallback }, ctx);
           } finally {
             trial.dispose();
           }
@@ -226,7 +231,8 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
           const derived = deriveTable(table, report.search.method);
           for (const t of Object.values(derived.tensors)) delete t.histogram;
           table = derived;
-          options.excludeNodes = [...new Set([...options.excludeNodes, ...report.search.floatNodes])];
+          if (report.search.precision === 'a16') options.activation16Nodes = [...new Set([...(options.activation16Nodes ?? []), ...report.search.floatNodes])];
+          else options.excludeNodes = [...new Set([...options.excludeNodes, ...report.search.floatNodes])];
         }
       }
       const tablePath = join(workDir, 'calibration.json');

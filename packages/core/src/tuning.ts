@@ -80,9 +80,9 @@ export class Trial {
     private readonly ctx: RunContext,
   ) {}
 
-  async run(table: CalibrationTable | undefined, excludeNodes: string[]): Promise<{ verify: VerifyResult; score: number; quantized: string[] }> {
+  async run(table: CalibrationTable | undefined, excludeNodes: string[], activation16Nodes: string[] = []): Promise<{ verify: VerifyResult; score: number; quantized: string[] }> {
     const output = join(this.dir, `trial-${this.n++}${this.model.format === 'onnx' ? '.onnx' : '.out'}`);
-    const q = await this.backend.quantize(this.model, table, { ...this.base, output, excludeNodes }, this.ctx);
+    const q = await this.backend.quantize(this.model, table, { ...this.base, output, excludeNodes, activation16Nodes }, this.ctx);
     const verify = await this.backend.verify(this.model, q.model, this.evalPlan.dataset, { samples: this.evalPlan.samples, thresholds: {} }, this.ctx);
     rmSync(output, { force: true });
     return { verify, score: score(verify, this.evalPlan.metric), quantized: q.decisions.filter((d) => d.quantized).map((d) => d.node) };
@@ -177,6 +177,9 @@ export interface SearchResult {
   met: boolean;
   method: CalibrationMethod;
   samples: number;
+  /** What the nodes in `floatNodes` got: float (default) or 16-bit activations (W8A16). */
+  precision?: 'float' | 'a16';
+  /** Nodes kept in higher precision (see `precision`). */
   floatNodes: string[];
   quantizableNodes: number;
   path: SearchStep[];
@@ -191,9 +194,10 @@ export async function searchForTarget(
   trial: Trial,
   tableWithHistograms: CalibrationTable,
   target: AccuracyTarget,
-  options: { methods: CalibrationMethod[]; maxFloatShare: number },
+  options: { methods: CalibrationMethod[]; maxFloatShare: number; fallback?: 'float' | 'a16' },
   ctx: RunContext,
 ): Promise<SearchResult> {
+  const precision = options.fallback ?? 'float';
   const path: SearchStep[] = [];
   let best: { method: CalibrationMethod; score: number; table: CalibrationTable; verify: VerifyResult; quantized: string[] } | undefined;
   for (const method of options.methods) {
@@ -211,13 +215,13 @@ export async function searchForTarget(
     const sens = await analyzeSensitivity(trial, chosen.table, target.metric, ctx, false);
     for (const layer of sens.layers.slice(0, budget)) {
       floatNodes.push(layer.node);
-      const r = await trial.run(chosen.table, [...floatNodes]);
+      const r = precision === 'a16' ? await trial.run(chosen.table, [], [...floatNodes]) : await trial.run(chosen.table, [...floatNodes]);
       const met = meets(r.verify, target);
-      path.push({ step: `keep ${layer.node} in float`, method: chosen.method, samples: chosen.table.sampleCount, floatNodes: [...floatNodes], score: r.score, met });
-      if (met) return { target: target.text, met, method: chosen.method, samples: chosen.table.sampleCount, floatNodes, quantizableNodes: chosen.quantized.length, path };
+      path.push({ step: `keep ${layer.node} in ${precision === 'a16' ? '16-bit activations' : 'float'}`, method: chosen.method, samples: chosen.table.sampleCount, floatNodes: [...floatNodes], score: r.score, met });
+      if (met) return { target: target.text, met, method: chosen.method, samples: chosen.table.sampleCount, precision, floatNodes, quantizableNodes: chosen.quantized.length, path };
     }
   }
   // Budget spent: report the best point reached, honestly marked as not meeting the target.
   const bestStep = path.reduce((a, b) => (b.score > a.score ? b : a));
-  return { target: target.text, met: false, method: bestStep.method, samples: bestStep.samples, floatNodes: bestStep.floatNodes, quantizableNodes: chosen.quantized.length, path };
+  return { target: target.text, met: false, method: bestStep.method, samples: bestStep.samples, precision, floatNodes: bestStep.floatNodes, quantizableNodes: chosen.quantized.length, path };
 }

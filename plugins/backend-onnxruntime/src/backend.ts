@@ -230,6 +230,7 @@ export class OnnxRuntimeBackend implements Backend {
 
   async quantize(model: ModelRef, table: CalibrationTable | undefined, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult> {
     if (options.format !== 'qdq' && options.format !== 'qoperator') throw errUnsupported(this.id, `--format ${options.format}`, 'formats are qdq and qoperator');
+    if (options.format === 'qoperator' && options.activation16Nodes?.length) throw errUnsupported(this.id, '--format qoperator with --a16-nodes', 'QLinear operators are 8-bit; 16-bit activations need --format qdq');
     if (options.format === 'qoperator' && options.mode !== 'static') throw errUnsupported(this.id, '--format qoperator with --mode dynamic', 'dynamic quantization writes DynamicQuantizeMatMul; use --format qdq');
     const loaded = loadModel(model.path);
     const inputSha = await sha256File(model.path);

@@ -1,6 +1,7 @@
 // Static QDQ quantization: Q/DQ pairs placed where ONNX Runtime fuses them into int8 kernels.
 import {
   errCalibTableMismatch,
+  errInvalidOption,
   errUnsupportedOp,
   quantizeBias,
   quantizeWeights,
@@ -13,6 +14,7 @@ import {
   type NodeDecision,
   type QuantizeOptions,
   type QuantParams,
+  type QuantType,
   type ValueHistogram,
   valueHistogram,
 } from '@qforge/core';
@@ -31,6 +33,8 @@ import {
 } from '@qforge/onnx';
 import { dropUnusedInitializers } from './prepare';
 import { selectWeightedNodes } from './selection';
+
+const MS_DOMAIN = 'com.microsoft';
 
 /** Operators with int8 kernels in ONNX Runtime's CPU provider that qforge quantizes statically. */
 export const STATIC_OP_TYPES = ['Conv', 'Gemm', 'MatMul'] as const;
@@ -105,17 +109,31 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
     quantNodes.push(n);
   }
 
-  // Activation parameters: uint8/int8 asymmetric per tensor, full range (weights carry reduce-range).
-  const actParams = (tensor: string): QuantParams => {
+  // Activation parameters: uint8/int8 asymmetric per tensor, full range (weights carry reduce-range);
+  // uint16 around the nodes asked to keep 16-bit activations (W8A16).
+  const a16 = new Set(opts.activation16Nodes ?? []);
+  const unknownA16 = [...a16].filter((n) => !quantNodes.some((q) => (q.name || q.output[0]) === n));
+  if (unknownA16.length) throw errInvalidOption('--a16-nodes', `not quantized nodes of this model: ${unknownA16.join(', ')}`, 'Name nodes from the report\'s decisions (or `qforge sensitivity`).');
+  const wide = new Set<string>();
+  const actParams = (tensor: string): QuantParams & { type: QuantType } => {
     const t = table.tensors[tensor];
     if (!t) throw errCalibTableMismatch(`no range for tensor ${tensor}`, { tensor });
-    return scaleFromRange(t.range[0], t.range[1], { type: opts.activationType });
+    const type: QuantType = wide.has(tensor) ? 'uint16' : opts.activationType;
+    return { ...scaleFromRange(t.range[0], t.range[1], { type }), type };
   };
-  const qTensors = new Map<string, QuantParams>();
+  const outputOf = (n: NodeProto) => {
+    const act = fusedActivation(idx, n.output[0]);
+    return { act, y: act ? act.output[0] : n.output[0] };
+  };
+  for (const n of quantNodes) {
+    if (!a16.has(n.name || n.output[0])) continue;
+    wide.add(n.input[0]);
+    wide.add(outputOf(n).y);
+  }
+  const qTensors = new Map<string, QuantParams & { type: QuantType }>();
   for (const n of quantNodes) {
     qTensors.set(n.input[0], actParams(n.input[0]));
-    const act = fusedActivation(idx, n.output[0]);
-    const y = act ? act.output[0] : n.output[0];
+    const { act, y } = outputOf(n);
     if (act) changes.push({ kind: 'fuse-activation', node: n.name, detail: `${act.opType} absorbed into the output range of ${n.name || n.output[0]}` });
     if (!idx.graphOutputNames.has(y) && idx.consumersOf(y).length && table.tensors[y]) qTensors.set(y, actParams(y));
   }
@@ -124,12 +142,13 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
     if (!PASS_THROUGH.has(n.opType)) continue;
     const p = qTensors.get(n.input[0]);
     const out = n.output[0];
-    if (!p || idx.graphOutputNames.has(out)) continue;
+    // A 16-bit tensor keeps its own parameters: sharing would narrow it back to 8 bits.
+    if (!p || idx.graphOutputNames.has(out) || wide.has(out) || wide.has(n.input[0])) continue;
     const feedsInt8 = idx.consumersOf(out).every((c) => quantNodes.includes(c) || PASS_THROUGH.has(c.opType));
     if (feedsInt8) qTensors.set(out, p);
   }
 
-  const zpType = opts.activationType === 'int8' ? Int8Array : Uint8Array;
+  const zpArray = (type: QuantType) => (type === 'uint16' ? Uint16Array : type === 'int8' ? Int8Array : Uint8Array);
   const newNodes: NodeProto[] = [];
   const dqName = new Map<string, string>();
   const paramsByDq = new Map<string, QuantParams>();
@@ -138,9 +157,11 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
     const z = name(`${tensor}_zero_point`);
     const q = name(`${tensor}_quantized`);
     const dq = name(`${tensor}_dequantized`);
-    g.initializer.push(makeTensor(s, [], Float32Array.from([p.scale])), makeTensor(z, [], zpType.from([p.zeroPoint])));
-    newNodes.push(makeNode('QuantizeLinear', [tensor, s, z], [q], name(`${tensor}_QuantizeLinear`)));
-    newNodes.push(makeNode('DequantizeLinear', [q, s, z], [dq], name(`${tensor}_DequantizeLinear`)));
+    g.initializer.push(makeTensor(s, [], Float32Array.from([p.scale])), makeTensor(z, [], zpArray(p.type).from([p.zeroPoint])));
+    // 16-bit Q/DQ: ONNX Runtime's com.microsoft versions (the standard ops need opset 21).
+    const domain = p.type === 'uint16' ? MS_DOMAIN : undefined;
+    newNodes.push(makeNode('QuantizeLinear', [tensor, s, z], [q], name(`${tensor}_QuantizeLinear`), [], domain));
+    newNodes.push(makeNode('DequantizeLinear', [q, s, z], [dq], name(`${tensor}_DequantizeLinear`), [], domain));
     dqName.set(tensor, dq);
     paramsByDq.set(dq, p);
   }
@@ -205,7 +226,7 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
       opType: n.opType,
       quantized: true,
       weightType: wType,
-      activationType: opts.activationType,
+      activationType: a16.has(n.name || n.output[0]) ? 'uint16' : opts.activationType,
       granularity: axis !== undefined ? 'per-channel' : 'per-tensor',
       weightHistogram: entry.histogram,
     });
@@ -214,6 +235,7 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
   g.node.push(...newNodes);
   g.node = topologicalSort(g);
   dropUnusedInitializers(proto);
-  changes.push({ kind: 'insert-qdq', detail: `${qTensors.size} activation tensor(s) and ${weightCache.size} weight(s) quantized` });
+  if (wide.size && !proto.opsetImport.some((o) => o.domain === MS_DOMAIN)) proto.opsetImport.push({ domain: MS_DOMAIN, version: 1 });
+  changes.push({ kind: 'insert-qdq', detail: `${qTensors.size} activation tensor(s) and ${weightCache.size} weight(s) quantized${wide.size ? `; ${wide.size} activation tensor(s) at 16 bits around ${a16.size} node(s)` : ''}` });
   return { decisions, changes, quantizedTensors: [...qTensors.keys()] };
 }
