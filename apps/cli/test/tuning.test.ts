@@ -44,6 +44,18 @@ describe('finding the best int8 model', () => {
     expect(report.search.path[5].floatNodes).toHaveLength(2);
   });
 
+  it('--fallback a16 gives sensitive nodes 16-bit activations instead of float, and the final model has them', () => {
+    const r = qforge(['quantize', EXAMPLE, '--data', 'mnist:calib', '--eval-data', 'mnist:test', '--samples', '16', '--eval-samples', '100', '--accuracy-target', 'snr>=90', '--max-float-share', '0.25', '--fallback', 'a16', '--no-benchmark', '--runs-dir', runs, '--json']);
+    expect(r.code).toBe(1); // 90 dB is out of reach: the path is what matters
+    const { report } = r.json();
+    expect(report.search.precision).toBe('a16');
+    expect(report.search.path[4].step).toMatch(/in 16-bit activations$/);
+    const best = report.search.floatNodes as string[];
+    const a16 = report.quantization.decisions.filter((d: { activationType: string }) => d.activationType === 'uint16').map((d: { node: string }) => d.node);
+    expect(a16.sort()).toEqual([...best].sort());
+    expect(report.quantization.skippedNodes).toBe(0);
+  });
+
   it('bias correction is switchable and reported with its measured effect', () => {
     const r = qforge(['quantize', EXAMPLE, '--data', 'mnist:calib', '--samples', '64', '--eval-data', 'mnist:test', '--eval-samples', '300', '--bias-correction', '--no-benchmark', '--runs-dir', runs, '--json']);
     expect(r.code).toBe(0);
