@@ -174,7 +174,9 @@ export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]
       shape = [op.kernelShape[1], op.kernelShape[0]];
       axis = 0;
     }
-    const perChannelAxis = options.perChannel ? axis : undefined;
+    // Fully connected weights are per tensor, as the TFLite converter writes them: every int8
+    // FULLY_CONNECTED kernel (micro runtimes included) takes them, and the file stays small.
+    const perChannelAxis = options.perChannel && op.kind !== 'dense' ? axis : undefined;
     const values = quantizeWeights(filter, shape, perChannelAxis, WEIGHTS);
     // Channels with tiny weights but a large bias would overflow int32: widen their scale.
     const widened = widenScalesForBias(values.scales, op.bias, inScale);
@@ -184,12 +186,12 @@ export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]
         : quantizeWithScales(filter, shape, axis, values.scales, new Int32Array(values.scales.length), WEIGHTS);
       changes.push({ kind: 'widen-weight-scale', node: op.layer, detail: `${widened.length} channel(s) widened so the int32 bias fits` });
     }
-    const w = addTensor({ name: `${op.layer}/weights`, shape, type: 'int8', data: bytes(values.values), quantization: { scale: Array.from(values.scales), zeroPoint: Array.from(values.scales, () => 0), quantizedDimension: options.perChannel ? axis : 0 } });
+    const w = addTensor({ name: `${op.layer}/weights`, shape, type: 'int8', data: bytes(values.values), quantization: { scale: Array.from(values.scales), zeroPoint: Array.from(values.scales, () => 0), quantizedDimension: perChannelAxis ?? 0 } });
     const bias = options.inputMeans ? correctedBias(op, filter, shape, values, options.inputMeans.get(op.inputs[0])) : op.bias;
     if (bias !== op.bias) corrected++;
     const b = quantizeBias(bias, inScale, values.scales);
     const biasTensor = addTensor({ name: `${op.layer}/bias`, shape: [op.bias.length], type: 'int32', data: bytes(b.values), quantization: { scale: values.scales.length === 1 ? [b.scales[0]] : Array.from(b.scales), zeroPoint: values.scales.length === 1 ? [0] : Array.from(b.scales, () => 0), quantizedDimension: 0 } });
-    decisions.push({ node: op.layer, opType: op.kind === 'conv2d' ? 'CONV_2D' : op.kind === 'depthwise' ? 'DEPTHWISE_CONV_2D' : 'FULLY_CONNECTED', quantized: true, weightType: 'int8', activationType: 'int8', granularity: options.perChannel ? 'per-channel' : 'per-tensor' });
+    decisions.push({ node: op.layer, opType: op.kind === 'conv2d' ? 'CONV_2D' : op.kind === 'depthwise' ? 'DEPTHWISE_CONV_2D' : 'FULLY_CONNECTED', quantized: true, weightType: 'int8', activationType: 'int8', granularity: perChannelAxis !== undefined ? 'per-channel' : 'per-tensor' });
     return [w, biasTensor];
   };
   let corrected = 0;

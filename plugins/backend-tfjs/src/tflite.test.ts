@@ -117,6 +117,21 @@ describe('TensorFlow.js → int8 .tflite', () => {
     expect(bench.speedup).toBeGreaterThan(0);
   });
 
+  it('converts the deeper fixture (BatchNorm, depthwise, residual Add, concat, GAP): accuracy holds, size ≤ 0.30×', async () => {
+    const path = join(__dirname, '..', '..', '..', 'examples', 'mnist-deep', 'tfjs', 'model.json');
+    const model = { path, format: 'tfjs-layers' as const };
+    const inputs = await backend.modelInputs(model);
+    const table = await calibrate(path, openDataset('mnist:calib', { inputs }), 100);
+    const q = await backend.quantize(model, table, options(join(work, 'deep.tflite'), { biasCorrection: true, correctionData: openDataset('mnist:calib', { inputs }) }), ctx);
+    const fp32WeightBytes = (await backend.inspect(model)).parameterCount * 4;
+    expect(q.sizeBytes / fp32WeightBytes).toBeLessThanOrEqual(0.3);
+    const ops = new Set(readTflite(new Uint8Array(readFileSync(q.model.path))).operators.map((o) => o.op));
+    for (const op of ['CONV_2D', 'DEPTHWISE_CONV_2D', 'ADD', 'PAD', 'CONCATENATION', 'MEAN', 'FULLY_CONNECTED', 'SOFTMAX']) expect(ops).toContain(op);
+    const v = await backend.verify(model, q.model, openDataset('mnist:test', { inputs }), { samples: 1000, thresholds: { maxAccuracyDropPoints: 0.5 } }, ctx);
+    expect(v.passed).toBe(true);
+    expect(Math.abs(v.accuracy!.dropPoints)).toBeLessThanOrEqual(0.5);
+  });
+
   it('folds BatchNorm, fuses ReLU/ReLU6 and converts every supported layer kind with high fidelity', async () => {
     const path = await saveLayers(coverageModel(), join(work, 'coverage'));
     const inputs = [{ name: 'img', dtype: 'float32', shape: [1, 16, 16, 3] }];
