@@ -22,7 +22,7 @@ import {
   PadOptionsT,
   Padding,
   Pool2DOptionsT,
-  QuantizationParametersT,
+  QuantizationParameters,
   QuantizeOptionsT,
   ReducerOptionsT,
   ReshapeOptionsT,
@@ -31,7 +31,7 @@ import {
   SoftmaxOptionsT,
   SubGraph,
   SubOptionsT,
-  TensorT,
+  Tensor,
   TensorType,
 } from './generated/tflite_generated';
 
@@ -196,6 +196,37 @@ export function defaultOpVersion(model: TfliteModel, op: TfliteOperator): number
   return types.includes('int8') ? INT8_VERSIONS[op.op] ?? 1 : 1;
 }
 
+/**
+ * One tensor, without the empty vectors the generated object API would write (every byte of
+ * structure counts against small models' size).
+ */
+function packTensor(builder: flatbuffers.Builder, t: TfliteTensor, buffer: number): flatbuffers.Offset {
+  const shape = Tensor.createShapeVector(builder, t.shape);
+  const name = builder.createString(t.name);
+  let quant = 0;
+  const q = t.quantization;
+  if (q) {
+    const min = q.min?.length ? QuantizationParameters.createMinVector(builder, q.min) : 0;
+    const max = q.max?.length ? QuantizationParameters.createMaxVector(builder, q.max) : 0;
+    const scale = QuantizationParameters.createScaleVector(builder, q.scale);
+    const zeroPoint = QuantizationParameters.createZeroPointVector(builder, q.zeroPoint.map((z) => BigInt(z)));
+    QuantizationParameters.startQuantizationParameters(builder);
+    if (min) QuantizationParameters.addMin(builder, min);
+    if (max) QuantizationParameters.addMax(builder, max);
+    QuantizationParameters.addScale(builder, scale);
+    QuantizationParameters.addZeroPoint(builder, zeroPoint);
+    if (q.quantizedDimension) QuantizationParameters.addQuantizedDimension(builder, q.quantizedDimension);
+    quant = QuantizationParameters.endQuantizationParameters(builder);
+  }
+  Tensor.startTensor(builder);
+  Tensor.addShape(builder, shape);
+  Tensor.addType(builder, TYPE_TO_ENUM[t.type]);
+  if (buffer) Tensor.addBuffer(builder, buffer);
+  Tensor.addName(builder, name);
+  if (quant) Tensor.addQuantization(builder, quant);
+  return Tensor.endTensor(builder);
+}
+
 // Buffers hold weights that runtimes may map and read in place: align them like the schema's
 // `force_align: 16` asks (flatc's TypeScript output ignores that attribute).
 function alignedBytes(builder: flatbuffers.Builder, bytes: Uint8Array): flatbuffers.Offset {
@@ -213,16 +244,10 @@ export function writeTflite(model: TfliteModel): Uint8Array {
 
   // Buffer 0 is the empty sentinel; each constant tensor gets its own buffer.
   const bufferData: (Uint8Array | undefined)[] = [undefined];
-  const tensors = model.tensors.map((t) => {
-    let buffer = 0;
-    if (t.data) {
-      buffer = bufferData.length;
-      bufferData.push(t.data);
-    }
-    const q = t.quantization
-      ? new QuantizationParametersT(t.quantization.min ?? [], t.quantization.max ?? [], t.quantization.scale, t.quantization.zeroPoint.map((z) => BigInt(z)), undefined, undefined, t.quantization.quantizedDimension ?? 0)
-      : null;
-    return new TensorT(t.shape, TYPE_TO_ENUM[t.type], buffer, t.name, q);
+  const tensorBuffers = model.tensors.map((t) => {
+    if (!t.data) return 0;
+    bufferData.push(t.data);
+    return bufferData.length - 1;
   });
   const metadata = Object.entries(model.metadata ?? {}).map(([name, bytes]) => {
     bufferData.push(bytes);
@@ -260,7 +285,7 @@ export function writeTflite(model: TfliteModel): Uint8Array {
     }
     return Operator.endOperator(builder);
   });
-  const tensorsOff = SubGraph.createTensorsVector(builder, builder.createObjectOffsetList(tensors));
+  const tensorsOff = SubGraph.createTensorsVector(builder, model.tensors.map((t, i) => packTensor(builder, t, tensorBuffers[i])));
   const sgInputs = SubGraph.createInputsVector(builder, model.inputs);
   const sgOutputs = SubGraph.createOutputsVector(builder, model.outputs);
   const sgOperators = SubGraph.createOperatorsVector(builder, operatorOffs);
