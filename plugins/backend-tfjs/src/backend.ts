@@ -384,7 +384,9 @@ export class TfjsBackend implements Backend {
     const cand = await openRunner(candidate);
     // Per layer: the .tflite's int8 activations (made extra outputs of a copy of the model) against
     // the same tensors of the float graph it was converted from.
-    const layers = options.perLayer && reference.format === 'tfjs-layers' && candidate.format === 'tflite' ? await this.layerProbe(reference, candidate, dataset) : undefined;
+    // Without --per-layer only the tensors before a final Softmax/Sigmoid are exposed, so every
+    // verification of a .tflite reports the same pre-activation SNR (corrections compare on it).
+    const layers = reference.format === 'tfjs-layers' && candidate.format === 'tflite' ? await this.layerProbe(reference, candidate, dataset, Boolean(options.perLayer)) : undefined;
     const fid = new Map<string, FidelityAccumulator>();
     const layerAcc = new Map<string, FidelityAccumulator>();
     const refAcc = new AccuracyAccumulator();
@@ -438,7 +440,8 @@ export class TfjsBackend implements Backend {
           f.preActivation = { tensor: pre.tensor, op: pre.op, snrDb: r.snrDb, cosine: r.cosine, maxAbsError: r.maxAbsError };
         }
       }
-      result.layers = [...layerAcc.entries()]
+      if (options.perLayer)
+        result.layers = [...layerAcc.entries()]
         .filter(([id]) => !layers.exec.graph.outputs.includes(id))
         .map(([id, acc]): LayerError => {
           const f = acc.result();
@@ -451,19 +454,24 @@ export class TfjsBackend implements Backend {
   }
 
   /** A copy of the .tflite exposing every int8 activation that has a float twin in the lowered graph. */
-  private async layerProbe(reference: ModelRef, candidate: ModelRef, dataset: Dataset) {
+  private async layerProbe(reference: ModelRef, candidate: ModelRef, dataset: Dataset, allLayers: boolean) {
     const sample = await firstSample(dataset);
     const { graph, exec } = await this.lower(reference, sample.inputs);
+    const preActivationInputs = new Set(graph.ops.filter((op) => (op.kind === 'softmax' || op.kind === 'logistic') && graph.outputs.includes(op.output)).map((op) => op.inputs[0]));
     const bytes = new Uint8Array(readFileSync(candidate.path));
     const m = readTflite(bytes);
     const names = new Map<string, string>();
     const extra: number[] = [];
     m.tensors.forEach((t, i) => {
-      if (t.type === 'int8' && !t.data && graph.shapes.has(t.name) && !m.outputs.includes(i)) {
+      if (t.type === 'int8' && !t.data && graph.shapes.has(t.name) && !m.outputs.includes(i) && (allLayers || preActivationInputs.has(t.name))) {
         names.set(t.name, t.name);
         extra.push(i);
       }
     });
+    if (!names.size) {
+      exec.dispose();
+      return undefined;
+    }
     const probe = writeTflite({ ...m, outputs: [...m.outputs, ...extra] });
     const it = await loadTfliteInterpreter(probe, { name: `${candidate.path} (per-layer copy)` });
     const edges = tfliteEdges(probe);
