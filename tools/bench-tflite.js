@@ -90,8 +90,10 @@ function section(results) {
   for (const r of results) L.push(`| ${r.title} | ${kib(r.fp32WeightBytes)} → ${kib(r.weightOnlyBytes)} | ${f2(r.weightOnlyBytes / r.fp32WeightBytes)}× | ${f1(r.weightOnlySnr)} dB | ${r.weightOnlyAccuracy ? `${f2(r.weightOnlyAccuracy.reference * 100)}% → ${f2(r.weightOnlyAccuracy.candidate * 100)}%` : '—'} |`);
   L.push('', 'Notes:');
   L.push('- fp32 weights = parameter count × 4 bytes. nsfwjs ships its weights already 8-bit (tfjs `uint8` per-tensor), so its download is smaller than fp32; the fp32 reference is that model as TensorFlow.js runs it (weights dequantized on load).');
+  L.push('- Bias correction is measured on the pre-Softmax SNR, against the same conversion without it.');
+  L.push('- Weight-only ratios include model.json, where the per-channel scales are stored as JSON numbers (the 1024-unit dense layer of the deep fixture alone adds about 20 KiB of text).');
   L.push('- nsfwjs inputs: 224×224 crops of the six demo photos in `@vladmandic/face-api` (`tools/make-photo-fixture.js`): calibration from photos 1–3, evaluation from photos 4–6.');
-  L.push('- The MNIST int8 models are smaller than the interpreter\'s fixed per-call cost, so their speed ratio says little; MobileNetV2 is where int8 kernels show.');
+  L.push('- The speedup compares two runtimes: int8 in the TFLite interpreter against fp32 in TensorFlow.js (wasm), which is what moving a TensorFlow.js model to a TFLite runtime gives; it is not int8 against fp32 inside one runtime.');
   L.push('', END);
   return L.join('\n');
 }
