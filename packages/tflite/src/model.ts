@@ -303,14 +303,14 @@ export function writeTflite(model: TfliteModel): Uint8Array {
   });
   const buffersOff = Model.createBuffersVector(builder, bufferOffs);
   const metaOffs = metadata.map((m) => Metadata.createMetadata(builder, builder.createString(m.name), m.buffer));
-  const metaOff = Model.createMetadataVector(builder, metaOffs);
+  const metaOff = metaOffs.length ? Model.createMetadataVector(builder, metaOffs) : 0;
   Model.startModel(builder);
   Model.addVersion(builder, TFLITE_SCHEMA_VERSION);
   Model.addOperatorCodes(builder, codesOff);
   Model.addSubgraphs(builder, subgraphsOff);
   Model.addDescription(builder, descOff);
   Model.addBuffers(builder, buffersOff);
-  if (metaOffs.length) Model.addMetadata(builder, metaOff);
+  if (metaOff) Model.addMetadata(builder, metaOff);
   Model.finishModelBuffer(builder, Model.endModel(builder));
   return builder.asUint8Array();
 }

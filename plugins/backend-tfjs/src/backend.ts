@@ -317,13 +317,12 @@ export class TfjsBackend implements Backend {
       throwIfAborted(ctx, 'bias correction');
       assertFiniteSample(sample);
       exec.run({ [graph.inputs[0]]: Object.values(sample.inputs)[0].data as Float32Array }, (id, data) => {
-        if (!wanted.has(id)) return;
         const shape = graph.shapes.get(id)!;
         const c = shape[shape.length - 1];
         const sum = sums.get(id) ?? new Float64Array(c);
         for (let i = 0; i < data.length; i++) sum[i % c] += data[i];
         sums.set(id, sum);
-      });
+      }, wanted);
       ctx.progress({ phase: 'quantize', current: ++count, total: limit, message: 'bias correction' });
     }
     if (count === 0) throw errDatasetEmpty(options.correctionData.description.source);
@@ -407,9 +406,7 @@ export class TfjsBackend implements Backend {
         });
         if (layers) {
           const floatValues = new Map<string, Float32Array>();
-          layers.exec.run({ [layers.exec.graph.inputs[0]]: Object.values(sample.inputs)[0].data as Float32Array }, (id, d) => {
-            if (layers.names.has(id)) floatValues.set(id, Float32Array.from(d));
-          });
+          layers.exec.run({ [layers.exec.graph.inputs[0]]: Object.values(sample.inputs)[0].data as Float32Array }, (id, d) => floatValues.set(id, Float32Array.from(d)), new Set(layers.names.keys()));
           const q = layers.runner.predict(sample.inputs);
           for (const [id, out] of layers.names) {
             if (!layerAcc.has(id)) layerAcc.set(id, new FidelityAccumulator(id));

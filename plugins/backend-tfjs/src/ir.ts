@@ -178,23 +178,23 @@ export class IrExecutor {
   }
 
   /**
-   * Runs the graph on NHWC inputs; `visit` sees every tensor (inputs included) as it is produced.
-   * Returns the graph outputs.
+   * Runs the graph on NHWC inputs; `visit` sees every tensor (inputs included) as it is produced,
+   * or only those in `want` (others are not read back from the engine). Returns the graph outputs.
    */
-  run(inputs: Record<string, Float32Array>, visit?: (id: string, data: Float32Array) => void): Record<string, Float32Array> {
+  run(inputs: Record<string, Float32Array>, visit?: (id: string, data: Float32Array) => void, want?: ReadonlySet<string>): Record<string, Float32Array> {
     const tf = this.tf;
     return tf.tidy(() => {
       const env = new Map<string, TF.Tensor>();
       for (const id of this.graph.inputs) {
         const t = tf.tensor(inputs[id], this.graph.shapes.get(id)!);
         env.set(id, t);
-        visit?.(id, inputs[id]);
+        if (!want || want.has(id)) visit?.(id, inputs[id]);
       }
       for (const op of this.graph.ops) {
         const xs = op.inputs.map((i) => env.get(i)!);
         const y = this.exec(op, xs);
         env.set(op.output, y);
-        if (visit) visit(op.output, y.dataSync() as Float32Array);
+        if (visit && (!want || want.has(op.output))) visit(op.output, y.dataSync() as Float32Array);
       }
       return Object.fromEntries(this.graph.outputs.map((o) => [o, env.get(o)!.dataSync() as Float32Array]));
     });

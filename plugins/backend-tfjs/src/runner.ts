@@ -2,20 +2,15 @@
 // files in the TFLite interpreter. Values cross it as float32; int8 model inputs and outputs are
 // quantized and dequantized with the parameters stored in the file.
 import { readFileSync } from 'node:fs';
-import { errInvalidOption, type ModelRef, type Tensor } from '@qforge/core';
+import { dequantizeTensor, errInvalidOption, quantizeTensor, type ModelRef, type QuantParams, type Tensor } from '@qforge/core';
 import { readTflite } from '@qforge/tflite';
 import { loadTfModel, type LoadedTfModel } from './engine';
 import { loadTfliteInterpreter, type TfliteInterpreter } from './tflite-runtime';
 
 export type ModelRunner = LoadedTfModel;
 
-interface Affine {
-  scale: number;
-  zeroPoint: number;
-}
-
 /** Wraps a TFLite interpreter: float in, float out, whatever the model's edge types are. */
-export function tfliteRunner(it: TfliteInterpreter, edges: { inputs: (Affine | undefined)[]; outputs: (Affine | undefined)[] }): ModelRunner {
+export function tfliteRunner(it: TfliteInterpreter, edges: { inputs: (QuantParams | undefined)[]; outputs: (QuantParams | undefined)[] }): ModelRunner {
   const inputNames = it.inputs.map((i) => i.name);
   const outputNames = it.outputs.map((o) => o.name);
   return {
@@ -26,14 +21,13 @@ export function tfliteRunner(it: TfliteInterpreter, edges: { inputs: (Affine | u
         const t = inputs[n] ?? Object.values(inputs)[k] ?? Object.values(inputs)[0];
         const q = edges.inputs[k];
         if (!q) return t.data as Float32Array;
-        const lo = it.inputs[k].dataType === 'uint8' ? 0 : -128;
-        return Int32Array.from(t.data as Float32Array, (v) => Math.max(lo, Math.min(lo + 255, Math.round(v / q.scale) + q.zeroPoint)));
+        return quantizeTensor(t.data as Float32Array, q, { type: it.inputs[k].dataType === 'uint8' ? 'uint8' : 'int8' });
       });
       const outs = it.run(values);
       return Object.fromEntries(
         outs.map((o, k) => {
           const q = edges.outputs[k];
-          return [outputNames[k], q ? Float32Array.from(o, (v) => (v - q.zeroPoint) * q.scale) : Float32Array.from(o)];
+          return [outputNames[k], q ? dequantizeTensor(o, q) : Float32Array.from(o)];
         }),
       );
     },
@@ -42,9 +36,9 @@ export function tfliteRunner(it: TfliteInterpreter, edges: { inputs: (Affine | u
 }
 
 /** Edge parameters of the model's non-float inputs/outputs, read from the file. */
-export function tfliteEdges(bytes: Uint8Array): { inputs: (Affine | undefined)[]; outputs: (Affine | undefined)[] } {
+export function tfliteEdges(bytes: Uint8Array): { inputs: (QuantParams | undefined)[]; outputs: (QuantParams | undefined)[] } {
   const m = readTflite(bytes);
-  const edge = (i: number): Affine | undefined => {
+  const edge = (i: number): QuantParams | undefined => {
     const t = m.tensors[i];
     return t.type !== 'float32' && t.quantization ? { scale: t.quantization.scale[0], zeroPoint: t.quantization.zeroPoint[0] } : undefined;
   };

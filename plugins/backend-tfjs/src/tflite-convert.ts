@@ -4,7 +4,6 @@
 // for Softmax/Logistic/Tanh, and matched parameters where the kernels require them.
 import {
   quantizeBias,
-  quantizeTensor,
   quantizeWeights,
   quantizeWithScales,
   scaleFromRange,
@@ -316,9 +315,4 @@ function correctedBias(op: IrConv | IrDense, filter: Float32Array, shape: number
     out[o] -= eps * mean[inCh];
   }
   return out;
-}
-
-/** Quantizes float values with one tensor's parameters (for int8 model inputs). */
-export function quantizeInput(values: Float32Array, p: QuantParams): Int8Array {
-  return quantizeTensor(values, p, INT8) as Int8Array;
 }
