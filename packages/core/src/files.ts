@@ -1,5 +1,5 @@
 // File helpers with qforge's guarantees: inputs are only read, outputs appear atomically.
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, statSync, accessSync, constants, openSync, readSync, closeSync, readFileSync } from 'node:fs';
 import { dirname, resolve, basename, join } from 'node:path';
 import writeFileAtomicLib from 'write-file-atomic';
@@ -14,6 +14,11 @@ export async function sha256File(path: string): Promise<string> {
 
 export function sha256Bytes(data: Uint8Array | string): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/** SHA-256 computed off the main thread (WebCrypto runs digests on libuv's pool): overlaps other work. */
+export async function sha256Async(data: Uint8Array): Promise<string> {
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data)).toString('hex');
 }
 
 /** Checks that `path` can be created (its folder exists or can be made, and is writable). */

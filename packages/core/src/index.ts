@@ -93,7 +93,7 @@ export { REPORT_SCHEMA_VERSION, formatRunSummary, readRunReport, validateRunRepo
 export type { ArtifactRecord, RunReport, Verdict } from './report';
 export { BACKEND_FACTORY, BackendRegistry, discoverPlugins } from './registry';
 export type { DiscoveredPlugin, PluginLoadFailure, PluginManifest } from './registry';
-export { detectModelFormat, ensureWritable, modelRef, modelSizeBytes, sha256Bytes, sha256File, writeFileAtomic } from './files';
+export { detectModelFormat, ensureWritable, modelRef, modelSizeBytes, sha256Async, sha256Bytes, sha256File, writeFileAtomic } from './files';
 export { concreteShape, elementCount, firstNonFinite, float32Tensor, withInputShapes } from './tensor';
 export type { Tensor, TensorDType, TensorInfo } from './tensor';
 export { MNIST_SPLITS, assertFiniteSample, firstSample, imagePreprocessingFor, imageToTensorData, mulberry32, openDataset } from './datasets/open';

@@ -1,5 +1,6 @@
 // The ONNX Runtime backend: calibrate, quantize, benchmark and verify ONNX models (no side effects on import).
 import { statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import {
   AccuracyAccumulator,
   judgeVerification,
@@ -15,7 +16,7 @@ import {
   firstSample,
   openDataset,
   methodNeedsHistogram,
-  sha256Bytes,
+  sha256Async,
   sha256File,
   summarizeLatencies,
   throughputPerSec,
@@ -32,6 +33,8 @@ import {
   type ModelBenchmark,
   type ModelInfo,
   type ModelRef,
+  type NodeDecision,
+  type GraphChange,
   type QuantizeOptions,
   type QuantizeResult,
   type RunContext,
@@ -47,6 +50,7 @@ import { prepareModel, shapeQuestions, type ObservedShapes } from './prepare';
 import { quantizeDynamic } from './quantize-dynamic';
 import { STATIC_OP_TYPES, calibrationTensors, quantizeStaticQdq } from './quantize-qdq';
 import { qdqToQOperator } from './quantize-qoperator';
+import { quantizeRecurrent, splitRecurrent } from './quantize-lstm';
 import { createSession, loadOrt, runSession } from './runtime';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -66,6 +70,7 @@ export const ONNXRUNTIME_CAPABILITIES: BackendCapabilities = {
   notes: [
     `static QDQ quantization of ${STATIC_OP_TYPES.join(', ')}; pass-through ops share parameters; Relu/Clip fused into output ranges`,
     'dynamic quantization of MatMul/Gemm to DynamicQuantizeMatMul',
+    'LSTM → DynamicQuantizeLSTM (int8 weights, activations quantized at run time) in static and dynamic mode; ONNX Runtime has no static int8 LSTM',
     'preparation: Constant→initializer, Conv+BatchNormalization folding, opset upgrade to 13 for per-channel weights',
     'QOperator format: Conv → QLinearConv and MatMul → QLinearMatMul; Gemm stays QDQ',
   ],
@@ -146,14 +151,20 @@ export class OnnxRuntimeBackend implements Backend {
     return graphInputs(loadModel(model.path).proto.graph);
   }
 
-  /** Loads and prepares a model the same way for calibrate and quantize, so tables line up. */
+  /**
+   * Loads and prepares a model the same way for calibrate and quantize, so tables line up. The
+   * two fingerprints are hashed off the main thread and resolve later, so hashing a large model
+   * overlaps with session creation and inference instead of adding to them.
+   */
   private async prepared(model: ModelRef, probeInputs: Record<string, Tensor>, equalize = false, known: { loaded?: LoadedModel; inputSha?: string } = {}) {
     const loaded = known.loaded ?? loadModel(model.path);
-    const inputSha = known.inputSha ?? (await sha256File(model.path));
+    const inputSha = known.inputSha ? Promise.resolve(known.inputSha) : readFile(model.path).then(sha256Async);
     const shapes = await observeShapes(loaded.proto, probeInputs, shapeQuestions(loaded.proto));
     const prep = prepareModel(loaded.proto, shapes, { needPerAxis: true, equalize });
-    const preparedSha = sha256Bytes(encodeModel(prep.proto));
-    return { ...prep, inputSha, preparedSha };
+    const preparedSha = sha256Async(encodeModel(prep.proto));
+    // Keep a rejected hash from surfacing as unhandled before a caller awaits it.
+    inputSha.catch(() => undefined);
+    return { ...prep, fingerprints: Promise.all([inputSha, preparedSha]).then(([input, prepared]) => ({ input, prepared })) };
   }
 
   async calibrate(model: ModelRef, dataset: Dataset, options: CalibrateOptions, ctx: RunContext): Promise<CalibrationTable> {
@@ -189,9 +200,13 @@ export class OnnxRuntimeBackend implements Backend {
     let count = 0;
     const total = Math.min(options.samples, dataset.description.count ?? options.samples);
     try {
-      for (let step: IteratorResult<Sample> = first; !step.done; step = await iterator.next()) {
+      let step: IteratorResult<Sample> = first;
+      while (!step.done) {
         throwIfAborted(ctx, 'calibration');
         const sample = step.value;
+        // Decode the next sample while the runtime runs this one.
+        const next = iterator.next();
+        next.catch(() => undefined);
         const out = await runSession(session, sample.inputs, fetch);
         if (count === 0) {
           // Only float tensors are quantized; the first run tells which ones are.
@@ -213,13 +228,14 @@ export class OnnxRuntimeBackend implements Backend {
         }
         count++;
         ctx.progress({ phase: 'calibrate', current: count, total });
+        step = await next;
       }
     } finally {
       await session.release();
     }
     return buildCalibrationTable({
       backend: this.id,
-      model: { sha256: prep.inputSha, format: 'onnx', preparedSha256: prep.preparedSha },
+      model: { sha256: (await prep.fingerprints).input, format: 'onnx', preparedSha256: (await prep.fingerprints).prepared },
       options,
       sampleCount: count,
       dataset: dataset.description,
@@ -240,19 +256,23 @@ export class OnnxRuntimeBackend implements Backend {
     ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
     const probe = await randomInputs(graphInputs(loaded.proto.graph), 0, dims);
     const prep = await this.prepared(model, probe.inputs, options.equalize, { loaded, inputSha });
-    let decisions;
-    let changes;
+    let decisions: NodeDecision[];
+    let changes: GraphChange[];
     if (options.mode === 'static') {
       if (!table) throw errInvalidOption('--mode static', 'static quantization needs calibration data', 'Pass --data <dataset> or --calib-table <file>, or use --mode dynamic.');
-      if (table.model.preparedSha256 && table.model.preparedSha256 !== prep.preparedSha) {
+      if (table.model.preparedSha256 && table.model.preparedSha256 !== (await prep.fingerprints).prepared) {
         throw errCalibTableMismatch('the model prepares differently than when the table was made (another qforge version?)');
       }
       const floatProto = options.biasCorrection ? structuredClone(prep.proto) : undefined;
-      ({ decisions, changes } = quantizeStaticQdq(prep.proto, table, { ...options, perAxisAllowed: prep.opset >= 13 }));
+      const split = splitRecurrent(options.opTypes);
+      ({ decisions, changes } = split.onlyRecurrent ? { decisions: [], changes: [] } : quantizeStaticQdq(prep.proto, table, { ...options, opTypes: split.rest, perAxisAllowed: prep.opset >= 13 }));
+      if (split.recurrent) mergeInto({ decisions, changes }, quantizeRecurrent(prep.proto, options));
       if (floatProto) changes.push(...(await correctBiases(floatProto, prep.proto, options.correctionData, options.correctionSamples ?? 32, ctx)));
       if (options.format === 'qoperator') changes.push(...qdqToQOperator(prep.proto));
     } else if (options.mode === 'dynamic') {
-      ({ decisions, changes } = quantizeDynamic(prep.proto, options));
+      const split = splitRecurrent(options.opTypes);
+      ({ decisions, changes } = split.onlyRecurrent ? { decisions: [], changes: [] } : quantizeDynamic(prep.proto, { ...options, opTypes: split.rest }));
+      if (split.recurrent) mergeInto({ decisions, changes }, quantizeRecurrent(prep.proto, options));
     } else {
       throw errUnsupported(this.id, `--mode ${options.mode}`, 'modes are static and dynamic');
     }
@@ -423,3 +443,7 @@ export class OnnxRuntimeBackend implements Backend {
   }
 }
 
+function mergeInto(into: { decisions: NodeDecision[]; changes: GraphChange[] }, more: { decisions: NodeDecision[]; changes: GraphChange[] }): void {
+  into.decisions.push(...more.decisions);
+  into.changes.push(...more.changes);
+}

@@ -1,14 +1,17 @@
-// Bias correction (Nagel et al., 2019): remove the mean output shift weight rounding causes.
-// For a layer y = W·x + b, int8 weights W̃ = W + ε shift the output by E[ε·x] = ε·E[x] per output
-// channel; E[x] comes from the float model on calibration data, so each layer is corrected for its
-// own error only (no double counting of errors from layers above).
+// Bias correction (Nagel et al., 2019), measured in the quantized model: each quantized layer's
+// bias absorbs the mean output shift that layer introduces itself — weight rounding (W̃ − W)·E[x]
+// and the mean rounding error of its own input quantizer W̃·E[DQ(Q(x)) − x]. The second term is
+// what inputs with large flat regions (paper, sky, padding) need: every pixel of the region rounds
+// the same way, so the error is a constant offset, not noise. Both means come from one run of the
+// quantized model, so each layer corrects only its local error (no double counting upstream).
 import { errInvalidOption, throwIfAborted, type Dataset, type GraphChange, type RunContext, type Sample } from '@qforge/core';
 import { GraphIndex, attrInt, encodeModel, tensorToFloat32, withExtraOutputs, type ModelProto, type NodeProto } from '@qforge/onnx';
 import { createSession, runSession } from './runtime';
-
 interface Target {
   node: NodeProto;
+  /** The layer's input before its quantizer, and after Q/DQ (undefined when not found). */
   input: string;
+  inputDq?: string;
   wFloat: Float32Array;
   wDims: number[];
   wDeq: Float32Array;
@@ -27,9 +30,8 @@ function dequantize(q: Float32Array, scale: Float32Array, zp: Float32Array, dims
   return out;
 }
 
-/** Per-output-channel mean shift ε·E[x] for Conv (grouped too) and Gemm. */
-function meanShift(t: Target, mean: Float64Array): Float64Array {
-  const eps = t.wDeq.map((v, i) => v - t.wFloat[i]);
+/** Per-output-channel W·m for a per-input-channel mean m, for Conv (grouped too) and Gemm. */
+function meanShift(t: Target, eps: Float32Array, mean: Float64Array): Float64Array {
   if (t.node.opType === 'Conv') {
     const [co, cig] = t.wDims;
     const k = t.wDims.slice(2).reduce((a, b) => a * b, 1);
@@ -75,9 +77,13 @@ export async function correctBiases(floatProto: ModelProto, quantProto: ModelPro
     const wZ = wdq.input[2] ? qIdx.initializers.get(wdq.input[2]) : undefined;
     if (!wF || !wQ || !bQ || !bS || !wS) continue;
     const dims = wQ.dims.map(Number);
+    // x_dq = DequantizeLinear(QuantizeLinear(x)): fetch x and x_dq to measure the rounding offset.
+    const xdq = qIdx.producer.get(n.input[0]);
+    const xq = xdq?.opType === 'DequantizeLinear' ? qIdx.producer.get(xdq.input[0]) : undefined;
     targets.push({
       node: n,
-      input: fn.input[0],
+      input: xq?.opType === 'QuantizeLinear' ? xq.input[0] : n.input[0],
+      inputDq: xq?.opType === 'QuantizeLinear' ? n.input[0] : undefined,
       wFloat: tensorToFloat32(wF),
       wDims: dims,
       wDeq: dequantize(tensorToFloat32(wQ), tensorToFloat32(wS), wZ ? tensorToFloat32(wZ) : new Float32Array(1), dims, attrInt(wdq, 'axis', 1)),
@@ -86,11 +92,11 @@ export async function correctBiases(floatProto: ModelProto, quantProto: ModelPro
     });
   }
   if (!targets.length) return [{ kind: 'bias-correction', detail: 'no quantized Conv/Gemm with a bias: nothing to correct' }];
-  // Mean of every corrected layer's input, per channel, from the float model.
-  const inputs = [...new Set(targets.map((t) => t.input))];
-  const graphInputs = new Set(floatProto.graph.input.map((i) => i.name));
-  const fetch = inputs.filter((t) => !graphInputs.has(t));
-  const session = await createSession(encodeModel(withExtraOutputs(floatProto, fetch)), { optimization: 'basic' });
+  // Per-channel means of every corrected layer's input (x) and of its rounding (x_dq − x), from the quantized model.
+  const graphInputs = new Set(quantProto.graph.input.map((i) => i.name));
+  const names = [...new Set(targets.flatMap((t) => (t.inputDq ? [t.input, t.inputDq] : [t.input])))];
+  const fetch = names.filter((t) => !graphInputs.has(t));
+  const session = await createSession(encodeModel(withExtraOutputs(quantProto, fetch)), { optimization: 'basic' });
   const sums = new Map<string, Float64Array>();
   const counts = new Map<string, number>();
   let seen = 0;
@@ -98,7 +104,7 @@ export async function correctBiases(floatProto: ModelProto, quantProto: ModelPro
     for await (const sample of data.samples({ limit: samples }) as AsyncIterable<Sample>) {
       throwIfAborted(ctx, 'bias correction');
       const out = await runSession(session, sample.inputs, fetch);
-      for (const name of inputs) {
+      for (const name of names) {
         const t = out[name] ?? undefined;
         const values = (t?.data ?? sample.inputs[name]?.data) as Float32Array | undefined;
         const dims = t ? [...t.dims].map(Number) : sample.inputs[name]?.dims;
@@ -115,14 +121,26 @@ export async function correctBiases(floatProto: ModelProto, quantProto: ModelPro
   } finally {
     await session.release();
   }
+  const meanOf = (name: string) => {
+    const sum = sums.get(name);
+    return sum && sum.map((v) => v / counts.get(name)!);
+  };
   let layers = 0;
   let totalShift = 0;
+  let roundingShift = 0;
   let channels = 0;
   for (const t of targets) {
-    const sum = sums.get(t.input);
-    if (!sum) continue;
-    const mean = sum.map((v) => v / counts.get(t.input)!);
-    const shift = meanShift(t, mean);
+    const mean = meanOf(t.input);
+    if (!mean) continue;
+    const shift = meanShift(t, t.wDeq.map((v, i) => v - t.wFloat[i]), mean);
+    const meanDq = t.inputDq ? meanOf(t.inputDq) : undefined;
+    if (meanDq && meanDq.length === mean.length) {
+      const rounding = meanShift(t, t.wDeq, meanDq.map((v, i) => v - mean[i]));
+      for (let c = 0; c < shift.length; c++) {
+        shift[c] += rounding[c];
+        roundingShift += Math.abs(rounding[c]);
+      }
+    }
     const init = quantProto.graph.initializer.find((x) => x.name === t.biasQ)!;
     const values = new Int32Array(Uint8Array.from(init.rawData!).buffer);
     if (values.length !== shift.length) continue;
@@ -135,5 +153,6 @@ export async function correctBiases(floatProto: ModelProto, quantProto: ModelPro
     init.rawData = new Uint8Array(values.buffer);
     layers++;
   }
-  return [{ kind: 'bias-correction', detail: `${layers} layer(s), ${channels} channel bias(es) corrected for the mean weight-rounding shift over ${seen} sample(s); mean |shift| ${(totalShift / Math.max(1, channels)).toExponential(2)}` }];
+  const n = Math.max(1, channels);
+  return [{ kind: 'bias-correction', detail: `${layers} layer(s), ${channels} channel bias(es) corrected for the mean shift of weight and input rounding over ${seen} sample(s); mean |shift| ${(totalShift / n).toExponential(2)} (input rounding ${(roundingShift / n).toExponential(2)})` }];
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRunContext, encodeNpy, modelRef, openDataset, resolveTargetProfile, type QuantizeOptions } from '@qforge/core';
@@ -6,7 +6,7 @@ import { DataType, attrInt, halfToFloat, tensorToFloat32, intAttr, intsAttr, loa
 import * as ort from 'onnxruntime-node';
 import { OnnxRuntimeBackend } from '../src/backend';
 import { prepareModel } from '../src/prepare';
-import { messyCnn, mlp } from './fixtures';
+import { lstmHead, messyCnn, mlp } from './fixtures';
 
 const dir = mkdtempSync(join(tmpdir(), 'qforge-ort-'));
 const ctx = createRunContext();
@@ -181,6 +181,95 @@ describe('dynamic quantization', () => {
     expect(loadModel(out).proto.graph.node.map((n) => n.opType)).toEqual(['DynamicQuantizeMatMul', 'Add', 'Relu', 'DynamicQuantizeMatMul']);
     const v = await backend.verify(modelRef(path), modelRef(out), openDataset('random:5', { inputs: await backend.modelInputs(modelRef(path)) }), { samples: 8, thresholds: {} }, ctx);
     expect(v.outputs[0].cosine).toBeGreaterThan(0.99);
+  });
+});
+
+describe('recurrent layers: LSTM → DynamicQuantizeLSTM', () => {
+  const path = join(dir, 'lstm.onnx');
+  beforeAll(() => saveModel(lstmHead(), path));
+  const sizeOf = (p: string) => readFileSync(p).length;
+
+  it.each(['dynamic', 'static'] as const)('%s mode stores int8 LSTM weights (transposed per direction) and keeps the outputs', async (mode) => {
+    const model = modelRef(path);
+    const inputs = await backend.modelInputs(model);
+    const table = mode === 'static' ? await backend.calibrate(model, openDataset('random:4', { inputs }), { method: 'minmax', samples: 8, target }, ctx) : undefined;
+    const out = join(dir, `lstm.${mode}.onnx`);
+    const r = await backend.quantize(model, table, qopts(out, { mode }), ctx);
+    expect(r.decisions.find((d) => d.node === 'lstm')).toMatchObject({ quantized: true, weightType: 'int8', granularity: 'per-channel' });
+    const q = loadModel(out).proto;
+    const lstm = q.graph.node.find((n) => n.opType === 'DynamicQuantizeLSTM')!;
+    expect(lstm.domain).toBe('com.microsoft');
+    const w = q.graph.initializer.find((t) => t.name === lstm.input[1])!;
+    expect(w.dataType).toBe(DataType.INT8);
+    expect(w.dims.map(Number)).toEqual([2, 32, 4 * 48]);
+    expect(q.graph.initializer.find((t) => t.name === lstm.input[8])!.dims.map(Number)).toEqual([2, 4 * 48]);
+    expect(q.graph.node.some((n) => n.opType === 'LSTM')).toBe(false);
+    expect(sizeOf(out)).toBeLessThan(0.35 * sizeOf(path));
+    const v = await backend.verify(model, modelRef(out), openDataset('random:5', { inputs }), { samples: 8, thresholds: {} }, ctx);
+    expect(v.outputs[0].cosine).toBeGreaterThan(0.99);
+  });
+
+  it('leaves LSTM in float when --op-types does not name it, and quantizes only LSTM when it is the only one named', async () => {
+    const model = modelRef(path);
+    const r = await backend.quantize(model, undefined, qopts(join(dir, 'lstm.matmul-only.onnx'), { mode: 'dynamic', opTypes: ['MatMul'] }), ctx);
+    expect(r.decisions.map((d) => d.node)).toEqual(['classifier']);
+    expect(loadModel(join(dir, 'lstm.matmul-only.onnx')).proto.graph.node.map((n) => n.opType)).toContain('LSTM');
+    const r2 = await backend.quantize(model, undefined, qopts(join(dir, 'lstm.lstm-only.onnx'), { mode: 'dynamic', opTypes: ['LSTM'] }), ctx);
+    expect(r2.decisions.map((d) => d.node)).toEqual(['lstm']);
+  });
+});
+
+describe('bias correction', () => {
+  it('removes the constant offset that rounding a flat input region adds to every pixel', async () => {
+    // A page-like input: mostly 1.0 (paper), a few strokes. The calibrated range [-1, 1] puts 1.0
+    // between two uint8 levels, so every paper pixel rounds the same way: a bias, not noise. The
+    // weights sit exactly on the 7-bit grid, so weight rounding is zero and only the input's
+    // rounding is left to correct.
+    const w = Float32Array.from({ length: 4 * 27 }, (_, i) => (i % 27 === 0 ? 63 : ((i * 37) % 127) - 63) / 63 / 2);
+    const conv: ModelProto = {
+      irVersion: 7,
+      opsetImport: [{ domain: '', version: 13 }],
+      graph: {
+        name: 'page',
+        node: [makeNode('Conv', ['x', 'w', 'b'], ['y'], 'conv', [intsAttr('kernel_shape', [3, 3])])],
+        initializer: [makeTensor('w', [4, 3, 3, 3], w), makeTensor('b', [4], Float32Array.from([0.1, -0.2, 0.05, 0]))],
+        input: [makeValueInfo('x', DataType.FLOAT, [1, 3, 16, 16])],
+        output: [makeValueInfo('y', DataType.FLOAT, [1, 4, 14, 14])],
+        valueInfo: [],
+      },
+    };
+    await saveModel(conv, join(dir, 'page.onnx'));
+    const model = modelRef(join(dir, 'page.onnx'));
+    const pages = join(dir, 'pages');
+    mkdirSync(pages, { recursive: true });
+    for (let i = 0; i < 6; i++) {
+      const x = new Float32Array(3 * 16 * 16).fill(1);
+      for (let k = 0; k < 40; k++) x[(i * 97 + k * 31) % x.length] = -1 + ((k * 13) % 20) / 10;
+      writeFileSync(join(pages, `p${i}.npy`), encodeNpy([1, 3, 16, 16], x));
+    }
+    const inputs = await backend.modelInputs(model);
+    const table = await backend.calibrate(model, openDataset(pages, { inputs }), { method: 'minmax', samples: 6, target }, ctx);
+    const meanErr = async (biasCorrection: boolean) => {
+      const out = join(dir, `page.${biasCorrection}.onnx`);
+      const r = await backend.quantize(model, table, qopts(out, { biasCorrection, correctionData: openDataset(pages, { inputs }), correctionSamples: 6 }), ctx);
+      if (biasCorrection) expect(r.preparation.find((c) => c.kind === 'bias-correction')?.detail).toMatch(/input rounding [1-9]/);
+      // Per-channel mean signed error of the output over all pages; RMS over channels.
+      const [f, q] = await Promise.all([ort.InferenceSession.create(model.path), ort.InferenceSession.create(out)]);
+      const sums = new Float64Array(4);
+      let n = 0;
+      for await (const s of openDataset(pages, { inputs }).samples()) {
+        const feeds = { x: new ort.Tensor('float32', s.inputs.x.data as Float32Array, s.inputs.x.dims) };
+        const a = (await f.run(feeds)).y.data as Float32Array;
+        const b = (await q.run(feeds)).y.data as Float32Array;
+        for (let i = 0; i < a.length; i++) sums[Math.floor(i / 196)] += b[i] - a[i];
+        n += 196;
+      }
+      return Math.sqrt(sums.reduce((acc, v) => acc + (v / n) ** 2, 0) / sums.length);
+    };
+    const without = await meanErr(false);
+    const withIt = await meanErr(true);
+    expect(without).toBeGreaterThan(1e-3);
+    expect(withIt).toBeLessThan(0.2 * without);
   });
 });
 

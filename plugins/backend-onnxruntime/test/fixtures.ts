@@ -71,3 +71,37 @@ export function mlp(dIn = 64, dHidden = 256, tokens = 16): ModelProto {
     },
   };
 }
+
+/**
+ * A CRNN-style head: bidirectional LSTM over a sequence → Transpose/Reshape → MatMul to class
+ * scores per time step (the shape of OCR recognizers such as ddddocr). Gate weights are scaled
+ * so the cell neither saturates nor dies on unit-variance inputs.
+ */
+export function lstmHead(opts: { steps?: number; inputSize?: number; hidden?: number; classes?: number } = {}): ModelProto {
+  const { steps = 12, inputSize = 32, hidden = 48, classes = 20 } = opts;
+  const lstmAttrs = [intAttr('hidden_size', hidden), { name: 'direction', type: 3, s: new TextEncoder().encode('bidirectional') }];
+  return {
+    irVersion: 7,
+    opsetImport: [{ domain: '', version: 13 }],
+    graph: {
+      name: 'lstm-head',
+      node: [
+        makeNode('LSTM', ['x', 'W', 'R', 'B'], ['y'], 'lstm', lstmAttrs),
+        // y: [T, 2, 1, H] → [T, 1, 2, H] → [T, 2H]
+        makeNode('Transpose', ['y'], ['yt'], 'transpose', [intsAttr('perm', [0, 2, 1, 3])]),
+        makeNode('Reshape', ['yt', 'shape'], ['yr'], 'reshape'),
+        makeNode('MatMul', ['yr', 'Wc'], ['scores'], 'classifier'),
+      ],
+      initializer: [
+        makeTensor('W', [2, 4 * hidden, inputSize], randn(2 * 4 * hidden * inputSize, 21, 1 / Math.sqrt(inputSize))),
+        makeTensor('R', [2, 4 * hidden, hidden], randn(2 * 4 * hidden * hidden, 22, 1 / Math.sqrt(hidden))),
+        makeTensor('B', [2, 8 * hidden], randn(2 * 8 * hidden, 23, 0.1)),
+        makeTensor('shape', [2], BigInt64Array.from([BigInt(steps), BigInt(2 * hidden)])),
+        makeTensor('Wc', [2 * hidden, classes], randn(2 * hidden * classes, 24, 1 / Math.sqrt(2 * hidden))),
+      ],
+      input: [makeValueInfo('x', DataType.FLOAT, [steps, 1, inputSize])],
+      output: [makeValueInfo('scores', DataType.FLOAT, [steps, classes])],
+      valueInfo: [],
+    },
+  };
+}
