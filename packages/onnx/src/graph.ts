@@ -133,6 +133,16 @@ export function halfToFloat(h: number): number {
   return sign * 2 ** (exp - 15) * (1 + frac / 1024);
 }
 
+let HALF_TABLE: Float32Array | undefined;
+/** All 65536 half-float values, decoded once: a lookup per weight instead of arithmetic. */
+function halfTable(): Float32Array {
+  if (!HALF_TABLE) {
+    HALF_TABLE = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) HALF_TABLE[h] = halfToFloat(h);
+  }
+  return HALF_TABLE;
+}
+
 export function tensorToFloat32(t: TensorProto): Float32Array {
   const n = (t.dims ?? []).reduce((a, b) => a * Number(b), 1);
   const raw = t.rawData;
@@ -161,8 +171,13 @@ export function tensorToFloat32(t: TensorProto): Float32Array {
       return Float32Array.from(t.int32Data ?? []);
     case DataType.FLOAT16: {
       // IEEE half floats: raw little-endian bytes, or the bit patterns in int32_data.
-      const bits = raw && raw.byteLength ? new Uint16Array(Uint8Array.from(raw).buffer) : Uint16Array.from(t.int32Data ?? []);
-      return Float32Array.from(bits, halfToFloat);
+      let bits: Uint16Array;
+      if (raw && raw.byteLength) bits = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2) : new Uint16Array(Uint8Array.from(raw).buffer);
+      else bits = Uint16Array.from(t.int32Data ?? []);
+      const table = halfTable();
+      const out = new Float32Array(bits.length);
+      for (let i = 0; i < bits.length; i++) out[i] = table[bits[i]];
+      return out;
     }
     default:
       throw errModelCorrupt('<tensor>', `tensor ${t.name} has data type ${DATA_TYPE_NAMES[t.dataType] ?? t.dataType}, which qforge cannot read as numbers`);

@@ -44,9 +44,9 @@ import {
   type VerifyOptions,
   type VerifyResult,
 } from '@qforge/core';
-import { describeModel, encodeModel, graphInputs, intAttr, loadModel, makeNode, saveModel, withExtraOutputs, type LoadedModel, type ModelProto } from '@qforge/onnx';
+import { GraphIndex, describeModel, encodeModel, graphInputs, intAttr, tensorToFloat32, loadModel, makeNode, saveModel, withExtraOutputs, type LoadedModel, type ModelProto } from '@qforge/onnx';
 import { correctBiases } from './bias-correction';
-import { prepareModel, shapeQuestions, type ObservedShapes } from './prepare';
+import { prepareForCalibration, prepareModel, shapeQuestions, type ObservedShapes, type PreparationResult } from './prepare';
 import { quantizeDynamic } from './quantize-dynamic';
 import { STATIC_OP_TYPES, calibrationTensors, quantizeStaticQdq } from './quantize-qdq';
 import { qdqToQOperator } from './quantize-qoperator';
@@ -108,6 +108,26 @@ async function observeShapes(proto: ModelProto, inputs: Record<string, Tensor>, 
   } finally {
     await session.release();
   }
+}
+
+/**
+ * Calibrated tensors whose producer never outputs negatives (Relu, Sigmoid, Softmax, HardSigmoid,
+ * Clip with a non-negative floor). Quantization ranges always include 0, so their minimum is 0
+ * and only the maximum needs a pass over the values.
+ */
+function nonNegativeTensors(proto: ModelProto, tensors: string[]): Set<string> {
+  const idx = new GraphIndex(proto.graph);
+  const out = new Set<string>();
+  for (const t of tensors) {
+    const p = idx.producer.get(t);
+    if (!p || (p.domain && p.domain !== 'ai.onnx')) continue;
+    if (['Relu', 'Sigmoid', 'Softmax', 'HardSigmoid'].includes(p.opType)) out.add(t);
+    else if (p.opType === 'Clip') {
+      const lo = p.input[1] ? idx.initializers.get(p.input[1]) : undefined;
+      if (lo && tensorToFloat32(lo)[0] >= 0) out.add(t);
+    }
+  }
+  return out;
 }
 
 async function* limited(dataset: Dataset, limit: number): AsyncGenerator<Sample> {
@@ -173,27 +193,34 @@ export class OnnxRuntimeBackend implements Backend {
     const first = await iterator.next();
     if (first.done) throw errDatasetEmpty(dataset.description.source);
     ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
-    const prep = await this.prepared(model, first.value.inputs, options.equalize);
-    const candidates = calibrationTensors(prep.proto);
+    const inputSha = readFile(model.path).then(sha256Async);
+    inputSha.catch(() => undefined);
+    // No separate shape-probing session: the first calibration run answers the upgrade's questions.
+    const prep = prepareForCalibration(loadModel(model.path).proto, { equalize: options.equalize });
+    const candidates = prep.candidates(calibrationTensors);
+    const graphInputNames = new Set(graphInputs(prep.proto.graph).map((i) => i.name));
+    const questions = prep.questions.filter((t) => !graphInputNames.has(t));
     // minmax needs only each tensor's extremes: ReduceMin/ReduceMax nodes compute them inside the
     // runtime, so no activation is copied into JavaScript. Histogram methods need the values.
     const native = options.method === 'minmax' && !options.keepHistograms;
     const reduceNames = new Map(candidates.map((t) => [t, { min: `${t}__qforge_min`, max: `${t}__qforge_max` }]));
+    const floorZero = native ? nonNegativeTensors(prep.proto, candidates) : new Set<string>();
     let session;
     let fetch: string[];
     if (native) {
       const reduced: ModelProto = { ...prep.proto, graph: { ...prep.proto.graph, node: [...prep.proto.graph.node] } };
       for (const t of candidates) {
         const r = reduceNames.get(t)!;
-        reduced.graph.node.push(makeNode('ReduceMin', [t], [r.min], r.min, [intAttr('keepdims', 0)]), makeNode('ReduceMax', [t], [r.max], r.max, [intAttr('keepdims', 0)]));
+        if (!floorZero.has(t)) reduced.graph.node.push(makeNode('ReduceMin', [t], [r.min], r.min, [intAttr('keepdims', 0)]));
+        reduced.graph.node.push(makeNode('ReduceMax', [t], [r.max], r.max, [intAttr('keepdims', 0)]));
       }
-      fetch = candidates.flatMap((t) => [reduceNames.get(t)!.min, reduceNames.get(t)!.max]);
-      session = await createSession(withOutputs(reduced, fetch), { optimization: 'all' });
+      fetch = candidates.flatMap((t) => (floorZero.has(t) ? [reduceNames.get(t)!.max] : [reduceNames.get(t)!.min, reduceNames.get(t)!.max]));
+      session = await createSession(withOutputs(reduced, [...fetch, ...questions]), { optimization: 'all' });
     } else {
-      const graphInputNames = new Set(graphInputs(prep.proto.graph).map((i) => i.name));
       fetch = candidates.filter((t) => !graphInputNames.has(t));
-      session = await createSession(withOutputs(prep.proto, fetch), { optimization: 'basic' });
+      session = await createSession(withOutputs(prep.proto, [...new Set([...fetch, ...questions])]), { optimization: 'basic' });
     }
+    let prepared: PreparationResult | undefined;
     let tensors = candidates;
     const bins = methodNeedsHistogram(options.method) || options.keepHistograms ? 2 * (options.bins ?? 2048) : undefined;
     const stats = new Map<string, TensorStatistics>(candidates.map((t) => [t, new TensorStatistics({ movingAverage: options.movingAverage, histogramBins: bins })]));
@@ -207,11 +234,14 @@ export class OnnxRuntimeBackend implements Backend {
         // Decode the next sample while the runtime runs this one.
         const next = iterator.next();
         next.catch(() => undefined);
-        const out = await runSession(session, sample.inputs, fetch);
+        const out = await runSession(session, sample.inputs, count === 0 ? [...new Set([...fetch, ...questions])] : fetch);
         if (count === 0) {
+          const shapes: ObservedShapes = new Map(Object.entries(sample.inputs).map(([k, t]) => [k, t.dims]));
+          for (const q of questions) shapes.set(q, [...out[q].dims].map(Number));
+          prepared = prep.finish(shapes);
           // Only float tensors are quantized; the first run tells which ones are.
           const isFloat = (t: string) => {
-            const o = native ? out[reduceNames.get(t)!.min] : out[t];
+            const o = native ? out[reduceNames.get(t)!.max] : out[t];
             return o ? o.type === 'float32' : sample.inputs[t]?.dtype === 'float32';
           };
           tensors = tensors.filter(isFloat);
@@ -220,7 +250,7 @@ export class OnnxRuntimeBackend implements Backend {
         for (const t of tensors) {
           if (native) {
             const r = reduceNames.get(t)!;
-            stats.get(t)!.minMax.updateRange((out[r.min].data as Float32Array)[0], (out[r.max].data as Float32Array)[0]);
+            stats.get(t)!.minMax.updateRange(floorZero.has(t) ? 0 : (out[r.min].data as Float32Array)[0], (out[r.max].data as Float32Array)[0]);
             continue;
           }
           const data = (out[t]?.data ?? sample.inputs[t]?.data) as Float32Array | undefined;
@@ -233,9 +263,12 @@ export class OnnxRuntimeBackend implements Backend {
     } finally {
       await session.release();
     }
+    // Keep only what the prepared graph quantizes (the other outcome of the upgrade is dropped).
+    const kept = new Set(calibrationTensors(prepared!.proto));
+    for (const t of [...stats.keys()]) if (!kept.has(t)) stats.delete(t);
     return buildCalibrationTable({
       backend: this.id,
-      model: { sha256: (await prep.fingerprints).input, format: 'onnx', preparedSha256: (await prep.fingerprints).prepared },
+      model: { sha256: await inputSha, format: 'onnx', preparedSha256: await sha256Async(encodeModel(prepared!.proto)) },
       options,
       sampleCount: count,
       dataset: dataset.description,

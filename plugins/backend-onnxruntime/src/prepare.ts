@@ -92,7 +92,7 @@ export function upcastFloat16(proto: ModelProto, changes: GraphChange[]): void {
   g.initializer = g.initializer.map((t) => {
     if (t.dataType !== DataType.FLOAT16) return t;
     weights++;
-    return makeTensor(t.name, (t.dims ?? []).map(Number), Float32Array.from(tensorToFloat32(t)));
+    return makeTensor(t.name, (t.dims ?? []).map(Number), tensorToFloat32(t));
   });
   if (!weights) return;
   for (const n of g.node) {
@@ -442,7 +442,17 @@ export function shapeQuestions(proto: ModelProto): string[] {
   return proto.graph.node.filter((n) => (!n.domain || n.domain === 'ai.onnx') && ['Softmax', 'LogSoftmax', 'Hardmax'].includes(n.opType)).map((n) => n.input[0]);
 }
 
-export function prepareModel(proto: ModelProto, shapes: ObservedShapes, opts: { needPerAxis: boolean; equalize?: boolean }): PreparationResult & { perAxisBlockedBy?: string } {
+/**
+ * A copy to try the opset upgrade on. The upgrade rewrites nodes and the opset and only appends
+ * initializers, so weights are shared rather than copied (a deep copy of a large model costs more
+ * than the whole preparation).
+ */
+function upgradeTrial(proto: ModelProto): ModelProto {
+  return { ...proto, opsetImport: structuredClone(proto.opsetImport), graph: { ...proto.graph, node: structuredClone(proto.graph.node), initializer: [...proto.graph.initializer] } };
+}
+
+/** Preparation up to (not including) the opset upgrade: needs no shapes. */
+export function prepareGraph(proto: ModelProto, opts: { equalize?: boolean } = {}): GraphChange[] {
   const changes: GraphChange[] = [];
   constantsToInitializers(proto, changes);
   upcastFloat16(proto, changes);
@@ -452,16 +462,80 @@ export function prepareModel(proto: ModelProto, shapes: ObservedShapes, opts: { 
   if (opts.equalize) equalizeCrossLayer(proto, changes);
   const dropped = dropUnusedInitializers(proto);
   if (dropped) changes.push({ kind: 'drop-unused', detail: `${dropped} unused initializer(s) removed` });
-  let perAxisBlockedBy: string | undefined;
-  if (opts.needPerAxis) {
-    // Upgrade a copy: a refused upgrade must leave the graph exactly as it was.
-    const trial = structuredClone(proto);
-    const trialChanges: GraphChange[] = [];
-    perAxisBlockedBy = upgradeOpset(trial, shapes, trialChanges);
-    if (!perAxisBlockedBy) {
-      Object.assign(proto, trial);
-      changes.push(...trialChanges);
-    } else changes.push({ kind: 'opset-kept', detail: `${perAxisBlockedBy}; weights use per-tensor scales` });
-  }
+  return changes;
+}
+
+/**
+ * Raises the opset to 13 for per-axis parameters, on a copy first: a refused upgrade leaves the
+ * graph exactly as it was. Returns why it was refused, if it was.
+ */
+export function upgradeForPerAxis(proto: ModelProto, shapes: ObservedShapes, changes: GraphChange[]): string | undefined {
+  if (opsetVersion(proto) >= 13) return undefined;
+  const trial = upgradeTrial(proto);
+  const trialChanges: GraphChange[] = [];
+  const blockedBy = upgradeOpset(trial, shapes, trialChanges);
+  if (!blockedBy) {
+    Object.assign(proto, trial);
+    changes.push(...trialChanges);
+  } else changes.push({ kind: 'opset-kept', detail: `${blockedBy}; weights use per-tensor scales` });
+  return blockedBy;
+}
+
+export function prepareModel(proto: ModelProto, shapes: ObservedShapes, opts: { needPerAxis: boolean; equalize?: boolean }): PreparationResult & { perAxisBlockedBy?: string } {
+  const changes = prepareGraph(proto, opts);
+  const perAxisBlockedBy = opts.needPerAxis ? upgradeForPerAxis(proto, shapes, changes) : undefined;
   return { proto, changes, opset: opsetVersion(proto), perAxisBlockedBy };
+}
+
+/**
+ * Preparation for calibration without a separate shape-probing run. Only the opset upgrade needs
+ * shapes (Softmax-family axes); it renames nothing and never changes a value, so calibration can
+ * run on the graph before the upgrade while its first run answers the shape questions. The
+ * tensors calibrated are those the upgraded graph would quantize as well as those the kept graph
+ * would, so either outcome finds its ranges; `finish` then applies the real decision.
+ */
+export function prepareForCalibration(proto: ModelProto, opts: { equalize?: boolean } = {}) {
+  const questions = shapeQuestions(proto);
+  const changes = prepareGraph(proto, opts);
+  // The upgrade as it goes when every Softmax-family axis is the last one (the common case).
+  const needsUpgrade = opsetVersion(proto) < 13;
+  const optimistic = needsUpgrade ? upgradeTrial(proto) : proto;
+  const optimisticChanges: GraphChange[] = [];
+  const lastAxis: ObservedShapes = new Map();
+  for (const n of proto.graph.node) {
+    if (!questions.includes(n.input[0])) continue;
+    const axis = attrInt(n, 'axis', 1);
+    lastAxis.set(n.input[0], new Array(axis >= 0 ? axis + 1 : 1).fill(1));
+  }
+  const optimisticBlock = needsUpgrade ? upgradeOpset(optimistic, lastAxis, optimisticChanges) : undefined;
+  return {
+    proto,
+    questions,
+    /** Tensors to calibrate: what either outcome of the upgrade quantizes. */
+    candidates(select: (p: ModelProto) => string[]): string[] {
+      return [...new Set([...select(proto), ...(needsUpgrade && !optimisticBlock ? select(optimistic) : [])])];
+    },
+    /** The prepared graph quantize will see, given the shapes observed in the first run. */
+    finish(shapes: ObservedShapes): PreparationResult {
+      const all = [...changes];
+      if (!needsUpgrade) return { proto, changes: all, opset: opsetVersion(proto) };
+      if (!optimisticBlock && !blocksOnShapes(proto, shapes)) {
+        all.push(...optimisticChanges);
+        return { proto: optimistic, changes: all, opset: opsetVersion(optimistic) };
+      }
+      upgradeForPerAxis(proto, shapes, all);
+      return { proto, changes: all, opset: opsetVersion(proto) };
+    },
+  };
+}
+/** Whether an observed Softmax-family input shape makes the opset-13 upgrade change meaning. */
+function blocksOnShapes(proto: ModelProto, shapes: ObservedShapes): boolean {
+  if (opsetVersion(proto) >= 13) return false;
+  return proto.graph.node.some((n) => {
+    if ((n.domain && n.domain !== 'ai.onnx') || !['Softmax', 'LogSoftmax', 'Hardmax'].includes(n.opType)) return false;
+    const dims = shapes.get(n.input[0]);
+    if (!dims) return true;
+    const axis = attrInt(n, 'axis', 1);
+    return (axis < 0 ? axis + dims.length : axis) !== dims.length - 1;
+  });
 }
