@@ -216,8 +216,12 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
         const sName = name(`${b!.name}_scale`);
         const zName = name(`${b!.name}_zero_point`);
         const dq = name(`${b!.name}_dequantized`);
-        g.initializer.push(makeTensor(qName, [channels], qb.values), makeTensor(sName, [channels], qb.scales), makeTensor(zName, [channels], new Int32Array(channels)));
-        newNodes.push(makeNode('DequantizeLinear', [qName, sName, zName], [dq], name(`${b!.name}_DequantizeLinear`), [intAttr('axis', 0)]));
+        // Per-tensor weights give one bias scale: a scalar then, since DequantizeLinear has no
+        // `axis` before opset 13 (the opset stays older when an upgrade would change meaning).
+        const perAxis = entry.scales.length > 1;
+        const sDims = perAxis ? [channels] : [];
+        g.initializer.push(makeTensor(qName, [channels], qb.values), makeTensor(sName, sDims, perAxis ? qb.scales : qb.scales.slice(0, 1)), makeTensor(zName, sDims, new Int32Array(perAxis ? channels : 1)));
+        newNodes.push(makeNode('DequantizeLinear', [qName, sName, zName], [dq], name(`${b!.name}_DequantizeLinear`), perAxis ? [intAttr('axis', 0)] : []));
         n.input[2] = dq;
       }
     }

@@ -106,6 +106,19 @@ describe('model preparation', () => {
     expect(prep.perAxisBlockedBy).toMatch(/Softmax/);
     expect(prep.changes.map((c) => c.kind)).toContain('opset-kept');
   });
+
+  it.each([
+    ['upgraded', messyCnn(), 'per-channel'],
+    ['kept by a Softmax axis seen only at run time', messyCnn({ softmaxAxis: 1, flattenBeforeSoftmax: false }), 'per-tensor'],
+  ] as const)('calibration learns the shapes from its own first run; the table fits quantize when the opset is %s', async (_, proto, granularity) => {
+    const path = join(dir, `shape-${granularity}.onnx`);
+    await saveModel(proto, path);
+    const model = modelRef(path);
+    const table = await backend.calibrate(model, openDataset('random:2', { inputs: await backend.modelInputs(model) }), { method: 'minmax', samples: 4, target }, ctx);
+    const r = await backend.quantize(model, table, qopts(join(dir, `shape-${granularity}.int8.onnx`)), ctx);
+    expect(r.decisions.filter((d) => d.quantized).every((d) => d.granularity === granularity)).toBe(true);
+    expect(Object.keys(table.tensors).length).toBeGreaterThan(3);
+  });
 });
 
 describe('static QDQ quantization', () => {
