@@ -3,7 +3,7 @@
 // generator websites use: glyph outlines from its bundled font, random tilt and size, curved noise
 // lines, optional colour background) and rasterized with sharp. Each file name carries its text,
 // so the benchmark can decode the recognizer's CTC output and score recognition accuracy.
-// Calibration and evaluation sets use different seeds. Deterministic: svg-captcha draws from
+// Calibration, evaluation and check sets use different seeds. Deterministic: svg-captcha draws from
 // Math.random, which is replaced by a seeded generator while the images are made.
 // Usage: node tools/make-captcha-data.js [outDir] [countPerSet]
 const { mkdirSync, readdirSync, rmSync } = require('node:fs');
@@ -56,7 +56,9 @@ if (require.main === module) {
   (async () => {
     const calib = await makeSet('calib', 11);
     const evalCount = await makeSet('eval', 12);
-    console.log(`${OUT}: ${calib} calibration and ${evalCount} evaluation captchas`);
+    // A third set, for checking rankings measured on the evaluation set on images they never saw.
+    const check = await makeSet('check', 13);
+    console.log(`${OUT}: ${calib} calibration, ${evalCount} evaluation and ${check} check captchas`);
   })().catch((e) => {
     console.error(e);
     process.exit(1);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertTableMatches, validateCalibrationTable, type CalibrationTable } from './calibration-table';
 import { ErrorCodes, QforgeError, errModelNotFound } from './errors';
-import { detectModelFormat, writeFileAtomic } from './files';
+import { detectModelFormat, sha256Async, sha256Bytes, writeFileAtomic } from './files';
 import { detectTargetProfile, readCpuInfo, resolveTargetProfile } from './target';
 
 describe('errors', () => {
@@ -78,5 +78,13 @@ describe('calibration tables', () => {
     expect(() => validateCalibrationTable({ ...table, method: 'magic' })).toThrow(expect.objectContaining({ code: 'E_CALIB_TABLE_INVALID' }));
     expect(() => assertTableMatches(table, 'b'.repeat(64))).toThrow(expect.objectContaining({ code: 'E_CALIB_TABLE_MISMATCH' }));
     expect(() => assertTableMatches(table, 'a'.repeat(64), ['x', 'y'])).toThrow(expect.objectContaining({ code: 'E_CALIB_TABLE_MISMATCH' }));
+  });
+});
+
+describe('sha256Async', () => {
+  it('hashes off the main thread to the same digest as the synchronous hash', async () => {
+    const data = Uint8Array.from({ length: 100_003 }, (_, i) => (i * 31) & 0xff);
+    expect(await sha256Async(data)).toBe(sha256Bytes(data));
+    expect(await sha256Async(new Uint8Array(0))).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
   });
 });
