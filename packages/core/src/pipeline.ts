@@ -124,13 +124,13 @@ export async function recordSensitivityRun(
   return { runDir, report };
 }
 
+/** Smallest change in a correction's score (dB, or accuracy points) that counts as an effect. */
+const CORRECTION_NOISE = 0.05;
+
 /**
  * Runs the pipeline and always writes report.json (a failed run records its coded error).
  * The quantized model appears only if quantization succeeded; it is written atomically.
  */
-/** Smallest change in a correction's score (dB, or accuracy points) that counts as an effect. */
-const CORRECTION_NOISE = 0.05;
-
 export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ctx: RunContext): Promise<QuantizeRunResult> {
   const started = Date.now();
   const d = opts.target.defaults;
@@ -292,7 +292,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
         for (const [m, label] of metrics) {
           const without = score(v0, m);
           const withIt = score(verify, m);
-          // A change below 0.05 (dB or points) is run-to-run noise, e.g. equalization that found no pair.
+          // Smaller changes are run-to-run noise, e.g. equalization that found no pair.
           report.corrections.push({ name: variant.name, metric: label, without, with: withIt, helped: withIt - without > CORRECTION_NOISE });
         }
       }

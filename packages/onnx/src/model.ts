@@ -13,6 +13,8 @@ export interface LoadedModel {
   path?: string;
   /** Tensors whose data came from external files: name → location. */
   externalTensors: Record<string, string>;
+  /** The file's bytes as read (initializers decode as views into them, so keeping them is free): hash these instead of reading the file again. */
+  bytes?: Uint8Array;
 }
 
 function insideFolder(folder: string, candidate: string): boolean {
@@ -77,9 +79,10 @@ export function decodeModel(bytes: Uint8Array, source = '<bytes>'): ModelProto {
 export function loadModel(path: string): LoadedModel {
   const abs = resolve(path);
   if (!existsSync(abs)) throw errModelNotFound(abs);
-  const proto = decodeModel(readFileSync(abs), abs);
+  const bytes = readFileSync(abs);
+  const proto = decodeModel(bytes, abs);
   const externalTensors = resolveExternalData(proto, abs);
-  return { proto, path: abs, externalTensors };
+  return { proto, path: abs, externalTensors, bytes };
 }
 
 export function encodeModel(proto: ModelProto): Uint8Array {

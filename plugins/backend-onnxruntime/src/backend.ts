@@ -1,6 +1,5 @@
 // The ONNX Runtime backend: calibrate, quantize, benchmark and verify ONNX models (no side effects on import).
 import { statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import {
   AccuracyAccumulator,
   judgeVerification,
@@ -17,7 +16,6 @@ import {
   openDataset,
   methodNeedsHistogram,
   sha256Async,
-  sha256File,
   summarizeLatencies,
   throughputPerSec,
   throwIfAborted,
@@ -44,7 +42,7 @@ import {
   type VerifyOptions,
   type VerifyResult,
 } from '@qforge/core';
-import { GraphIndex, describeModel, encodeModel, graphInputs, intAttr, tensorToFloat32, loadModel, makeNode, saveModel, withExtraOutputs, type LoadedModel, type ModelProto } from '@qforge/onnx';
+import { GraphIndex, describeModel, encodeModel, graphInputs, intAttr, tensorToFloat32, loadModel, makeNode, saveModel, withExtraOutputs, type ModelProto } from '@qforge/onnx';
 import { correctBiases } from './bias-correction';
 import { prepareForCalibration, prepareModel, shapeQuestions, type ObservedShapes, type PreparationResult } from './prepare';
 import { quantizeDynamic } from './quantize-dynamic';
@@ -171,35 +169,22 @@ export class OnnxRuntimeBackend implements Backend {
     return graphInputs(loadModel(model.path).proto.graph);
   }
 
-  /**
-   * Loads and prepares a model the same way for calibrate and quantize, so tables line up. The
-   * two fingerprints are hashed off the main thread and resolve later, so hashing a large model
-   * overlaps with session creation and inference instead of adding to them.
-   */
-  private async prepared(model: ModelRef, probeInputs: Record<string, Tensor>, equalize = false, known: { loaded?: LoadedModel; inputSha?: string } = {}) {
-    const loaded = known.loaded ?? loadModel(model.path);
-    const inputSha = known.inputSha ? Promise.resolve(known.inputSha) : readFile(model.path).then(sha256Async);
-    const shapes = await observeShapes(loaded.proto, probeInputs, shapeQuestions(loaded.proto));
-    const prep = prepareModel(loaded.proto, shapes, { needPerAxis: true, equalize });
-    const preparedSha = sha256Async(encodeModel(prep.proto));
-    // Keep a rejected hash from surfacing as unhandled before a caller awaits it.
-    inputSha.catch(() => undefined);
-    return { ...prep, fingerprints: Promise.all([inputSha, preparedSha]).then(([input, prepared]) => ({ input, prepared })) };
-  }
-
   async calibrate(model: ModelRef, dataset: Dataset, options: CalibrateOptions, ctx: RunContext): Promise<CalibrationTable> {
     if (!this.capabilities.calibrationMethods.includes(options.method)) throw errInvalidOption('--method', `unknown method ${options.method}`);
     const iterator = limited(dataset, options.samples)[Symbol.asyncIterator]();
     const first = await iterator.next();
     if (first.done) throw errDatasetEmpty(dataset.description.source);
     ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
-    const inputSha = readFile(model.path).then(sha256Async);
+    const loaded = loadModel(model.path);
+    // Hashed off the main thread while the model is prepared and calibrated; awaited at the end.
+    const inputSha = sha256Async(loaded.bytes!);
     inputSha.catch(() => undefined);
     // No separate shape-probing session: the first calibration run answers the upgrade's questions.
-    const prep = prepareForCalibration(loadModel(model.path).proto, { equalize: options.equalize });
+    const prep = prepareForCalibration(loaded.proto, { equalize: options.equalize });
     const candidates = prep.candidates(calibrationTensors);
     const graphInputNames = new Set(graphInputs(prep.proto.graph).map((i) => i.name));
     const questions = prep.questions.filter((t) => !graphInputNames.has(t));
+    let firstFetch: string[];
     // minmax needs only each tensor's extremes: ReduceMin/ReduceMax nodes compute them inside the
     // runtime, so no activation is copied into JavaScript. Histogram methods need the values.
     const native = options.method === 'minmax' && !options.keepHistograms;
@@ -215,10 +200,12 @@ export class OnnxRuntimeBackend implements Backend {
         reduced.graph.node.push(makeNode('ReduceMax', [t], [r.max], r.max, [intAttr('keepdims', 0)]));
       }
       fetch = candidates.flatMap((t) => (floorZero.has(t) ? [reduceNames.get(t)!.max] : [reduceNames.get(t)!.min, reduceNames.get(t)!.max]));
-      session = await createSession(withOutputs(reduced, [...fetch, ...questions]), { optimization: 'all' });
+      firstFetch = [...fetch, ...questions];
+      session = await createSession(withOutputs(reduced, firstFetch), { optimization: 'all' });
     } else {
       fetch = candidates.filter((t) => !graphInputNames.has(t));
-      session = await createSession(withOutputs(prep.proto, [...new Set([...fetch, ...questions])]), { optimization: 'basic' });
+      firstFetch = [...new Set([...fetch, ...questions])];
+      session = await createSession(withOutputs(prep.proto, firstFetch), { optimization: 'basic' });
     }
     let prepared: PreparationResult | undefined;
     let tensors = candidates;
@@ -234,7 +221,7 @@ export class OnnxRuntimeBackend implements Backend {
         // Decode the next sample while the runtime runs this one.
         const next = iterator.next();
         next.catch(() => undefined);
-        const out = await runSession(session, sample.inputs, count === 0 ? [...new Set([...fetch, ...questions])] : fetch);
+        const out = await runSession(session, sample.inputs, count === 0 ? firstFetch : fetch);
         if (count === 0) {
           const shapes: ObservedShapes = new Map(Object.entries(sample.inputs).map(([k, t]) => [k, t.dims]));
           for (const q of questions) shapes.set(q, [...out[q].dims].map(Number));
@@ -282,18 +269,20 @@ export class OnnxRuntimeBackend implements Backend {
     if (options.format === 'qoperator' && options.activation16Nodes?.length) throw errUnsupported(this.id, '--format qoperator with --a16-nodes', 'QLinear operators are 8-bit; 16-bit activations need --format qdq');
     if (options.format === 'qoperator' && options.mode !== 'static') throw errUnsupported(this.id, '--format qoperator with --mode dynamic', 'dynamic quantization writes DynamicQuantizeMatMul; use --format qdq');
     const loaded = loadModel(model.path);
-    const inputSha = await sha256File(model.path);
+    const inputSha = await sha256Async(loaded.bytes!);
     // A table for another model is refused before anything runs.
     if (table) assertTableMatches(table, inputSha);
     const dims = table?.methodOptions?.inputDims as Record<string, number[]> | undefined;
     ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
     const probe = await randomInputs(graphInputs(loaded.proto.graph), 0, dims);
-    const prep = await this.prepared(model, probe.inputs, options.equalize, { loaded, inputSha });
+    // Prepared as calibrate prepares it (same shapes from the table's input dims), so tables line up.
+    const shapes = await observeShapes(loaded.proto, probe.inputs, shapeQuestions(loaded.proto));
+    const prep = prepareModel(loaded.proto, shapes, { needPerAxis: true, equalize: options.equalize });
     let decisions: NodeDecision[];
     let changes: GraphChange[];
     if (options.mode === 'static') {
       if (!table) throw errInvalidOption('--mode static', 'static quantization needs calibration data', 'Pass --data <dataset> or --calib-table <file>, or use --mode dynamic.');
-      if (table.model.preparedSha256 && table.model.preparedSha256 !== (await prep.fingerprints).prepared) {
+      if (table.model.preparedSha256 && table.model.preparedSha256 !== (await sha256Async(encodeModel(prep.proto)))) {
         throw errCalibTableMismatch('the model prepares differently than when the table was made (another qforge version?)');
       }
       const floatProto = options.biasCorrection ? structuredClone(prep.proto) : undefined;

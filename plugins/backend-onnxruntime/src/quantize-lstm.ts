@@ -52,10 +52,6 @@ export function quantizeRecurrent(proto: ModelProto, opts: RecurrentOptions): { 
       skip('W or R is not a constant 3-D float weight');
       continue;
     }
-    if (n.attribute.some((a) => a.name === 'layout' && Number(a.i) !== 0)) {
-      skip('layout=1 (batch-first) has no DynamicQuantizeLSTM kernel');
-      continue;
-    }
     const packed = [w, r].map((t) => ({ t, ...packWeight(tensorToFloat32(t), t.dims.map(Number), opts) }));
     const names = packed.map(({ t, values, scales, scaleDims }) => {
       const dims = t.dims.map(Number);
@@ -68,7 +64,15 @@ export function quantizeRecurrent(proto: ModelProto, opts: RecurrentOptions): { 
     // Inputs: X, W, R, B, sequence_lens, initial_h, initial_c, P, W_scale, W_zero_point, R_scale, R_zero_point.
     const optional = [3, 4, 5, 6, 7].map((i) => n.input[i] ?? '');
     const inputs = [n.input[0], names[0].q, names[1].q, ...optional, names[0].s, names[0].z, names[1].s, names[1].z];
-    const q = makeNode('DynamicQuantizeLSTM', inputs, [...n.output], name(`${nodeName}_DynamicQuantizeLSTM`), n.attribute.filter((a) => a.name !== 'layout'), MS_DOMAIN);
+    const q = makeNode(
+      'DynamicQuantizeLSTM',
+      inputs,
+      [...n.output],
+      name(`${nodeName}_DynamicQuantizeLSTM`),
+      // ONNX Runtime runs only layout=0 LSTMs; the contrib op has no `layout` attribute.
+      n.attribute.filter((a) => a.name !== 'layout'),
+      MS_DOMAIN,
+    );
     replaced.set(n, q);
     decisions.push({ node: nodeName, opType: n.opType, quantized: true, weightType: 'int8', granularity: opts.perChannel ? 'per-channel' : 'per-tensor', reason: 'int8 weights; input and hidden state quantized at run time (DynamicQuantizeLSTM)' });
   }
