@@ -71,9 +71,15 @@ describe('finding the best int8 model', () => {
     const r = qforge(['quantize', EXAMPLE, '--data', 'mnist:calib', '--samples', '64', '--eval-data', 'mnist:test', '--eval-samples', '300', '--equalize', '--no-benchmark', '--runs-dir', runs, '--json']);
     expect(r.code).toBe(0);
     const { report } = r.json();
-    expect(report.quantization.preparation.find((c: { kind: string }) => c.kind === 'equalize').detail).toMatch(/conv1→conv2/);
     const entries = report.corrections.filter((c: { name: string }) => c.name === 'equalization');
-    expect(entries.map((c: { metric: string }) => c.metric)).toEqual([expect.stringMatching(/^SNR/), expect.stringMatching(/top-1/)]);
-    for (const c of entries) expect(c.helped).toBe(c.with > c.without);
+    expect(entries.map((c: { metric: string }) => c.metric)).toEqual([expect.stringMatching(/^top-1 accuracy drop/), expect.stringMatching(/^SNR/)]);
+    const decisive = entries.find((c: { decisive: boolean }) => c.decisive);
+    // Kept only when the deciding metric improved; otherwise the written model lacks it, and the report says so.
+    expect(entries.every((c: { applied: boolean }) => c.applied === decisive.helped)).toBe(true);
+    expect(report.options.equalize).toBe(decisive.helped);
+    const equalized = report.quantization.preparation.find((c: { kind: string }) => c.kind === 'equalize');
+    if (decisive.helped) expect(equalized.detail).toMatch(/conv1→conv2/);
+    else expect(equalized).toBeUndefined();
+    if (!decisive.helped) expect(report.verdictReasons).toContainEqual(expect.stringMatching(/^equalization left out: it made (no measurable difference|the result worse)/));
   });
 });

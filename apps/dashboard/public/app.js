@@ -2,16 +2,27 @@
 (function () {
   const view = document.getElementById('view');
   const charts = [];
+  // The per-launch token arrives in the URL the server printed; it is kept for this tab and taken
+  // out of the address bar (and so out of history and screenshots).
+  const params = new URLSearchParams(location.search);
+  if (params.has('token')) {
+    sessionStorage.setItem('qforge-token', params.get('token'));
+    history.replaceState(null, '', location.pathname + location.hash);
+  }
+  const token = sessionStorage.getItem('qforge-token') || '';
   const api = async (path, init) => {
-    const res = await fetch(path, init);
+    const res = await fetch(path, init && init.method && init.method !== 'GET' ? { ...init, headers: { ...(init.headers || {}), 'x-qforge-token': token } } : init);
     const body = await res.json().catch(() => ({}));
     if (!res.ok) throw Object.assign(new Error((body.error && body.error.message) || res.statusText), { status: res.status, body });
     return body;
   };
+  // The one escape for every value put into markup: reports are files anyone could have written.
   const esc = (s) => String(s == null ? '' : s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
-  const num = (x, d = 2) => (x == null || Number.isNaN(x) ? '—' : Number(x).toFixed(d));
-  const kib = (b) => (b == null ? '—' : `${(b / 1024).toFixed(1)} KiB`);
-  const pct = (x) => (x == null ? '—' : `${(x * 100).toFixed(2)}%`);
+  const num = (x, d = 2) => (x == null || !Number.isFinite(Number(x)) ? '—' : Number(x).toFixed(d));
+  // A speedup is a ratio of medians; its 95% interval, when the report has one, is printed with it.
+  const speedupCell = (r) => `${num(r.speedup)}×${r.speedupLow != null ? ` [${num(r.speedupLow)}–${num(r.speedupHigh)}]` : ''}${r.crossRuntime ? ' cross-runtime' : ''}`;
+  const kib = (b) => (b == null || !Number.isFinite(Number(b)) ? '—' : `${(Number(b) / 1024).toFixed(1)} KiB`);
+  const pct = (x) => (x == null || !Number.isFinite(Number(x)) ? '—' : `${(Number(x) * 100).toFixed(2)}%`);
   const clearCharts = () => { while (charts.length) { const c = charts.pop(); if (c) c.destroy(); } };
   const selected = new Set();
 
@@ -37,9 +48,9 @@
       <tbody>${shown.map((r) => r.damaged
         ? `<tr class="damaged" data-id="${esc(r.id)}"><td></td><td colspan="${columns.length}">${esc(r.id)} — damaged: ${esc(r.problem)}</td></tr>`
         : `<tr data-id="${esc(r.id)}"><td>${r.mode === 'sensitivity' ? '' : `<input type="checkbox" class="pick" value="${esc(r.id)}" ${selected.has(r.id) ? 'checked' : ''} aria-label="select ${esc(r.id)}">`}</td>
-          <td><a href="#/run/${encodeURIComponent(r.id)}">${esc(r.model)}</a></td><td>${esc(r.backend)}</td><td>${esc(r.target)}</td><td>${esc(r.mode)}</td><td>${esc(r.method)}</td><td>${r.samples ?? '—'}</td>
+          <td><a href="#/run/${encodeURIComponent(r.id)}">${esc(r.model)}</a></td><td>${esc(r.backend)}</td><td>${esc(r.target)}</td><td>${esc(r.mode)}</td><td>${esc(r.method)}</td><td>${esc(r.samples ?? '—')}</td>
           <td>${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} (${num(r.sizeRatio)}×)</td>
-          <td>${num(r.fp32Ms, 3)} → ${num(r.int8Ms, 3)} ms (${num(r.speedup)}×)</td>
+          <td>${num(r.fp32Ms, 3)} → ${num(r.int8Ms, 3)} ms (${speedupCell(r)})</td>
           <td>${num(r.snrDb, 1)} dB</td><td>${r.accuracyInt8 != null ? `${pct(r.accuracyFp32)} → ${pct(r.accuracyInt8)}` : '—'}</td>
           <td class="verdict-${esc(r.verdict)}">${esc(r.verdict)}${r.error ? ` <span class="muted">${esc(r.error)}</span>` : ''}</td><td>${esc((r.createdAt || '').replace('T', ' ').slice(0, 19))}</td></tr>`).join('')}</tbody></table>`;
     view.querySelectorAll('th[data-key]').forEach((th) => th.addEventListener('click', () => {
@@ -73,14 +84,14 @@
       ${report.error ? `<p class="error">${esc(report.error.code)}: ${esc(report.error.message)}\nhint: ${esc(report.error.hint || '')}</p>` : ''}
       <div class="cards">
         <div class="card">size<b>${report.sizes ? `${num(report.sizes.ratio)}×` : '—'}</b><span class="muted">${report.sizes ? `${kib(report.sizes.inputBytes)} → ${kib(report.sizes.outputBytes)}` : ''}</span></div>
-        <div class="card">speedup<b>${report.benchmark && report.benchmark.speedup ? `${num(report.benchmark.speedup)}×` : '—'}</b><span class="muted">${report.benchmark && report.benchmark.compare ? `${num(report.benchmark.compare.latencyMs.mean, 3)} → ${num(report.benchmark.primary.latencyMs.mean, 3)} ms` : ''}</span></div>
+        <div class="card">speedup<b>${report.benchmark && report.benchmark.speedup ? esc(QforgeCharts.speedupText(report.benchmark)) : '—'}</b><span class="muted">${report.benchmark && report.benchmark.compare ? `median ${num(report.benchmark.compare.latencyMs.p50, 3)} → ${num(report.benchmark.primary.latencyMs.p50, 3)} ms` : ''}</span></div>
         <div class="card">output SNR<b>${o ? `${num(o.snrDb, 1)} dB` : '—'}</b><span class="muted">${o && o.preActivation ? `before ${esc(o.preActivation.op)}: ${num(o.preActivation.snrDb, 1)} dB` : ''}</span></div>
         <div class="card">accuracy<b>${report.verify && report.verify.accuracy ? pct(report.verify.accuracy.candidate) : '—'}</b><span class="muted">${report.verify && report.verify.accuracy ? `fp32 ${pct(report.verify.accuracy.reference)}, drop ${num(report.verify.accuracy.dropPoints)} pts` : ''}</span></div>
       </div>
       <p>${report.verdictReasons.map(esc).join('; ')}</p>
       ${report.search ? `<h3>Accuracy-aware search: ${esc(report.search.target)} ${report.search.met ? 'met' : 'NOT met'}</h3>
         <table id="search"><thead><tr><th>step</th><th>method</th><th>samples</th><th>nodes in float</th><th>score</th><th>met</th></tr></thead><tbody>
-        ${report.search.path.map((s) => `<tr><td>${esc(s.step)}</td><td>${esc(s.method)}</td><td>${s.samples}</td><td>${esc(s.floatNodes.join(', ') || '—')}</td><td>${num(s.score, 3)}</td><td>${s.met ? 'yes' : 'no'}</td></tr>`).join('')}</tbody></table>` : ''}
+        ${report.search.path.map((s) => `<tr><td>${esc(s.step)}</td><td>${esc(s.method)}</td><td>${esc(s.samples)}</td><td>${esc(s.floatNodes.join(', ') || '—')}</td><td>${num(s.score, 3)}</td><td>${s.met ? 'yes' : 'no'}</td></tr>`).join('')}</tbody></table>` : ''}
       ${report.sensitivity ? `<h3>Sensitivity: ${esc(report.sensitivity.metric)}, all quantized ${num(report.sensitivity.baseline, 2)}${report.sensitivity.rankAgreement !== undefined ? `, rank agreement ${num(report.sensitivity.rankAgreement)}` : ''}</h3>
         <div class="chart"><canvas id="sensitivity" height="${Math.max(120, Math.min(40, report.sensitivity.layers.length) * 18)}"></canvas></div>
         <table id="sensitivity-table"><thead><tr><th>node</th><th>all but this</th><th>recovery</th><th>only this</th></tr></thead><tbody>
@@ -108,7 +119,7 @@
     view.innerHTML = `<h2>Compare ${rows.length} runs</h2>
       <div class="chart"><canvas id="compare"></canvas></div>
       <table id="compare-table"><thead><tr><th>run</th><th>model</th><th>method</th><th>samples</th><th>accuracy</th><th>SNR</th><th>size</th><th>speedup</th><th>verdict</th></tr></thead><tbody>
-      ${rows.map((r) => `<tr><td><a href="#/run/${encodeURIComponent(r.id)}">${esc(r.id)}</a></td><td>${esc(r.model)}</td><td>${esc(r.method)}</td><td>${r.samples ?? '—'}</td><td>${r.accuracy != null ? num(r.accuracy) + '%' : '—'}</td><td>${num(r.snrDb, 1)} dB</td><td>${num(r.sizeRatio)}×</td><td>${num(r.speedup)}×</td><td class="verdict-${esc(r.verdict)}">${esc(r.verdict)}</td></tr>`).join('')}</tbody></table>`;
+      ${rows.map((r) => `<tr><td><a href="#/run/${encodeURIComponent(r.id)}">${esc(r.id)}</a></td><td>${esc(r.model)}</td><td>${esc(r.method)}</td><td>${esc(r.samples ?? '—')}</td><td>${r.accuracy != null ? num(r.accuracy) + '%' : '—'}</td><td>${num(r.snrDb, 1)} dB</td><td>${num(r.sizeRatio)}×</td><td>${speedupCell(r)}</td><td class="verdict-${esc(r.verdict)}">${esc(r.verdict)}</td></tr>`).join('')}</tbody></table>`;
     charts.push(QforgeCharts.compareChart(document.getElementById('compare'), rows));
   }
 
@@ -148,7 +159,9 @@
         result.innerHTML = `<span class="error">${esc(e.message)}</span>`;
         return;
       }
+      if (started.position > 0) document.getElementById('phase').textContent = `queued (${started.position} ahead)`;
       const es = new EventSource(started.events);
+      es.addEventListener('queued', (m) => { document.getElementById('phase').textContent = `queued (${JSON.parse(m.data).position} ahead)`; });
       es.addEventListener('progress', (m) => {
         const p = JSON.parse(m.data).progress;
         document.getElementById('phase').textContent = `${p.phase}${p.total ? ` ${p.current}/${p.total}` : ''}${p.message ? ` — ${p.message}` : ''}`;

@@ -3,28 +3,46 @@
   const FP32 = '#8896a8';
   const INT8 = '#1f7a5c';
 
+  /** Counts per bin over [lo, hi]; samples outside are not counted (the caller says how many). */
   function histogram(samples, lo, hi, bins) {
     const counts = new Array(bins).fill(0);
     const w = (hi - lo) / bins || 1;
-    for (const s of samples) counts[Math.min(bins - 1, Math.max(0, Math.floor((s - lo) / w)))]++;
+    for (const s of samples) if (s >= lo && s <= hi) counts[Math.min(bins - 1, Math.floor((s - lo) / w))]++;
     return counts;
   }
 
-  /** Latency distributions of fp32 and int8 from one alternating benchmark run. */
+  /** Nearest-rank percentile, as in @qforge/core's bench-stats. */
+  function percentile(sorted, p) {
+    return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+  }
+
+  function speedupText(b) {
+    const f = (x) => Number(x).toFixed(2);
+    const s = b.speedupEstimate;
+    if (!s) return b.speedup ? `${f(b.speedup)}×` : '';
+    return `${f(s.median)}× (${Math.round(Number(s.confidence) * 100)}% CI ${f(s.low)}–${f(s.high)})${b.crossRuntime ? ', cross-runtime' : ''}`;
+  }
+
+  /**
+   * Latency distributions of fp32 and int8 from one alternating benchmark run. The axis stops at
+   * the 99th percentile: a single stall would otherwise crush every other run into one bar.
+   */
   function latencyChart(canvas, report) {
     const b = report.benchmark;
     if (!b) return null;
     const series = [{ label: 'int8', s: b.primary.latencyMs.samples, color: INT8 }];
     if (b.compare) series.unshift({ label: 'fp32', s: b.compare.latencyMs.samples, color: FP32 });
-    const all = series.flatMap((x) => x.s);
-    const lo = Math.min(...all);
-    const hi = Math.max(...all);
+    const all = series.flatMap((x) => x.s).sort((x, y) => x - y);
+    const lo = all[0];
+    const hi = percentile(all, 99);
+    const clipped = all.filter((x) => x > hi).length;
     const bins = 30;
     const labels = Array.from({ length: bins }, (_, i) => (lo + ((i + 0.5) * (hi - lo)) / bins).toFixed(3));
+    const title = [`Latency distribution (ms per inference)${b.compare ? `, speedup ${speedupText(b)} from medians` : ''}`, `clipped at p99 = ${hi.toFixed(3)} ms: ${clipped} slower run(s) of ${all.length} not shown`];
     return new Chart(canvas, {
       type: 'bar',
       data: { labels, datasets: series.map((x) => ({ label: x.label, data: histogram(x.s, lo, hi, bins), backgroundColor: x.color })) },
-      options: { animation: false, plugins: { title: { display: true, text: 'Latency distribution (ms per inference)' } }, scales: { x: { title: { display: true, text: 'ms' } }, y: { title: { display: true, text: 'runs' } } } },
+      options: { animation: false, plugins: { title: { display: true, text: title } }, scales: { x: { title: { display: true, text: 'ms (up to p99)' } }, y: { title: { display: true, text: 'runs' } } } },
     });
   }
 
@@ -88,7 +106,7 @@
     const ds = (label, key, color, axis) => ({ label, data: rows.map((r) => r[key]), backgroundColor: color, borderColor: color, yAxisID: axis });
     return new Chart(canvas, {
       type: 'bar',
-      data: { labels, datasets: [ds('accuracy int8 (%)', 'accuracy', INT8, 'y'), ds('SNR (dB)', 'snrDb', '#2d6cdf', 'y'), ds('speedup (×)', 'speedup', '#d98e04', 'y1'), ds('size ratio (×)', 'sizeRatio', FP32, 'y1')] },
+      data: { labels, datasets: [ds('accuracy int8 (%)', 'accuracy', INT8, 'y'), ds('SNR (dB)', 'snrDb', '#2d6cdf', 'y'), ds('speedup (×, ratio of medians)', 'speedup', '#d98e04', 'y1'), ds('size ratio (×)', 'sizeRatio', FP32, 'y1')] },
       options: { animation: false, plugins: { title: { display: true, text: 'Runs compared' } }, scales: { y: { position: 'left', title: { display: true, text: '% / dB' } }, y1: { position: 'right', grid: { drawOnChartArea: false }, title: { display: true, text: '×' } } } },
     });
   }
@@ -100,5 +118,5 @@
     return [...acts, ...weights];
   }
 
-  global.QforgeCharts = { latencyChart, layersChart, sensitivityChart, rangeChart, rangeChoices, compareChart };
+  global.QforgeCharts = { speedupText, latencyChart, layersChart, sensitivityChart, rangeChart, rangeChoices, compareChart };
 })(typeof window !== 'undefined' ? window : globalThis);

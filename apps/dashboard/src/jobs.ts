@@ -1,4 +1,4 @@
-// Runs started from the page: one job per POST, progress kept for server-sent events.
+// Runs started from the page: a bounded queue, one run at a time by default, progress kept for server-sent events.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createRunContext, toQforgeError, type ProgressEvent, type QforgeErrorJson, type RunContext } from '@qforge/core';
@@ -19,26 +19,71 @@ export interface StartRunRequest {
 /** Supplied by the host (the CLI): runs the quantize pipeline and returns the new run's id. */
 export type RunLauncher = (request: StartRunRequest, ctx: RunContext) => Promise<{ runId: string }>;
 
-export type JobEvent = { type: 'progress'; progress: ProgressEvent } | { type: 'done'; runId: string } | { type: 'failed'; error: QforgeErrorJson & { runId?: string } };
+export type JobEvent =
+  | { type: 'queued'; position: number }
+  | { type: 'progress'; progress: ProgressEvent }
+  | { type: 'done'; runId: string }
+  | { type: 'failed'; error: QforgeErrorJson & { runId?: string } };
 
 export interface Job {
   id: string;
   request: StartRunRequest;
-  state: 'running' | 'done' | 'failed';
+  state: 'queued' | 'running' | 'done' | 'failed';
   events: JobEvent[];
   emitter: EventEmitter;
 }
 
+export interface JobQueueOptions {
+  /** Runs executing at once. @defaultValue 1 */
+  concurrency?: number;
+  /** Runs that may wait; beyond that `start` refuses. @defaultValue 8 */
+  maxQueued?: number;
+  /** Finished jobs kept for their event streams. @defaultValue 100 */
+  keepFinished?: number;
+}
+
+/**
+ * Runs started from the page, one at a time by default: each run uses every core it is given, so
+ * parallel runs only slow each other down, and an unbounded queue lets one page exhaust the machine.
+ */
 export class JobQueue {
   private readonly jobs = new Map<string, Job>();
-  constructor(private readonly launch: RunLauncher) {}
+  private readonly waiting: { job: Job; run: () => void }[] = [];
+  private running = 0;
+  private readonly concurrency: number;
+  private readonly maxQueued: number;
+  private readonly keepFinished: number;
+
+  constructor(
+    private readonly launch: RunLauncher,
+    options: JobQueueOptions = {},
+  ) {
+    this.concurrency = Math.max(1, options.concurrency ?? 1);
+    this.maxQueued = Math.max(0, options.maxQueued ?? 8);
+    this.keepFinished = options.keepFinished ?? 100;
+  }
 
   get(id: string): Job | undefined {
     return this.jobs.get(id);
   }
 
-  start(request: StartRunRequest): Job {
-    const job: Job = { id: randomUUID(), request, state: 'running', events: [], emitter: new EventEmitter() };
+  /** Runs waiting for a slot. */
+  get pending(): number {
+    return this.waiting.length;
+  }
+
+  /** 0 when running, n when n runs are ahead of it, undefined when finished or unknown. */
+  position(id: string): number | undefined {
+    const job = this.jobs.get(id);
+    if (job?.state === 'running') return 0;
+    const i = this.waiting.findIndex((w) => w.job.id === id);
+    return i < 0 ? undefined : i + 1;
+  }
+
+  /** Queues a run; undefined when the queue is full. */
+  start(request: StartRunRequest): Job | undefined {
+    if (this.running >= this.concurrency && this.waiting.length >= this.maxQueued) return undefined;
+    const job: Job = { id: randomUUID(), request, state: 'queued', events: [], emitter: new EventEmitter() };
     this.jobs.set(job.id, job);
     const push = (e: JobEvent) => {
       job.events.push(e);
@@ -54,17 +99,39 @@ export class JobQueue {
         push({ type: 'progress', progress: p });
       },
     });
-    this.launch(request, ctx).then(
-      ({ runId }) => {
-        job.state = 'done';
-        push({ type: 'done', runId });
-      },
-      (e: unknown) => {
-        job.state = 'failed';
-        const err = toQforgeError(e);
-        push({ type: 'failed', error: { ...err.toJSON(), runId: (e as { report?: { runId?: string } }).report?.runId } });
-      },
-    );
+    const run = () => {
+      this.running++;
+      job.state = 'running';
+      // A launcher that throws synchronously still ends as a failed job, never an unhandled error.
+      Promise.resolve()
+        .then(() => this.launch(request, ctx))
+        .then(
+          ({ runId }) => {
+            job.state = 'done';
+            push({ type: 'done', runId });
+          },
+          (e: unknown) => {
+            job.state = 'failed';
+            const err = toQforgeError(e);
+            push({ type: 'failed', error: { ...err.toJSON(), runId: (e as { report?: { runId?: string } }).report?.runId } });
+          },
+        )
+        .finally(() => {
+          this.running--;
+          this.forgetOld();
+          this.waiting.shift()?.run();
+        });
+    };
+    if (this.running < this.concurrency) run();
+    else {
+      this.waiting.push({ job, run });
+      push({ type: 'queued', position: this.waiting.length });
+    }
     return job;
+  }
+
+  private forgetOld(): void {
+    const finished = [...this.jobs.values()].filter((j) => j.state === 'done' || j.state === 'failed');
+    for (const j of finished.slice(0, Math.max(0, finished.length - this.keepFinished))) this.jobs.delete(j.id);
   }
 }

@@ -1,5 +1,6 @@
-// Reading run directories safely: only inside the runs folder, never through symlinks out of it.
-import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+// Reading run directories safely: only regular, singly-linked files inside the runs folder, size-capped,
+// opened so that a FIFO cannot block; one bad run folder is a broken row, never a failed list.
+import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readdirSync, readSync, realpathSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { validateRunReport, type RunReport } from '@qforge/core';
 
@@ -27,7 +28,12 @@ export interface RunSummary {
   sizeRatio?: number;
   fp32Ms?: number;
   int8Ms?: number;
+  /** Ratio of median latencies (fp32 / int8), with its 95% interval when recorded. */
   speedup?: number;
+  speedupLow?: number;
+  speedupHigh?: number;
+  /** The two latencies came from different runtimes (e.g. TFLite int8 against TensorFlow.js fp32). */
+  crossRuntime?: boolean;
   snrDb?: number;
   accuracyFp32?: number;
   accuracyInt8?: number;
@@ -37,6 +43,59 @@ export interface RunSummary {
 export function inside(root: string, candidate: string): boolean {
   const rel = relative(root, candidate);
   return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
+
+/** Largest report.json the dashboard reads: real reports are kilobytes; bigger ones are refused, not parsed. */
+export const MAX_REPORT_BYTES = 16 * 1024 * 1024;
+
+/** An opened run file: a regular file with one link, checked on the open descriptor itself. */
+export interface RunFile {
+  fd: number;
+  size: number;
+}
+
+/**
+ * Opens `file` only if it is a regular file with a single link: no symlink (O_NOFOLLOW), no hard
+ * link to something outside the runs folder (nlink > 1), no FIFO or device (O_NONBLOCK keeps the
+ * open from waiting for a writer; fstat then refuses it). Returns the reason otherwise.
+ */
+export function openRunFile(file: string, maxBytes = Number.POSITIVE_INFINITY): RunFile | string {
+  let st;
+  try {
+    st = lstatSync(file);
+  } catch {
+    return 'missing';
+  }
+  if (st.isSymbolicLink()) return 'is a symbolic link (refused)';
+  if (!st.isFile()) return 'is not a regular file (refused)';
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    return `cannot be opened (${(e as NodeJS.ErrnoException).code ?? 'error'})`;
+  }
+  const real = fstatSync(fd);
+  const problem = !real.isFile() ? 'is not a regular file (refused)' : real.nlink > 1 ? 'is hard-linked elsewhere (refused)' : real.size > maxBytes ? `is ${real.size} bytes, over the ${maxBytes}-byte limit` : undefined;
+  if (problem) {
+    closeSync(fd);
+    return problem;
+  }
+  return { fd, size: real.size };
+}
+
+function readAllAndClose(f: RunFile): string {
+  try {
+    const buf = Buffer.alloc(f.size);
+    let at = 0;
+    while (at < f.size) {
+      const n = readSync(f.fd, buf, at, f.size - at, at);
+      if (n <= 0) break;
+      at += n;
+    }
+    return buf.subarray(0, at).toString('utf8');
+  } finally {
+    closeSync(f.fd);
+  }
 }
 
 export class RunStore {
@@ -49,28 +108,35 @@ export class RunStore {
   runDir(id: string): string | undefined {
     if (!RUN_ID.test(id)) return undefined;
     const dir = join(this.root, id);
-    if (!existsSync(dir) || lstatSync(dir).isSymbolicLink() || !statSync(dir).isDirectory()) return undefined;
-    if (!existsSync(this.root) || !inside(realpathSync(this.root), realpathSync(dir))) return undefined;
+    try {
+      if (!lstatSync(dir).isDirectory()) return undefined;
+      if (!inside(realpathSync(this.root), realpathSync(dir))) return undefined;
+    } catch {
+      return undefined;
+    }
     return dir;
   }
 
-  artifactPath(id: string, name: string): string | undefined {
+  /** Opens an artifact of a run for serving (the caller closes it), or says why not. */
+  openArtifact(id: string, name: string): RunFile | undefined {
     const dir = this.runDir(id);
     if (!dir || !(ARTIFACTS as readonly string[]).includes(name)) return undefined;
-    const file = join(dir, name);
-    if (!existsSync(file) || lstatSync(file).isSymbolicLink()) return undefined;
-    return file;
+    const f = openRunFile(join(dir, name));
+    return typeof f === 'string' ? undefined : f;
   }
 
   read(id: string): { report?: RunReport; problem?: string } {
     const dir = this.runDir(id);
     if (!dir) return { problem: 'no such run' };
     const file = join(dir, 'report.json');
-    if (!existsSync(file)) return { problem: 'report.json is missing (the run may still be writing)' };
+    const f = openRunFile(file, MAX_REPORT_BYTES);
+    if (f === 'missing') return { problem: 'report.json is missing (the run may still be writing)' };
+    if (typeof f === 'string') return { problem: `report.json ${f}` };
     try {
-      return { report: validateRunReport(JSON.parse(readFileSync(file, 'utf8')), file) };
+      return { report: validateRunReport(JSON.parse(readAllAndClose(f)), file) };
     } catch (e) {
-      return { problem: (e as Error).message };
+      // The message names the problem, never the file's contents.
+      return { problem: e instanceof SyntaxError ? 'report.json is not valid JSON' : (e as Error).message.slice(0, 300) };
     }
   }
 
@@ -80,9 +146,18 @@ export class RunStore {
     for (const name of readdirSync(this.root)) {
       if (name.startsWith('.') || !RUN_ID.test(name) || !this.runDir(name)) continue;
       const { report, problem } = this.read(name);
-      out.push(report ? summarize(name, report) : { id: name, damaged: true, problem });
+      if (!report) {
+        out.push({ id: name, damaged: true, problem });
+        continue;
+      }
+      try {
+        out.push(summarize(name, report));
+      } catch (e) {
+        // A schema-valid report can still lack what a row needs (e.g. `"verify": {}`).
+        out.push({ id: name, damaged: true, problem: `report.json cannot be summarized: ${(e as Error).message.slice(0, 200)}` });
+      }
     }
-    return out.sort((a, b) => (b.createdAt ?? '').localeCompare(a.createdAt ?? ''));
+    return out.sort((a, b) => String(b.createdAt ?? '').localeCompare(String(a.createdAt ?? '')));
   }
 }
 
@@ -105,9 +180,12 @@ export function summarize(id: string, r: RunReport): RunSummary {
     fp32Bytes: r.sizes?.inputBytes,
     int8Bytes: r.sizes?.outputBytes,
     sizeRatio: r.sizes?.ratio,
-    fp32Ms: r.benchmark?.compare?.latencyMs.mean,
-    int8Ms: r.benchmark?.primary.latencyMs.mean,
+    fp32Ms: r.benchmark?.compare?.latencyMs.p50,
+    int8Ms: r.benchmark?.primary.latencyMs.p50,
     speedup: r.benchmark?.speedup,
+    speedupLow: r.benchmark?.speedupEstimate?.low,
+    speedupHigh: r.benchmark?.speedupEstimate?.high,
+    crossRuntime: r.benchmark?.crossRuntime ? true : undefined,
     snrDb: out0?.snrDb,
     accuracyFp32: r.verify?.accuracy?.reference,
     accuracyInt8: r.verify?.accuracy?.candidate,

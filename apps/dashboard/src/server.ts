@@ -1,9 +1,10 @@
 // The dashboard server: the app, a JSON API over the runs folder, and runs started from the page.
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync, createReadStream } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { closeSync, createReadStream, existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { isIP, type AddressInfo } from 'node:net';
 import { extname, join, resolve } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { TARGET_PROFILES } from '@qforge/core';
+import { TARGET_PROFILES, errInvalidOption } from '@qforge/core';
 import { JobQueue, type JobEvent, type RunLauncher, type StartRunRequest } from './jobs';
 import { inside, RunStore } from './runs';
 
@@ -18,10 +19,20 @@ export interface DashboardOptions {
   /** Starts runs; without it, POST /api/runs answers 501. */
   launch?: RunLauncher;
   backends?: string[];
+  /** Binding to an address other than loopback needs this: the page can start runs. @defaultValue false */
+  unsafeExpose?: boolean;
+  /** The per-launch secret state-changing requests must carry. @defaultValue random, 32 bytes */
+  token?: string;
+  /** Runs started from the page that may wait behind the running one; more are refused (429). @defaultValue 8 */
+  maxQueuedRuns?: number;
 }
 
 export interface Dashboard {
+  /** The server's address (API base). */
   url: string;
+  /** The address to open: carries the per-launch token the page needs to start runs. */
+  openUrl: string;
+  token: string;
   app: FastifyInstance;
   close(): Promise<void>;
 }
@@ -76,12 +87,58 @@ function walk(root: string, depth: number, out: { models: string[]; datasets: st
   }
 }
 
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+/** Loopback addresses (all of 127/8 and ::1) and the name localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '');
+  return LOOPBACK.has(h) || (isIP(h) === 4 && h.startsWith('127.')) || h === '::ffff:127.0.0.1';
+}
+
+/**
+ * Content-Security-Policy of the app: its own scripts and styles only, no inline script, no
+ * framing, no plugins; the API is same-origin.
+ */
+export const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+/** Artifacts (report.html) run in a sandbox with an opaque origin: their own inline script, no API access. */
+const ARTIFACT_CSP = "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:";
+
+function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
 export async function startDashboard(options: DashboardOptions): Promise<Dashboard> {
+  const bindHost = options.host ?? '127.0.0.1';
+  if (!isLoopbackHost(bindHost) && !options.unsafeExpose) {
+    throw errInvalidOption('--host', `${bindHost} is not a loopback address: anyone who can reach it could read your runs and, with the token, start runs`, 'Bind to 127.0.0.1 (the default), or pass --unsafe-expose if you really mean to serve other machines.');
+  }
+  const token = options.token ?? randomBytes(32).toString('base64url');
   const store = new RunStore(options.runsDir);
   const allowed = (options.allow ?? []).map((d) => resolve(d)).filter((d) => existsSync(d)).map((d) => realpathSync(d));
-  const jobs = options.launch ? new JobQueue(options.launch) : undefined;
+  const jobs = options.launch ? new JobQueue(options.launch, { concurrency: 1, maxQueued: options.maxQueuedRuns ?? 8 }) : undefined;
   // Unknown fields are refused (400), not silently dropped.
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024, ajv: { customOptions: { removeAdditional: false, coerceTypes: false } } });
+  let port = 0;
+  const forbidden = (reply: import('fastify').FastifyReply, message: string) => reply.code(403).header('content-type', 'application/json; charset=utf-8').send({ error: { code: 'FORBIDDEN', message } });
+
+  // Every request names this server by a loopback Host (DNS rebinding sends another name); every
+  // state-changing one carries the per-launch token, and a browser's Origin must be this server.
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('content-security-policy', CSP);
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    reply.header('x-frame-options', 'DENY');
+    const hostHeader = req.headers.host ?? '';
+    const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(hostHeader);
+    if (!options.unsafeExpose && (!m || !isLoopbackHost(m[1]) || Number(m[2] ?? 80) !== port)) return forbidden(reply, `Host "${hostHeader}" is not this dashboard (open it at 127.0.0.1:${port})`);
+    if (req.method === 'GET' || req.method === 'HEAD') return;
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== `http://${hostHeader}`) return forbidden(reply, `Origin "${origin}" may not change this dashboard`);
+    const given = req.headers['x-qforge-token'];
+    if (typeof given !== 'string' || !sameSecret(given, token)) return forbidden(reply, 'missing or wrong x-qforge-token (open the dashboard through the URL it printed)');
+  });
 
   const allowedPath = (p: string): string | undefined => {
     const abs = resolve(p);
@@ -104,10 +161,19 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   });
 
   app.get<{ Params: { id: string; name: string } }>('/api/runs/:id/files/:name', async (req, reply) => {
-    const file = store.artifactPath(req.params.id, req.params.name);
-    if (!file) return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'no such file in that run' } });
+    const file = store.openArtifact(req.params.id, req.params.name);
+    if (!file) return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'no such file in that run (or not a regular, singly-linked file)' } });
     reply.header('content-disposition', `inline; filename="${req.params.name}"`);
-    return reply.type(TYPES[extname(file)] ?? 'application/octet-stream').send(createReadStream(file));
+    reply.header('content-security-policy', ARTIFACT_CSP);
+    reply.header('content-length', String(file.size));
+    // Served from the descriptor that was checked, so a swapped file is never read.
+    const stream = createReadStream('', { fd: file.fd, start: 0, end: Math.max(0, file.size - 1), autoClose: true });
+    if (file.size === 0) {
+      stream.destroy();
+      closeSync(file.fd);
+      return reply.type(TYPES[extname(req.params.name)] ?? 'application/octet-stream').send('');
+    }
+    return reply.type(TYPES[extname(req.params.name)] ?? 'application/octet-stream').send(stream);
   });
 
   app.get('/api/choices', async () => {
@@ -127,7 +193,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     if (data === null || evalData === null) return reply.code(403).send({ error: { code: 'FORBIDDEN_PATH', message: 'dataset is not inside a folder the dashboard may read (or mnist/random)', allowed } });
     if (!statSync(model).isFile()) return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: 'model must be a file' } });
     const job = jobs.start({ ...body, model, data: data!, evalData: evalData ?? undefined });
-    return reply.code(202).send({ jobId: job.id, events: `/api/jobs/${job.id}/events` });
+    if (!job) return reply.code(429).send({ error: { code: 'QUEUE_FULL', message: `${jobs.pending} runs are already waiting; start more when they finish` } });
+    return reply.code(202).send({ jobId: job.id, state: job.state, position: jobs.position(job.id), events: `/api/jobs/${job.id}/events` });
   });
 
   app.get<{ Params: { id: string } }>('/api/jobs/:id/events', (req, reply) => {
@@ -138,10 +205,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     const send = (e: JobEvent) => res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
     for (const e of job.events) send(e);
-    if (job.state !== 'running') return res.end();
+    if (job.state === 'done' || job.state === 'failed') return res.end();
     const onEvent = (e: JobEvent) => {
       send(e);
-      if (e.type !== 'progress') {
+      if (e.type === 'done' || e.type === 'failed') {
         job.emitter.off('event', onEvent);
         res.end();
       }
@@ -150,8 +217,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     req.raw.on('close', () => job.emitter.off('event', onEvent));
   });
 
-  await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
+  await app.listen({ host: bindHost, port: options.port ?? 0 });
   const addr = app.server.address() as AddressInfo;
+  port = addr.port;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  return { url: `http://${host}:${addr.port}`, app, close: () => app.close() };
+  const url = `http://${host}:${addr.port}`;
+  return { url, openUrl: `${url}/?token=${encodeURIComponent(token)}`, token, app, close: () => app.close() };
 }

@@ -6,6 +6,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { Trial, analyzeSensitivity, createRunContext, modelRef, openDataset, quantizeOptionsFor, recordSensitivityRun, resolveTargetProfile, runQuantize, type RunContext } from '@qforge/core';
 import { OnnxRuntimeBackend } from '@qforge/backend-onnxruntime';
 import { startDashboard, writeReportHtml, type Dashboard, type StartRunRequest } from '../src/index';
+import { fakeReport } from './fixtures';
 
 const ROOT = join(__dirname, '..', '..', '..');
 const EXAMPLES = join(ROOT, 'examples');
@@ -67,7 +68,8 @@ maybe('dashboard in Chromium', () => {
   });
 
   it('lists runs, sorts and filters them, and shows damaged runs as damaged', async () => {
-    await page.goto(`${dash.url}/#/`);
+    // Opened the way a user does: the printed URL, with the per-launch token (kept for the tab).
+    await page.goto(`${dash.openUrl}#/`);
     await page.waitForSelector('body[data-ready="/"] #runs tbody tr');
     const rows = await page.locator('#runs tbody tr').count();
     expect(rows).toBe(5);
@@ -128,7 +130,7 @@ maybe('dashboard in Chromium', () => {
   });
 
   it('starts a run from the page, streams its progress and shows the result', async () => {
-    await page.goto(`${dash.url}/#/start`);
+    await page.goto(`${dash.openUrl}#/start`);
     await page.waitForSelector('#start-form');
     await page.selectOption('#model', MODEL);
     await page.selectOption('#data', 'mnist:calib');
@@ -147,7 +149,7 @@ maybe('dashboard in Chromium', () => {
   });
 
   it('refuses paths outside the allowed folders and invalid requests', async () => {
-    const post = (data: unknown) => page.request.post(`${dash.url}/api/runs`, { data, headers: { 'content-type': 'application/json' } });
+    const post = (data: unknown) => page.request.post(`${dash.url}/api/runs`, { data, headers: { 'content-type': 'application/json', 'x-qforge-token': dash.token } });
     const outside = await post({ model: '/etc/passwd', data: 'mnist:calib' });
     expect(outside.status()).toBe(403);
     expect((await outside.json()).error.code).toBe('FORBIDDEN_PATH');
@@ -157,7 +159,7 @@ maybe('dashboard in Chromium', () => {
     expect((await page.request.get(`${dash.url}/api/runs/..%2F..%2Fetc%2Fpasswd`)).status()).toBe(404);
     expect((await page.request.get(`${dash.url}/api/runs/${firstRun}/files/..%2F..%2Fpackage.json`)).status()).toBe(404);
     // A failed run started from the page reports its coded error.
-    await page.goto(`${dash.url}/#/start`);
+    await page.goto(`${dash.openUrl}#/start`);
     await page.waitForSelector('#start-form');
     await page.selectOption('#model', MODEL);
     await page.selectOption('#data', 'random');
@@ -173,6 +175,16 @@ maybe('dashboard in Chromium', () => {
     await expect(page.locator('#job-result .error').textContent({ timeout: 30000 })).resolves.toMatch(/E_INVALID_OPTION|FORBIDDEN/);
   });
 
+  it('a page opened without the token cannot start runs', async () => {
+    const p = await browser.newPage();
+    await p.goto(`${dash.url}/#/start`);
+    await p.waitForSelector('#start-form');
+    await p.selectOption('#model', MODEL);
+    await p.click('#start-form button[type="submit"]');
+    await expect(p.locator('#job-result .error').textContent({ timeout: 30000 })).resolves.toMatch(/token/);
+    await p.close();
+  });
+
   it('report.html opens offline and draws its charts', async () => {
     const offline = await browser.newContext({ offline: true });
     const p = await offline.newPage();
@@ -182,5 +194,49 @@ maybe('dashboard in Chromium', () => {
     expect(drawn).toBeGreaterThanOrEqual(2);
     await p.screenshot({ path: join(SHOTS, 'report-html.png'), fullPage: true });
     await offline.close();
+  });
+});
+
+maybe('dashboard in Chromium: stored XSS', () => {
+  const xssRuns = mkdtempSync(join(tmpdir(), 'qforge-dash-xss-'));
+  const payload = '<img src=x onerror="window.__xss=(window.__xss||0)+1">';
+  let dash: Dashboard;
+  let browser: Browser;
+  beforeAll(async () => {
+    // Report fields the schema leaves open, each carrying markup: they must render as text.
+    const id = '20260101T000000Z-xss-onnxruntime-abcd';
+    mkdirSync(join(xssRuns, id));
+    writeFileSync(join(xssRuns, id, 'report.json'), fakeReport(id, {
+      calibration: { method: payload, sampleCount: payload, tensorCount: 1, durationMs: 1, reused: false },
+      target: { id: payload },
+      search: { target: payload, met: false, path: [{ step: payload, method: payload, samples: payload, floatNodes: [payload], score: 1, met: false }] },
+      verdictReasons: [payload],
+    }));
+    dash = await startDashboard({ runsDir: xssRuns });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'] });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await dash?.close();
+  });
+
+  it('shows markup from a report as text on the list and the run page; no script runs', async () => {
+    const page = await browser.newPage();
+    const violations: string[] = [];
+    page.on('console', (m) => violations.push(m.text()));
+    await page.goto(`${dash.openUrl}#/`);
+    await page.waitForSelector('body[data-ready="/"] #runs tbody tr');
+    // The negative twin: the payload is there, as text.
+    await expect(page.locator('#runs tbody').textContent()).resolves.toContain(payload);
+    // No element was made from it (the CSP would also stop the handler: both defences are checked).
+    expect(await page.locator('#view img').count()).toBe(0);
+    await page.goto(`${dash.openUrl}#/run/20260101T000000Z-xss-onnxruntime-abcd`);
+    await page.waitForSelector('body[data-ready^="/run/"]');
+    await expect(page.locator('#search').textContent()).resolves.toContain(payload);
+    await page.waitForTimeout(200);
+    expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+    expect(await page.locator('#view img').count()).toBe(0);
+    expect(violations.some((v) => /Content Security Policy/.test(v))).toBe(false);
+    await page.close();
   });
 });

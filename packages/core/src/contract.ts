@@ -2,7 +2,7 @@
 import type { CalibrationTable } from './calibration-table';
 import type { RunContext } from './context';
 import type { Dataset } from './datasets/dataset';
-import type { LatencyStats } from './bench-stats';
+import type { LatencyStats, SpeedupEstimate } from './bench-stats';
 import type { OutputFidelity, LayerError } from './metrics';
 import type { TargetId, TargetProfile } from './target';
 import type { TensorInfo } from './tensor';
@@ -165,8 +165,15 @@ export interface BenchmarkOptions {
   threads: number;
   /** @defaultValue 5 */
   warmup: number;
-  /** @defaultValue 30 */
+  /** Timed runs per model at least. @defaultValue 30 */
   runs: number;
+  /**
+   * Keep measuring until each model has this much timed latency (ms), so sub-millisecond models get
+   * enough runs for a stable median. @defaultValue 0 (exactly `runs` runs)
+   */
+  minTimeMs?: number;
+  /** Timed runs per model at most, whatever `minTimeMs` asks. @defaultValue 5000 */
+  maxRuns?: number;
   /** Inputs to feed; absent means the backend builds fixed random inputs from the model. */
   dataset?: Dataset;
   /** Measured alternately with the main model in one run, when given. */
@@ -189,8 +196,20 @@ export interface BenchmarkResult {
   target: string;
   primary: ModelBenchmark;
   compare?: ModelBenchmark;
-  /** compare.latency.mean / primary.latency.mean: above 1 means `primary` is faster. */
+  /**
+   * median(compare latency) / median(primary latency): above 1 means `primary` is faster. The same
+   * number as `speedupEstimate.median`, kept as a plain number for readers of older reports.
+   */
   speedup?: number;
+  /** The ratio with its 95% paired-bootstrap interval (`estimateSpeedup`). */
+  speedupEstimate?: SpeedupEstimate;
+  /**
+   * Set when the two models ran in different runtimes (e.g. int8 in the TFLite interpreter against
+   * fp32 in TensorFlow.js): the ratio then mixes runtime and quantization effects.
+   */
+  crossRuntime?: { primary: string; compare: string };
+  /** Input name → the concrete dims the models were timed with. */
+  inputShapes?: Record<string, number[]>;
 }
 
 export interface VerifyThresholds {

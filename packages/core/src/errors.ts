@@ -17,7 +17,9 @@ export const ErrorCodes = {
   E_MODEL_CORRUPT: 'The model file cannot be parsed',
   E_MODEL_FORMAT_UNKNOWN: 'The file is not a model format qforge knows',
   E_MODEL_NOT_FOUND: 'The model file does not exist',
+  E_NOT_REGULAR_FILE: 'The path is a FIFO, device, socket or folder where a regular file is needed',
   E_NO_BACKEND: 'No installed backend can serve the request',
+  E_OUTPUT_IS_INPUT: 'The output path is one of the input files',
   E_OUTPUT_UNWRITABLE: 'The output path cannot be written',
   E_REPORT_INVALID: 'The run report is not valid',
   E_RUNTIME_FAILED: 'The runtime failed while executing the model',
@@ -133,10 +135,10 @@ export const errDataNotFinite = (where: string, context: ErrorContext = {}) =>
     hint: 'Clean the data (or fix the preprocessing) so every value is a finite number.',
   });
 
-export const errInputShape = (input: string, expected: readonly (number | string | null)[], actual: readonly number[], context: ErrorContext = {}) =>
-  new QforgeError('E_INPUT_SHAPE', `input "${input}" expects shape [${expected.join(',')}] but got [${actual.join(',')}]`, {
-    context: { tensor: input, ...context },
-    hint: 'Check the model inputs with `qforge inspect <model>`; set --image-size / --layout for image folders.',
+export const errInputShape = (input: string, expected: readonly (number | string | null)[], actual: readonly number[], context: ErrorContext = {}, detail?: { message?: string; hint?: string }) =>
+  new QforgeError('E_INPUT_SHAPE', detail?.message ?? `input "${input}" expects shape [${expected.map((d) => d ?? '?').join(',')}] but got [${actual.join(',')}]`, {
+    context: { tensor: input, declared: expected, actual, ...context },
+    hint: detail?.hint ?? 'Check the model inputs with `qforge inspect <model>`; the data must have the input\'s rank and its fixed dims (docs/datasets.md).',
   });
 
 export const errInvalidOption = (option: string, reason: string, hint?: string) =>
@@ -157,6 +159,12 @@ export const errModelFormatUnknown = (path: string) =>
 export const errModelNotFound = (path: string) =>
   new QforgeError('E_MODEL_NOT_FOUND', `model ${path} does not exist`, { context: { path }, hint: 'Check the path; it is resolved against the current directory.' });
 
+export const errNotRegularFile = (path: string, what: string, kind: string) =>
+  new QforgeError('E_NOT_REGULAR_FILE', `${what} ${path} is ${kind}, not a regular file`, {
+    context: { path, kind },
+    hint: 'Pass a regular file; FIFOs, devices and sockets are never read (they could block or never end).',
+  });
+
 export const errNoBackend = (request: string, reasons: { backend: string; reason: string }[]) =>
   new QforgeError(
     'E_NO_BACKEND',
@@ -164,10 +172,17 @@ export const errNoBackend = (request: string, reasons: { backend: string; reason
     { context: { reasons }, hint: 'Run `qforge doctor`; install a backend for your target with `qforge plugins install <package>`.' },
   );
 
-export const errOutputUnwritable = (path: string, reason: string) =>
+export const errOutputIsInput = (output: string, input: string) =>
+  new QforgeError('E_OUTPUT_IS_INPUT', `output ${output} is the input file ${input}; writing it would destroy the input`, {
+    context: { path: output, input },
+    hint: 'Write the result to a new path (e.g. model.int8.onnx); inputs are never modified.',
+  });
+
+export const errOutputUnwritable = (path: string, reason: string, cause?: unknown) =>
   new QforgeError('E_OUTPUT_UNWRITABLE', `cannot write ${path}: ${reason}`, {
-    context: { path },
-    hint: 'Choose a path in a folder you can write to (-o / --runs-dir).',
+    context: { path, ...(cause && typeof (cause as { code?: unknown }).code === 'string' ? { errno: (cause as { code: string }).code } : {}) },
+    hint: 'Choose a path in a folder you can write to (-o / --runs-dir) on a device with free space.',
+    cause,
   });
 
 export const errReportInvalid = (path: string, reason: string) =>

@@ -1,10 +1,29 @@
 // File helpers with qforge's guarantees: inputs are only read, outputs appear atomically.
-import { createHash, webcrypto } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, statSync, accessSync, constants, openSync, readSync, closeSync, readFileSync } from 'node:fs';
+import { createHash, randomBytes, webcrypto } from 'node:crypto';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  copyFileSync,
+  createReadStream,
+  existsSync,
+  fstatSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
 import { dirname, resolve, basename, join } from 'node:path';
-import writeFileAtomicLib from 'write-file-atomic';
 import type { ModelFormat, ModelRef } from './contract';
-import { errModelFormatUnknown, errModelNotFound, errOutputUnwritable } from './errors';
+import { errModelCorrupt, errModelFormatUnknown, errModelNotFound, errNotRegularFile, errOutputIsInput, errOutputUnwritable, isQforgeError } from './errors';
 
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
@@ -21,26 +40,243 @@ export async function sha256Async(data: Uint8Array): Promise<string> {
   return Buffer.from(await webcrypto.subtle.digest('SHA-256', data)).toString('hex');
 }
 
+/** Says what a non-regular file is, for messages. */
+function fileKind(st: Stats): string {
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device node';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/**
+ * Refuses anything but a regular file (after following symlinks) before it is opened: a FIFO or
+ * /dev/zero would block or never end.
+ */
+export function assertRegularFile(path: string, what = 'file'): void {
+  const st = statSync(path);
+  if (!st.isFile()) throw errNotRegularFile(resolve(path), what, fileKind(st));
+}
+
+/** Turns an errno from a write into the words a user can act on. */
+function writeFailureReason(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  const words: Record<string, string> = {
+    ENOSPC: 'no space left on the device',
+    EDQUOT: 'disk quota exceeded',
+    EACCES: 'permission denied',
+    EPERM: 'operation not permitted',
+    EROFS: 'read-only file system',
+    EISDIR: 'a folder is in the way',
+    ENOTDIR: 'a file is in the way of a folder on the path',
+  };
+  return code && words[code] ? `${words[code]} (${code})` : (e as Error).message;
+}
+
+/**
+ * `path` may be written only if it is new or a regular file: replacing a symlink, FIFO, device
+ * node or folder with a regular file would silently change what the user pointed at.
+ */
+function assertReplaceable(abs: string): void {
+  let st: Stats;
+  try {
+    st = lstatSync(abs);
+  } catch {
+    return;
+  }
+  if (!st.isFile()) throw errOutputUnwritable(abs, `${fileKind(st)} is in the way (qforge writes only to a new path or over a regular file)`);
+}
+
 /** Checks that `path` can be created (its folder exists or can be made, and is writable). */
 export function ensureWritable(path: string): void {
   const abs = resolve(path);
-  if (existsSync(abs) && statSync(abs).isDirectory()) throw errOutputUnwritable(abs, 'a folder is in the way');
+  assertReplaceable(abs);
   const dir = dirname(abs);
   try {
     mkdirSync(dir, { recursive: true });
     accessSync(dir, constants.W_OK);
   } catch (e) {
-    throw errOutputUnwritable(abs, (e as NodeJS.ErrnoException).code === 'EACCES' ? 'permission denied' : (e as Error).message);
+    throw errOutputUnwritable(abs, writeFailureReason(e), e);
   }
 }
 
-/** Writes through a temporary file in the same folder and renames it into place. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  ensureWritable(path);
+/** The real path a (possibly not yet existing) file would have: symlinks and `..` resolved. */
+function realTarget(path: string): string {
+  const abs = resolve(path);
   try {
-    await writeFileAtomicLib(resolve(path), typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    return realpathSync(abs);
+  } catch {
+    try {
+      return join(realpathSync(dirname(abs)), basename(abs));
+    } catch {
+      return abs;
+    }
+  }
+}
+
+/**
+ * Refuses an output that is one of the inputs: same real path (through `..` and symlinks) or the
+ * same file under another name (hard link).
+ */
+export function assertOutputNotInput(output: string, inputs: readonly string[]): void {
+  const out = realTarget(output);
+  let outStat: Stats | undefined;
+  try {
+    outStat = statSync(out);
+  } catch {
+    outStat = undefined;
+  }
+  for (const input of inputs) {
+    const real = realTarget(input);
+    if (real === out) throw errOutputIsInput(resolve(output), real);
+    if (outStat) {
+      try {
+        const st = statSync(real);
+        if (st.ino === outStat.ino && st.dev === outStat.dev) throw errOutputIsInput(resolve(output), real);
+      } catch (e) {
+        if (isQforgeError(e)) throw e;
+      }
+    }
+  }
+}
+
+/** Checks an output path before any work starts: not an input, new or a regular file, writable. */
+export function checkOutputPath(output: string, inputs: readonly string[]): void {
+  assertOutputNotInput(output, inputs);
+  ensureWritable(output);
+}
+
+/**
+ * Every file a model is read from: the model, the weight shards of a TensorFlow.js model.json,
+ * and the external-data files an ONNX model names.
+ */
+export function modelInputFiles(model: ModelRef): string[] {
+  const files = [model.path];
+  const dir = dirname(model.path);
+  if (model.format === 'tfjs-layers' || model.format === 'tfjs-graph') {
+    for (const p of tfjsShardPaths(model.path)) files.push(join(dir, p));
+  } else if (model.format === 'onnx') {
+    for (const p of onnxExternalDataLocations(model.path)) files.push(join(dir, p));
+  }
+  return files;
+}
+
+function tfjsShardPaths(modelJson: string): string[] {
+  try {
+    const json = JSON.parse(readFileSync(modelJson, 'utf8')) as { weightsManifest?: { paths?: unknown[] }[] };
+    return (json.weightsManifest ?? []).flatMap((g) => (g.paths ?? []).filter((p): p is string => typeof p === 'string'));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * External-data file names, found without a protobuf parser: each is a StringStringEntryProto
+ * `{1: "location", 2: <name>}`, i.e. the bytes 0a 08 "location" 12 <len> <name>.
+ */
+function onnxExternalDataLocations(path: string): string[] {
+  const marker = Buffer.from([0x0a, 0x08, ...Buffer.from('location'), 0x12]);
+  let bytes: Buffer;
+  try {
+    if (statSync(path).size > 4 * 1024 * 1024 * 1024) return [];
+    bytes = readFileSync(path);
+  } catch {
+    return [];
+  }
+  const out = new Set<string>();
+  for (let i = bytes.indexOf(marker); i >= 0; i = bytes.indexOf(marker, i + 1)) {
+    let at = i + marker.length;
+    let len = 0;
+    for (let shift = 0; at < bytes.length && shift < 28; shift += 7) {
+      const b = bytes[at++];
+      len |= (b & 0x7f) << shift;
+      if (!(b & 0x80)) break;
+    }
+    if (len > 0 && len < 4096 && at + len <= bytes.length) out.add(bytes.subarray(at, at + len).toString('utf8'));
+  }
+  return [...out];
+}
+
+/** Writes all of `data` to `fd`, looping over short writes, and fails unless every byte landed. */
+function writeAll(fd: number, data: Uint8Array): void {
+  let written = 0;
+  while (written < data.byteLength) {
+    const n = writeSync(fd, data, written, data.byteLength - written);
+    if (n <= 0) throw Object.assign(new Error(`short write: ${written} of ${data.byteLength} bytes`), { code: 'ENOSPC' });
+    written += n;
+  }
+}
+
+function fsyncFolder(dir: string): void {
+  // Makes the rename durable; some file systems refuse fsync on a folder, which is harmless.
+  try {
+    const fd = openSync(dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    /* best effort */
+  }
+}
+
+function tempPathFor(abs: string): string {
+  return join(dirname(abs), `.${basename(abs)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+/**
+ * Writes through a temporary file in the same folder: every byte written and counted, fsync'd,
+ * then renamed into place. A short write (full disk) never replaces the target.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const abs = resolve(path);
+  ensureWritable(abs);
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  const tmp = tempPathFor(abs);
+  try {
+    const fd = openSync(tmp, 'wx', 0o644);
+    try {
+      writeAll(fd, bytes);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (statSync(tmp).size !== bytes.byteLength) throw Object.assign(new Error('the file on disk is shorter than what was written'), { code: 'ENOSPC' });
+    assertReplaceable(abs);
+    renameSync(tmp, abs);
+    fsyncFolder(dirname(abs));
   } catch (e) {
-    throw errOutputUnwritable(resolve(path), (e as Error).message);
+    rmSync(tmp, { force: true });
+    if (isQforgeError(e)) throw e;
+    throw errOutputUnwritable(abs, writeFailureReason(e), e);
+  }
+}
+
+/** Copies `source` to `path` with the same guarantees as writeFileAtomic, without holding it in memory. */
+export function copyFileAtomic(source: string, path: string): void {
+  const abs = resolve(path);
+  ensureWritable(abs);
+  const tmp = tempPathFor(abs);
+  try {
+    copyFileSync(source, tmp, constants.COPYFILE_EXCL);
+    const expected = statSync(source).size;
+    const fd = openSync(tmp, 'r+');
+    try {
+      fsyncSync(fd);
+      const size = fstatSync(fd).size;
+      if (size !== expected) throw Object.assign(new Error(`copied ${size} of ${expected} bytes`), { code: 'ENOSPC' });
+    } finally {
+      closeSync(fd);
+    }
+    assertReplaceable(abs);
+    renameSync(tmp, abs);
+    fsyncFolder(dirname(abs));
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    if (isQforgeError(e)) throw e;
+    throw errOutputUnwritable(abs, writeFailureReason(e), e);
   }
 }
 
@@ -67,6 +303,7 @@ export function detectModelFormat(path: string): ModelFormat {
     if (existsSync(resolve(abs, 'model.json'))) return detectModelFormat(resolve(abs, 'model.json'));
     throw errModelFormatUnknown(abs);
   }
+  if (!st.isFile()) throw errNotRegularFile(abs, 'model', fileKind(st));
   const head = readHead(abs, 64);
   if (head.length >= 8 && head.subarray(4, 8).toString('latin1') === 'TFL3') return 'tflite';
   const name = basename(abs).toLowerCase();
@@ -91,7 +328,16 @@ export function detectModelFormat(path: string): ModelFormat {
 export function modelRef(path: string): ModelRef {
   const abs = resolve(path);
   const format = detectModelFormat(abs);
-  return { path: existsSync(abs) && statSync(abs).isDirectory() ? resolve(abs, 'model.json') : abs, format };
+  const ref: ModelRef = { path: existsSync(abs) && statSync(abs).isDirectory() ? resolve(abs, 'model.json') : abs, format };
+  // Shards are checked before anything reads them: a missing one is named, a FIFO is never opened.
+  if (format === 'tfjs-layers' || format === 'tfjs-graph') {
+    for (const p of tfjsShardPaths(ref.path)) {
+      const shard = join(dirname(ref.path), p);
+      if (!existsSync(shard)) throw errModelCorrupt(ref.path, `weight shard ${shard} (listed in weightsManifest) does not exist`);
+      assertRegularFile(shard, 'weight shard');
+    }
+  }
+  return ref;
 }
 
 /**

@@ -47,7 +47,9 @@ export {
   errModelCorrupt,
   errModelFormatUnknown,
   errModelNotFound,
+  errNotRegularFile,
   errNoBackend,
+  errOutputIsInput,
   errOutputUnwritable,
   errReportInvalid,
   errRuntimeFailed,
@@ -78,8 +80,21 @@ export { Histogram, RunningMinMax, TensorStatistics, chooseRange, entropyThresho
 export type { HistogramJson, RangeChoiceOptions } from './stats';
 export { AccuracyAccumulator, FidelityAccumulator, SNR_CAP_DB, argmax, cosineSimilarity, snrDb, topKIndices } from './metrics';
 export type { LayerError, OutputFidelity } from './metrics';
-export { percentile, summarizeLatencies, throughputPerSec } from './bench-stats';
-export type { LatencyStats } from './bench-stats';
+export {
+  DEFAULT_BENCH_MAX_RUNS,
+  DEFAULT_BENCH_MIN_TIME_MS,
+  estimateSpeedup,
+  formatSpeedup,
+  measureAlternately,
+  measurementPlan,
+  median,
+  percentile,
+  summarizeLatencies,
+  throughputPerSec,
+} from './bench-stats';
+export type { LatencyStats, MeasuredModel, MeasurementPlan, SpeedupEstimate } from './bench-stats';
+export { CORRECTION_NOISE, decideCorrections } from './corrections';
+export type { Correction, CorrectionDecision, CorrectionRecord, QuantizationRecipe } from './corrections';
 export {
   CALIBRATION_TABLE_VERSION,
   assertTableMatches,
@@ -93,13 +108,19 @@ export { REPORT_SCHEMA_VERSION, formatRunSummary, readRunReport, validateRunRepo
 export type { ArtifactRecord, RunReport, Verdict } from './report';
 export { BACKEND_FACTORY, BackendRegistry, discoverPlugins } from './registry';
 export type { DiscoveredPlugin, PluginLoadFailure, PluginManifest } from './registry';
-export { detectModelFormat, ensureWritable, modelRef, modelSizeBytes, sha256Async, sha256Bytes, sha256File, writeFileAtomic } from './files';
+export { assertOutputNotInput, assertRegularFile, checkOutputPath, copyFileAtomic, detectModelFormat, ensureWritable, modelInputFiles, modelRef, modelSizeBytes, sha256Async, sha256Bytes, sha256File, writeFileAtomic } from './files';
+export { MAX_SAMPLES, beginWorkDir, endWorkDir, partialRunDirName, preflightRun, removeActiveWorkDirs, removeStalePartials } from './run-dir';
+export type { RunPreflight } from './run-dir';
 export { concreteShape, elementCount, firstNonFinite, float32Tensor, withInputShapes } from './tensor';
 export type { Tensor, TensorDType, TensorInfo } from './tensor';
 export { MNIST_SPLITS, assertFiniteSample, firstSample, imagePreprocessingFor, imageToTensorData, mulberry32, openDataset } from './datasets/open';
 export type { OpenDatasetOptions } from './datasets/open';
 export { encodeNpy, parseNpy, readNpy } from './datasets/npy';
 export type { NpyArray } from './datasets/npy';
+export { encodeNpz } from './datasets/npz';
+export { checkSample, conformDataset, fillFromData, syntheticDims } from './datasets/shapes';
+export { datasetFromIterable } from './datasets/custom';
+export type { IterableDatasetOptions, UserSample, UserSampleSource } from './datasets/custom';
 export type { Dataset, DatasetDescription, DatasetKind, ImagePreprocessing, Layout, Sample } from './datasets/dataset';
 export { CORE_VERSION } from './version';
 export { judgeVerification } from './verdict';

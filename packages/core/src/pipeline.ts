@@ -1,18 +1,23 @@
 // The whole `quantize` run, backend-agnostic: calibrate → quantize → verify → benchmark → run directory.
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { arch, platform } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { Backend, BenchmarkResult, CalibrationMethod, ModelRef, QuantFormat, QuantizeOptions, QuantMode, QuantType, VerifyResult, VerifyThresholds } from './contract';
 import { readCalibrationTable, writeCalibrationTable, type CalibrationTable } from './calibration-table';
 import type { RunContext } from './context';
 import type { ImagePreprocessing } from './datasets/dataset';
+import type { Dataset } from './datasets/dataset';
 import { openDataset } from './datasets/open';
+import { conformDataset } from './datasets/shapes';
 import { errBackendUnavailable, errInvalidOption, toQforgeError, type QforgeError } from './errors';
-import { ensureWritable, modelSizeBytes, sha256File, writeFileAtomic } from './files';
+import { checkOutputPath, copyFileAtomic, modelInputFiles, modelSizeBytes, sha256File, writeFileAtomic } from './files';
+import { beginWorkDir, endWorkDir, preflightRun } from './run-dir';
 import { REPORT_SCHEMA_VERSION, formatRunSummary, type ArtifactRecord, type RunReport } from './report';
 import { quantizeOptionsFor, readCpuInfo, type TargetProfile } from './target';
 import { withInputShapes } from './tensor';
-import { Trial, deriveTable, parseAccuracyTarget, score, searchForTarget, type MetricKind, type SensitivityResult } from './tuning';
+import { Trial, deriveTable, parseAccuracyTarget, searchForTarget, type SensitivityResult } from './tuning';
+import { decideCorrections, type Correction } from './corrections';
+import { DEFAULT_BENCH_MIN_TIME_MS, formatSpeedup } from './bench-stats';
 import { CORE_VERSION } from './version';
 
 export interface QuantizeRunOptions {
@@ -23,7 +28,8 @@ export interface QuantizeRunOptions {
   target: TargetProfile;
   mode?: QuantMode;
   format?: QuantFormat;
-  data?: string;
+  /** A dataset spec (`./images`, `x.npz`, `mnist:calib`, …) or your own Dataset (`datasetFromIterable`). */
+  data?: string | Dataset;
   samples?: number;
   method?: CalibrationMethod;
   percentile?: number;
@@ -34,11 +40,13 @@ export interface QuantizeRunOptions {
   calibTable?: string;
   excludeNodes?: string[];
   opTypes?: string[];
-  evalData?: string;
+  evalData?: string | Dataset;
   evalSamples?: number;
   verify?: boolean;
   benchmark?: boolean;
   benchmarkRuns?: number;
+  /** Timed latency per model at least (ms), so fast models get a stable median. @defaultValue 2000 */
+  benchmarkMinTimeMs?: number;
   threads?: number;
   thresholds?: VerifyThresholds;
   perLayer?: boolean;
@@ -70,6 +78,10 @@ export interface QuantizeRunResult {
   summary: string;
 }
 
+function specName(spec: string | Dataset | undefined): string | undefined {
+  return spec === undefined || typeof spec === 'string' ? spec : spec.description.source;
+}
+
 function outputName(model: ModelRef, backend: Backend, mode: QuantMode): string {
   // Weight-only TensorFlow.js models stay TensorFlow.js models (a model.json with its shard).
   if (mode === 'weight-only' && (model.format === 'tfjs-layers' || model.format === 'tfjs-graph')) return 'model.int8.json';
@@ -98,8 +110,7 @@ export async function recordSensitivityRun(
 ): Promise<{ runDir: string; report: RunReport }> {
   const id = runId(opts.model, backend.id);
   const runDir = join(opts.runsDir, id);
-  const workDir = join(opts.runsDir, `.${id}.partial`);
-  mkdirSync(workDir, { recursive: true });
+  const workDir = beginWorkDir(opts.runsDir, id);
   const detection = await backend.detect();
   const report: RunReport = {
     kind: 'qforge.run-report',
@@ -121,11 +132,19 @@ export async function recordSensitivityRun(
   await writeFileAtomic(join(workDir, 'report.json'), JSON.stringify(report, null, 1) + '\n');
   await writeFileAtomic(join(workDir, 'summary.txt'), formatRunSummary(report));
   renameSync(workDir, runDir);
+  endWorkDir(workDir);
   return { runDir, report };
 }
 
-/** Smallest change in a correction's score (dB, or accuracy points) that counts as an effect. */
-const CORRECTION_NOISE = 0.05;
+/** What the benchmark says about speed, judged by the interval: a ratio whose interval holds 1 is no difference. */
+function speedReasons(b: BenchmarkResult): string[] {
+  const s = b.speedupEstimate;
+  if (!s) return b.speedup !== undefined && b.speedup < 1 ? [`int8 is slower than fp32 here (${formatSpeedup(b.speedup)})`] : [];
+  const cross = b.crossRuntime ? ` (cross-runtime: ${b.crossRuntime.primary} against ${b.crossRuntime.compare})` : '';
+  if (s.high < 1) return [`int8 is slower than fp32 here: ${formatSpeedup(s)}${cross}`];
+  if (s.low <= 1) return [`no measurable speed difference from fp32 here: ${formatSpeedup(s)}${cross}`];
+  return [];
+}
 
 /**
  * Runs the pipeline and always writes report.json (a failed run records its coded error).
@@ -138,11 +157,9 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
   const id = runId(opts.model, backend.id);
   const runsDir = resolve(opts.runsDir);
   const runDir = join(runsDir, id);
-  // A run is built in a hidden folder and renamed into place, so readers never see half a run.
-  const workDir = join(runsDir, `.${id}.partial`);
-  ensureWritable(join(workDir, 'probe'));
-  if (opts.output) ensureWritable(opts.output);
-  mkdirSync(workDir, { recursive: true });
+  // Wrong arguments and paths fail before any folder exists; then the run is built in a hidden folder.
+  preflightRun({ ...opts, mode, biasCorrection: Boolean(opts.biasCorrection ?? (mode === 'static' && d.biasCorrection)) });
+  const workDir = beginWorkDir(runsDir, id);
   const detection = await backend.detect();
   const cpu = readCpuInfo();
   const options: QuantizeOptions = quantizeOptionsFor(opts.target, {
@@ -177,12 +194,12 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       correctionData: undefined,
       output: opts.output ? resolve(opts.output) : undefined,
       target: opts.target.id,
-      data: opts.data,
+      data: specName(opts.data),
       samples: opts.samples,
       method: opts.method ?? d.method,
       percentile: opts.percentile,
       calibTable: opts.calibTable,
-      evalData: opts.evalData,
+      evalData: specName(opts.evalData),
       evalSamples: opts.evalSamples,
       verify: opts.verify !== false,
       benchmark: opts.benchmark !== false,
@@ -204,12 +221,15 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     await writeFileAtomic(join(workDir, 'report.json'), JSON.stringify(report, null, 1) + '\n');
     await writeFileAtomic(join(workDir, 'summary.txt'), summary);
     renameSync(workDir, runDir);
+    endWorkDir(workDir);
     return { runDir, report, summary };
   };
 
   try {
     if (!detection.available) throw errBackendUnavailable(backend.id, detection.reason ?? 'unknown reason', detection.hint);
     const inputs = withInputShapes(await backend.modelInputs(opts.model, ctx), opts.inputShapes ?? []);
+    // Every dataset is checked against the inputs and records the shapes it fed.
+    const open = (spec: string | Dataset): Dataset => (typeof spec === 'string' ? openDataset(spec, { inputs, image: opts.image }) : conformDataset(spec, inputs));
     let table: CalibrationTable | undefined;
     if (mode === 'static') {
       const t0 = Date.now();
@@ -217,12 +237,12 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
         table = readCalibrationTable(resolve(opts.calibTable));
       } else {
         if (!opts.data) throw errInvalidOption('--data', 'static quantization needs calibration data', 'Pass --data <dataset> (a folder, .npy, mnist or random), --calib-table <file>, or use --mode dynamic.');
-        const ds = openDataset(opts.data, { inputs, image: opts.image });
+        const ds = open(opts.data);
         const method = opts.method ?? d.method;
         table = await backend.calibrate(opts.model, ds, { method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: Boolean(opts.accuracyTarget), equalize: options.equalize }, ctx);
         if (opts.accuracyTarget) {
           const target = parseAccuracyTarget(opts.accuracyTarget);
-          const evalDs = openDataset(opts.evalData ?? opts.data, { inputs, image: opts.image });
+          const evalDs = open(opts.evalData ?? opts.data);
           const trial = new Trial(backend, opts.model, options, { dataset: evalDs, samples: opts.evalSamples ?? 200, metric: target.metric }, ctx);
           try {
             const methods = [...new Set<CalibrationMethod>([method, 'percentile', 'entropy', 'mse'])];
@@ -246,10 +266,10 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     }
     if (options.biasCorrection) {
       if (!opts.data) throw errInvalidOption('--bias-correction', 'bias correction needs the calibration data', 'Pass --data along with --bias-correction.');
-      options.correctionData = openDataset(opts.data, { inputs, image: opts.image });
+      options.correctionData = open(opts.data);
     }
     const tq = Date.now();
-    const q = await backend.quantize(opts.model, table, options, ctx);
+    let q = await backend.quantize(opts.model, table, options, ctx);
     report.output = { ...(await artifact(q.model.path)), format: q.model.format };
     report.quantization = {
       durationMs: Date.now() - tq,
@@ -263,58 +283,63 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     let verify: VerifyResult | undefined;
     if (opts.verify !== false) {
       const evalSpec = opts.evalData ?? opts.data ?? 'random';
-      const ds = openDataset(evalSpec, { inputs, image: opts.image });
-      verify = await backend.verify(opts.model, q.model, ds, { samples: opts.evalSamples ?? 200, thresholds: opts.thresholds ?? { minSnrDb: 20, maxAccuracyDropPoints: 1 }, perLayer: opts.perLayer ?? true }, ctx);
+      const ds = open(evalSpec);
+      const verifyOptions = { samples: opts.evalSamples ?? 200, thresholds: opts.thresholds ?? { minSnrDb: 20, maxAccuracyDropPoints: 1 }, perLayer: opts.perLayer ?? true };
+      verify = await backend.verify(opts.model, q.model, ds, verifyOptions, ctx);
       report.verify = verify;
       report.evalDataset = { ...ds.description, samplesUsed: verify.samples };
       if (!opts.evalData && opts.data && mode === 'static') report.verdictReasons.push('evaluated on the calibration data (pass --eval-data for held-out data)');
       if (ds.description.synthetic) report.verdictReasons.push('evaluated on random data: fidelity only, says nothing about accuracy');
-      // Each switchable correction is measured against the same run without it, on the same data.
-      const variants: { name: string; off: () => Promise<{ table?: CalibrationTable; options: QuantizeOptions }> }[] = [];
-      if (options.biasCorrection) variants.push({ name: 'bias-correction', off: async () => ({ table, options: { ...options, biasCorrection: false, correctionData: undefined } }) });
+      // Each switchable correction is measured against the same run without it, on the same data,
+      // and only one that helps stays in the written model.
+      const corrections: Correction[] = [];
+      if (options.biasCorrection) corrections.push({ name: 'bias-correction', off: async (r) => ({ table: r.table, options: { ...r.options, biasCorrection: false, correctionData: undefined } }) });
       if (options.equalize && mode === 'static' && opts.data) {
-        variants.push({
+        const calibData = opts.data;
+        corrections.push({
           name: 'equalization',
-          off: async () => ({
-            table: await backend.calibrate(opts.model, openDataset(opts.data!, { inputs, image: opts.image }), { method: table!.method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType, equalize: false }, ctx),
-            options: { ...options, equalize: false },
+          off: async (r) => ({
+            table: await backend.calibrate(opts.model, open(calibData), { method: table!.method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType, equalize: false }, ctx),
+            options: { ...r.options, equalize: false },
           }),
         });
       }
-      const metrics: [MetricKind, string][] = [['snr', 'SNR dB (pre-activation where measured)']];
-      if (verify.accuracy) metrics.push(['top1-drop', 'negated top-1 drop (points)']);
-      report.corrections = [];
-      for (const variant of variants) {
-        const off = await variant.off();
-        const plain = await backend.quantize(opts.model, off.table, { ...off.options, output: join(workDir, `without-${variant.name}${extname(options.output)}`) }, ctx);
-        const v0 = await backend.verify(opts.model, plain.model, ds, { samples: opts.evalSamples ?? 200, thresholds: {} }, ctx);
-        rmSync(plain.model.path, { force: true });
-        for (const [m, label] of metrics) {
-          const without = score(v0, m);
-          const withIt = score(verify, m);
-          // Smaller changes are run-to-run noise, e.g. equalization that found no pair.
-          report.corrections.push({ name: variant.name, metric: label, without, with: withIt, helped: withIt - without > CORRECTION_NOISE });
+      if (corrections.length) {
+        const decision = await decideCorrections(backend, opts.model, { recipe: { table, options }, quantized: q, verify }, corrections, { dataset: ds, options: verifyOptions, workDir }, ctx);
+        report.corrections = decision.records;
+        report.verdictReasons.push(...decision.notes);
+        if (decision.dropped.length) {
+          ({ quantized: q, verify } = decision);
+          table = decision.recipe.table;
+          Object.assign(options, decision.recipe.options);
+          report.verify = verify;
+          report.output = { ...(await artifact(q.model.path)), format: q.model.format };
+          report.quantization = { ...report.quantization!, preparation: q.preparation, decisions: q.decisions, quantizedNodes: q.decisions.filter((x) => x.quantized).length, skippedNodes: q.decisions.filter((x) => !x.quantized).length };
+          report.sizes = { inputBytes: report.input.sizeBytes, outputBytes: q.sizeBytes, ratio: q.sizeBytes / report.input.sizeBytes };
+          report.options.biasCorrection = options.biasCorrection;
+          report.options.equalize = options.equalize;
+          if (table && report.calibrationTable) {
+            await writeCalibrationTable(report.calibrationTable.path, table);
+            report.calibrationTable = { ...(await artifact(report.calibrationTable.path)), format: 'json' };
+            if (report.calibration) report.calibration.tensorCount = Object.keys(table.tensors).length;
+          }
         }
-      }
-      if (!report.corrections.length) delete report.corrections;
-      else {
-        for (const c of report.corrections.filter((x) => !x.helped)) report.verdictReasons.push(`${c.name} did not help ${c.metric} here (${c.without.toFixed(2)} → ${c.with.toFixed(2)})`);
       }
     }
     let bench: BenchmarkResult | undefined;
     if (opts.benchmark !== false && backend.capabilities.verbs.includes('benchmark')) {
       // Real inputs from the evaluation data, so symbolic dims get the sizes users run with.
-      const benchData = openDataset(opts.evalData ?? opts.data ?? 'random', { inputs, image: opts.image });
-      bench = await backend.benchmark(q.model, { threads: opts.threads ?? 1, warmup: 10, runs: opts.benchmarkRuns ?? 100, compare: opts.model, dataset: benchData }, ctx);
+      const benchData = open(opts.evalData ?? opts.data ?? 'random');
+      bench = await backend.benchmark(q.model, { threads: opts.threads ?? 1, warmup: 10, runs: opts.benchmarkRuns ?? 100, minTimeMs: opts.benchmarkMinTimeMs ?? DEFAULT_BENCH_MIN_TIME_MS, compare: opts.model, dataset: benchData }, ctx);
       report.benchmark = bench;
     }
     if (opts.output) {
       const out = resolve(opts.output);
-      const tmp = `${out}.qforge-${process.pid}.tmp`;
-      copyFileSync(q.model.path, tmp);
-      // Files the model needs beside it (weight shards) go next to the copy, under their own names.
-      for (const extra of Object.keys(q.artifacts ?? {})) copyFileSync(extra, join(dirname(out), basename(extra)));
-      renameSync(tmp, out);
+      // Files the model needs beside it (weight shards) go next to the copy, under their own names; none may land on an input.
+      const inputs = modelInputFiles(opts.model);
+      for (const extra of Object.keys(q.artifacts ?? {})) checkOutputPath(join(dirname(out), basename(extra)), inputs);
+      for (const extra of Object.keys(q.artifacts ?? {})) copyFileAtomic(extra, join(dirname(out), basename(extra)));
+      copyFileAtomic(q.model.path, out);
     }
     report.status = 'succeeded';
     if (verify) {
@@ -329,7 +354,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       report.verdictReasons.unshift('verification was skipped (--no-verify)');
     }
     // Weight-only models compute in float: their point is size, so speed is not judged.
-    if (bench?.speedup !== undefined && bench.speedup < 1 && mode !== 'weight-only') report.verdictReasons.push(`int8 is slower than fp32 here (${bench.speedup.toFixed(2)}×)`);
+    if (bench && mode !== 'weight-only') report.verdictReasons.push(...speedReasons(bench));
     return await finish();
   } catch (e) {
     const err: QforgeError = toQforgeError(e);

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import Ajv from 'ajv';
 import type { BenchmarkResult, GraphChange, ModelFormat, NodeDecision, VerifyResult } from './contract';
 import type { DatasetDescription } from './datasets/dataset';
+import { formatSpeedup } from './bench-stats';
+import type { CorrectionRecord } from './corrections';
 import { errReportInvalid, type QforgeErrorJson } from './errors';
 import type { SearchResult, SensitivityResult } from './tuning';
 
@@ -39,8 +41,8 @@ export interface RunReport {
   sizes?: { inputBytes: number; outputBytes: number; ratio: number };
   verify?: VerifyResult;
   benchmark?: BenchmarkResult;
-  /** Each switchable correction with its measured effect (same data, with vs without). */
-  corrections?: { name: string; metric: string; without: number; with: number; helped: boolean }[];
+  /** Each switchable correction with its measured effect (same data, with vs without) and whether the written model has it. */
+  corrections?: CorrectionRecord[];
   /** The accuracy-aware search path, when `--accuracy-target` was given. */
   search?: SearchResult;
   /** Per-node sensitivity, for `qforge sensitivity` runs. */
@@ -106,6 +108,12 @@ function fmtBytes(n: number): string {
   return `${n} B`;
 }
 
+/** `, shapes x 1×3×48×320`: the concrete input shapes a dataset fed, so a reader sees what was measured. */
+function fmtShapes(d: DatasetDescription): string {
+  const entries = Object.entries(d.inputShapes ?? {});
+  return entries.length ? `, shapes ${entries.map(([k, v]) => `${k} ${v.join(' | ')}`).join('; ')}` : '';
+}
+
 /** The human summary written as summary.txt and printed by `quantize` and `report`. */
 export function formatRunSummary(r: RunReport): string {
   const lines: string[] = [];
@@ -114,7 +122,8 @@ export function formatRunSummary(r: RunReport): string {
   lines.push(`input     ${r.input.path} (${fmtBytes(r.input.sizeBytes)})`);
   if (r.output) lines.push(`output    ${r.output.path} (${fmtBytes(r.output.sizeBytes)})`);
   if (r.sizes) lines.push(`size      ${fmtBytes(r.sizes.inputBytes)} → ${fmtBytes(r.sizes.outputBytes)} (${r.sizes.ratio.toFixed(3)}×)`);
-  if (r.dataset) lines.push(`calib     ${r.dataset.source}, ${r.dataset.samplesUsed} samples${r.dataset.synthetic ? ' (SYNTHETIC: says nothing about accuracy)' : ''}`);
+  if (r.dataset) lines.push(`calib     ${r.dataset.source}, ${r.dataset.samplesUsed} samples${r.dataset.synthetic ? ' (SYNTHETIC: says nothing about accuracy)' : ''}${fmtShapes(r.dataset)}`);
+  if (r.evalDataset) lines.push(`eval      ${r.evalDataset.source}, ${r.evalDataset.samplesUsed} samples${r.evalDataset.synthetic ? ' (SYNTHETIC)' : ''}${fmtShapes(r.evalDataset)}`);
   if (r.calibration) lines.push(`method    ${r.calibration.method}, ${r.calibration.tensorCount} tensors, ${r.calibration.durationMs.toFixed(0)} ms${r.calibration.reused ? ' (reused table)' : ''}`);
   if (r.quantization) lines.push(`quantized ${r.quantization.quantizedNodes} nodes, kept ${r.quantization.skippedNodes} in float, ${r.quantization.preparation.length} preparation changes`);
   if (r.verify) {
@@ -135,12 +144,18 @@ export function formatRunSummary(r: RunReport): string {
     const p = b.primary.latencyMs;
     if (b.compare) {
       const c = b.compare.latencyMs;
-      lines.push(`latency   fp32 ${c.mean.toFixed(3)} ms → int8 ${p.mean.toFixed(3)} ms (p50 ${c.p50.toFixed(3)} → ${p.p50.toFixed(3)}), speedup ${b.speedup?.toFixed(2)}× at ${b.primary.threads} thread(s)`);
+      lines.push(`latency   fp32 ${c.p50.toFixed(3)} ms → int8 ${p.p50.toFixed(3)} ms median (mean ${c.mean.toFixed(3)} → ${p.mean.toFixed(3)}), speedup ${formatSpeedup(b.speedupEstimate ?? b.speedup)} at ${b.primary.threads} thread(s), ${p.count} alternated runs each`);
+      if (b.crossRuntime) lines.push(`          cross-runtime ratio: int8 in ${b.crossRuntime.primary} against fp32 in ${b.crossRuntime.compare}, not one runtime with and without int8`);
     } else {
       lines.push(`latency   ${p.mean.toFixed(3)} ms mean, p50 ${p.p50.toFixed(3)}, p99 ${p.p99.toFixed(3)} at ${b.primary.threads} thread(s)`);
     }
   }
-  for (const c of r.corrections ?? []) lines.push(`correction ${c.name}: ${c.metric} ${c.without.toFixed(2)} → ${c.with.toFixed(2)} (${c.helped ? 'helped' : 'did not help'})`);
+  for (const c of r.corrections ?? []) {
+    // Reports from before `applied` was recorded shipped every correction.
+    const verdict = c.decisive === false ? 'for information' : c.applied === false ? 'left out of the written model' : 'kept';
+    const effect = c.helped ? 'better with it' : Math.abs(c.with - c.without) <= 0.05 ? 'no measurable difference' : 'worse with it';
+    lines.push(`correction ${c.name}: ${c.metric} ${c.without.toFixed(2)} without → ${c.with.toFixed(2)} with (${effect}; ${verdict})`);
+  }
   if (r.sensitivity) {
     const sens = r.sensitivity;
     lines.push(`sensitivity ${sens.metric}: all quantized ${sens.baseline.toFixed(2)}; ${sens.layers.length} nodes${sens.rankAgreement !== undefined ? `, rank agreement ${sens.rankAgreement.toFixed(2)}` : ''}`);

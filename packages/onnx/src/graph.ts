@@ -1,7 +1,7 @@
 // Graph queries and edits: producers, consumers, topological order, typed tensor access.
 import type { TensorInfo } from '@qforge/core';
 import { errModelCorrupt } from '@qforge/core';
-import { DATA_TYPE_NAMES, DataType, type AttributeProto, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from './proto';
+import { DATA_TYPE_NAMES, DataType, type AttributeProto, type GraphProto, type Int64, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from './proto';
 
 export function opsetVersion(model: ModelProto, domain = ''): number {
   const entry = model.opsetImport.find((o) => (o.domain ?? '') === domain || (domain === '' && o.domain === 'ai.onnx'));
@@ -12,9 +12,22 @@ export function attr(node: NodeProto, name: string): AttributeProto | undefined 
   return node.attribute.find((a) => a.name === name);
 }
 
+/**
+ * An int64 as a number for arithmetic. Values beyond ±(2^53 − 1) — the INT64_MAX/INT64_MIN
+ * sentinels of Slice and friends — clamp to ±Number.MAX_SAFE_INTEGER, which keeps their meaning
+ * ("to the end") for any real tensor. Code that writes the value back uses {@link attrInt64s}.
+ */
+export function int64ToNumber(v: Int64): number {
+  if (typeof v === 'number') return v;
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) return Number.MAX_SAFE_INTEGER;
+  if (v < -BigInt(Number.MAX_SAFE_INTEGER)) return -Number.MAX_SAFE_INTEGER;
+  return Number(v);
+}
+
+/** An int attribute as a number (clamped, see {@link int64ToNumber}). */
 export function attrInt(node: NodeProto, name: string, fallback: number): number {
   const a = attr(node, name);
-  return a?.i !== undefined ? Number(a.i) : fallback;
+  return a?.i !== undefined ? int64ToNumber(a.i) : fallback;
 }
 
 export function attrFloat(node: NodeProto, name: string, fallback: number): number {
@@ -22,8 +35,15 @@ export function attrFloat(node: NodeProto, name: string, fallback: number): numb
   return a?.f !== undefined ? a.f : fallback;
 }
 
+/** An ints attribute as numbers (clamped, see {@link int64ToNumber}). */
 export function attrInts(node: NodeProto, name: string): number[] | undefined {
-  return attr(node, name)?.ints?.map(Number);
+  return attr(node, name)?.ints?.map(int64ToNumber);
+}
+
+/** An ints attribute exactly as stored, for writing it back (into an int64 tensor, another attribute). */
+export function attrInt64s(node: NodeProto, name: string): Int64[] | undefined {
+  const ints = attr(node, name)?.ints;
+  return ints ? [...ints] : undefined;
 }
 
 export function attrString(node: NodeProto, name: string): string | undefined {
@@ -50,7 +70,54 @@ export function graphOutputs(graph: GraphProto): TensorInfo[] {
   return graph.output.map(valueInfoToTensorInfo);
 }
 
-/** Producer and consumer index over a graph; rebuild it after edits. */
+/** The graphs a node holds as attributes (If branches, Loop and Scan bodies). */
+export function subgraphsOf(node: NodeProto): GraphProto[] {
+  const out: GraphProto[] = [];
+  for (const a of node.attribute ?? []) {
+    if (a.g) out.push(a.g);
+    if (a.graphs) out.push(...a.graphs);
+  }
+  return out;
+}
+
+/** Names a graph reads but does not define: values it takes from the enclosing scope. */
+export function graphOuterReferences(graph: GraphProto): Set<string> {
+  const defined = new Set<string>(['']);
+  for (const i of graph.input ?? []) defined.add(i.name);
+  for (const t of graph.initializer ?? []) defined.add(t.name);
+  for (const t of graph.sparseInitializer ?? []) if (t.values?.name) defined.add(t.values.name);
+  for (const n of graph.node ?? []) for (const o of n.output ?? []) defined.add(o);
+  const refs = new Set<string>();
+  for (const n of graph.node ?? []) {
+    for (const i of n.input ?? []) if (!defined.has(i)) refs.add(i);
+    for (const r of subgraphOuterReferences(n)) if (!defined.has(r)) refs.add(r);
+  }
+  // A body may return an outer value as it is.
+  for (const o of graph.output ?? []) if (!defined.has(o.name)) refs.add(o.name);
+  return refs;
+}
+
+/**
+ * Outer-scope names the node's bodies read, recursively: to the enclosing graph these are inputs
+ * of the node as real as `node.input`, so passes that look for consumers must count them.
+ */
+export function subgraphOuterReferences(node: NodeProto): Set<string> {
+  const refs = new Set<string>();
+  for (const g of subgraphsOf(node)) for (const r of graphOuterReferences(g)) refs.add(r);
+  return refs;
+}
+
+/** What a node reads: its inputs, then the outer values its bodies read. */
+export function nodeReads(node: NodeProto): string[] {
+  const direct = node.input.filter(Boolean);
+  const implicit = [...subgraphOuterReferences(node)].filter((r) => !direct.includes(r));
+  return implicit.length ? [...direct, ...implicit] : direct;
+}
+
+/**
+ * Producer and consumer index over a graph; rebuild it after edits. A node whose If/Loop/Scan body
+ * reads a tensor counts as its consumer (it does not list it in `input`).
+ */
 export class GraphIndex {
   readonly producer = new Map<string, NodeProto>();
   readonly consumers = new Map<string, NodeProto[]>();
@@ -61,8 +128,7 @@ export class GraphIndex {
     for (const t of graph.initializer) this.initializers.set(t.name, t);
     for (const n of graph.node) {
       for (const o of n.output) if (o) this.producer.set(o, n);
-      for (const i of n.input) {
-        if (!i) continue;
+      for (const i of new Set(nodeReads(n))) {
         const list = this.consumers.get(i) ?? [];
         list.push(n);
         this.consumers.set(i, list);
@@ -85,14 +151,18 @@ export class GraphIndex {
   }
 }
 
-/** Kahn's algorithm; throws E_MODEL_CORRUPT on cycles or inputs nobody produces. */
-export function topologicalSort(graph: GraphProto): NodeProto[] {
-  const available = new Set<string>([...graph.input.map((i) => i.name), ...graph.initializer.map((t) => t.name), '']);
+/**
+ * Kahn's algorithm; throws E_MODEL_CORRUPT on cycles or inputs nobody produces. Values an If/Loop/Scan
+ * body reads from outside order the node like inputs. `outerScope`: names the enclosing graph
+ * provides, when sorting a body.
+ */
+export function topologicalSort(graph: GraphProto, outerScope: Iterable<string> = []): NodeProto[] {
+  const available = new Set<string>([...graph.input.map((i) => i.name), ...graph.initializer.map((t) => t.name), '', ...outerScope]);
   const pending = new Map<NodeProto, number>();
   const waiting = new Map<string, NodeProto[]>();
   const ready: NodeProto[] = [];
   for (const n of graph.node) {
-    const missing = n.input.filter((i) => !available.has(i));
+    const missing = nodeReads(n).filter((i) => !available.has(i));
     pending.set(n, new Set(missing).size);
     for (const i of new Set(missing)) {
       const l = waiting.get(i) ?? [];
@@ -159,7 +229,7 @@ export function tensorToFloat32(t: TensorProto): Float32Array {
       return Float32Array.from(t.doubleData ?? []);
     case DataType.INT64:
       if (raw && raw.byteLength) return Float32Array.from(new BigInt64Array(Uint8Array.from(raw).buffer), Number);
-      return Float32Array.from(t.int64Data ?? []);
+      return Float32Array.from(t.int64Data ?? [], Number);
     case DataType.INT32:
       if (raw && raw.byteLength) return Float32Array.from(new Int32Array(Uint8Array.from(raw).buffer));
       return Float32Array.from(t.int32Data ?? []);
@@ -184,9 +254,22 @@ export function tensorToFloat32(t: TensorProto): Float32Array {
   }
 }
 
-/** Reads an int64 tensor (shapes, axes) as numbers. */
-export function tensorToInts(t: TensorProto): number[] {
+/** An integer tensor's values exactly (int64 as {@link Int64}); other types through float32. */
+export function tensorToInt64s(t: TensorProto): Int64[] {
+  const raw = t.rawData;
+  const exact = (v: bigint): Int64 => (v >= -BigInt(Number.MAX_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+  if (t.dataType === DataType.INT64) {
+    if (raw && raw.byteLength) return Array.from(new BigInt64Array(Uint8Array.from(raw).buffer), exact);
+    return [...(t.int64Data ?? [])];
+  }
+  if (t.dataType === DataType.INT32 && !(raw && raw.byteLength)) return [...(t.int32Data ?? [])];
+  if (t.dataType === DataType.INT32) return Array.from(new Int32Array(Uint8Array.from(raw!).buffer));
   return Array.from(tensorToFloat32(t));
+}
+
+/** Reads an integer tensor (shapes, axes) as numbers (clamped, see {@link int64ToNumber}). */
+export function tensorToInts(t: TensorProto): number[] {
+  return tensorToInt64s(t).map(int64ToNumber);
 }
 
 type Typed = Float32Array | Int8Array | Uint8Array | Int32Array | Int16Array | Uint16Array;
@@ -217,20 +300,25 @@ export function makeNode(opType: string, inputs: string[], outputs: string[], na
   return n;
 }
 
-export const intAttr = (name: string, i: number): AttributeProto => ({ name, type: 2, i });
+export const intAttr = (name: string, i: Int64): AttributeProto => ({ name, type: 2, i });
 export const floatAttr = (name: string, f: number): AttributeProto => ({ name, type: 1, f });
-export const intsAttr = (name: string, ints: number[]): AttributeProto => ({ name, type: 7, ints });
+export const intsAttr = (name: string, ints: Int64[]): AttributeProto => ({ name, type: 7, ints });
 export const tensorAttr = (name: string, t: TensorProto): AttributeProto => ({ name, type: 4, t });
 
-/** A name not yet used by any tensor or node in the graph. */
+/** A name not yet used by any tensor or node in the graph or in any body inside it (a new name must not shadow one). */
 export function uniqueNamer(graph: GraphProto): (base: string) => string {
   const used = new Set<string>();
-  for (const t of graph.initializer) used.add(t.name);
-  for (const i of graph.input) used.add(i.name);
-  for (const n of graph.node) {
-    if (n.name) used.add(n.name);
-    for (const o of n.output) used.add(o);
-  }
+  const visit = (g: GraphProto) => {
+    for (const t of g.initializer ?? []) used.add(t.name);
+    for (const i of g.input ?? []) used.add(i.name);
+    for (const n of g.node ?? []) {
+      if (n.name) used.add(n.name);
+      for (const o of n.output ?? []) used.add(o);
+      for (const i of n.input ?? []) used.add(i);
+      subgraphsOf(n).forEach(visit);
+    }
+  };
+  visit(graph);
   return (base: string) => {
     let name = base;
     for (let k = 1; used.has(name); k++) name = `${base}_${k}`;

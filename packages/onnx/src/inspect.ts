@@ -23,6 +23,7 @@ export async function describeModel(model: LoadedModel): Promise<ModelInfo> {
   const notes: string[] = [];
   const ext = Object.keys(model.externalTensors);
   if (ext.length) notes.push(`${ext.length} tensor(s) stored in external data files`);
+  if (model.unknownFields?.length) notes.push(`${model.unknownFields.length} field(s) unknown to ONNX 1.20's schema: a model qforge writes from this one leaves them out`);
   const inputs = graphInputs(g);
   if (inputs.some((i) => i.shape.some((d) => typeof d !== 'number'))) notes.push('some input dimensions are symbolic or unknown');
   if (opHistogram.Constant) notes.push(`${opHistogram.Constant} Constant node(s): weights are not initializers (qforge converts them when quantizing)`);

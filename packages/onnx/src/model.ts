@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { errModelCorrupt, errModelNotFound, writeFileAtomic } from '@qforge/core';
-import { ModelProtoType, type ModelProto, type TensorProto } from './proto';
+import { decodeModelProto, encodeModelProto, type GraphProto, type Int64, type ModelProto, type TensorProto, type TypeProto, type UnknownField } from './proto';
 
 /** protobuf messages above this size cannot be encoded in one piece (the 2 GiB limit, with margin). */
 export const MAX_INLINE_BYTES = 1.8 * 1024 ** 3;
@@ -15,6 +15,8 @@ export interface LoadedModel {
   externalTensors: Record<string, string>;
   /** The file's bytes as read (initializers decode as views into them, so keeping them is free): hash these instead of reading the file again. */
   bytes?: Uint8Array;
+  /** Fields the pinned onnx.proto does not know (from a newer ONNX or a private extension): they are not written back on save. */
+  unknownFields: UnknownField[];
 }
 
 function insideFolder(folder: string, candidate: string): boolean {
@@ -47,48 +49,87 @@ function resolveExternalData(proto: ModelProto, modelPath: string): Record<strin
       loaded[t.name] = location;
     }
   };
-  visit(proto.graph.initializer);
-  for (const n of proto.graph.node) for (const a of n.attribute) if (a.t) visit([a.t]);
+  for (const g of allGraphs(proto.graph)) {
+    visit(g.initializer);
+    for (const n of g.node) for (const a of n.attribute) visit([...(a.t ? [a.t] : []), ...(a.tensors ?? [])]);
+  }
   return loaded;
 }
 
-export function decodeModel(bytes: Uint8Array, source = '<bytes>'): ModelProto {
-  let proto: ModelProto;
-  try {
-    const msg = ModelProtoType.decode(bytes);
-    proto = ModelProtoType.toObject(msg, { defaults: false, arrays: true, longs: Number }) as ModelProto;
-  } catch (e) {
-    throw errModelCorrupt(source, `not a valid ONNX protobuf (${(e as Error).message})`);
-  }
-  if (!proto.graph || !proto.opsetImport?.length) throw errModelCorrupt(source, 'no graph or no opset_import: this is not an ONNX model');
-  const g = proto.graph;
+/** Every graph of the model: the main graph and the bodies of If/Loop/Scan (attributes g and graphs), recursively. */
+export function* allGraphs(graph: GraphProto): Generator<GraphProto> {
+  yield graph;
+  for (const n of graph.node) for (const a of n.attribute) for (const g of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) yield* allGraphs(g);
+}
+
+/** Fields typed `number` must hold one: a bigint there cannot describe a real tensor or version. */
+function requireSafe(value: Int64 | undefined, what: string, source: string): void {
+  if (typeof value === 'bigint') throw errModelCorrupt(source, `${what} is ${value}, beyond the integers qforge can index with (2^53)`);
+}
+
+function checkType(t: TypeProto | undefined, where: string, source: string): void {
+  for (const d of t?.tensorType?.shape?.dim ?? []) requireSafe(d.dimValue, `a dimension of ${where}`, source);
+}
+
+/** Gives a graph the lists qforge edits (absent repeated fields encode to nothing, so this changes no bytes). */
+function normalizeGraph(g: GraphProto, source: string): void {
   g.node ??= [];
   g.initializer ??= [];
   g.input ??= [];
   g.output ??= [];
   g.valueInfo ??= [];
+  for (const t of g.initializer) {
+    t.dims ??= [];
+    for (const d of t.dims) requireSafe(d, `a dimension of initializer ${t.name}`, source);
+  }
+  for (const v of [...g.input, ...g.output, ...g.valueInfo]) checkType(v.type, v.name, source);
   for (const n of g.node) {
     n.input ??= [];
     n.output ??= [];
     n.attribute ??= [];
+    for (const a of n.attribute) {
+      for (const t of [...(a.t ? [a.t] : []), ...(a.tensors ?? [])]) {
+        t.dims ??= [];
+        for (const d of t.dims) requireSafe(d, `a dimension of a tensor attribute of ${n.name || n.opType}`, source);
+      }
+      for (const sub of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) normalizeGraph(sub, source);
+    }
   }
-  if (!g.output.length) throw errModelCorrupt(source, 'the graph has no outputs');
-  return proto;
+}
+
+/** Decodes an ONNX model exactly: int64 values as numbers when safe, bigints otherwise. */
+export function decodeModel(bytes: Uint8Array, source = '<bytes>'): ModelProto {
+  return decodeModelWithUnknown(bytes, source).proto;
+}
+
+function decodeModelWithUnknown(bytes: Uint8Array, source: string): { proto: ModelProto; unknownFields: UnknownField[] } {
+  let decoded: { proto: ModelProto; unknownFields: UnknownField[] };
+  try {
+    decoded = decodeModelProto(bytes);
+  } catch (e) {
+    throw errModelCorrupt(source, `not a valid ONNX protobuf (${(e as Error).message})`);
+  }
+  const { proto } = decoded;
+  if (!proto.graph || !proto.opsetImport?.length) throw errModelCorrupt(source, 'no graph or no opset_import: this is not an ONNX model');
+  requireSafe(proto.irVersion, 'ir_version', source);
+  for (const o of proto.opsetImport) requireSafe(o.version, `the version of opset "${o.domain ?? ''}"`, source);
+  normalizeGraph(proto.graph, source);
+  if (!proto.graph.output.length) throw errModelCorrupt(source, 'the graph has no outputs');
+  return decoded;
 }
 
 export function loadModel(path: string): LoadedModel {
   const abs = resolve(path);
   if (!existsSync(abs)) throw errModelNotFound(abs);
   const bytes = readFileSync(abs);
-  const proto = decodeModel(bytes, abs);
+  const { proto, unknownFields } = decodeModelWithUnknown(bytes, abs);
   const externalTensors = resolveExternalData(proto, abs);
-  return { proto, path: abs, externalTensors, bytes };
+  return { proto, path: abs, externalTensors, bytes, unknownFields };
 }
 
+/** Encodes exactly what {@link decodeModel} gave (bigints included); refuses values that do not fit the schema. */
 export function encodeModel(proto: ModelProto): Uint8Array {
-  const err = ModelProtoType.verify(proto);
-  if (err) throw errModelCorrupt('<in memory>', `model does not encode: ${err}`);
-  return ModelProtoType.encode(ModelProtoType.fromObject(proto)).finish();
+  return encodeModelProto(proto);
 }
 
 function tensorBytes(t: TensorProto): number {

@@ -13,12 +13,16 @@ import {
   errInvalidOption,
   errUnsupported,
   firstSample,
+  mulberry32,
   openDataset,
   methodNeedsHistogram,
   sha256Async,
   summarizeLatencies,
   throughputPerSec,
   throwIfAborted,
+  estimateSpeedup,
+  measureAlternately,
+  measurementPlan,
   type Backend,
   type BackendCapabilities,
   type BenchmarkOptions,
@@ -44,7 +48,7 @@ import {
 } from '@qforge/core';
 import { GraphIndex, describeModel, encodeModel, graphInputs, intAttr, tensorToFloat32, loadModel, makeNode, saveModel, withExtraOutputs, type ModelProto } from '@qforge/onnx';
 import { correctBiases } from './bias-correction';
-import { prepareForCalibration, prepareModel, shapeQuestions, type ObservedShapes, type PreparationResult } from './prepare';
+import { prepareForCalibration, prepareModel, readEqualizedActivations, shapeQuestions, type ObservedShapes, type PreparationResult } from './prepare';
 import { quantizeDynamic } from './quantize-dynamic';
 import { STATIC_OP_TYPES, calibrationTensors, quantizeStaticQdq } from './quantize-qdq';
 import { qdqToQOperator } from './quantize-qoperator';
@@ -84,10 +88,28 @@ function withOutputs(proto: ModelProto, tensors: string[]): Uint8Array {
   return encodeModel(withExtraOutputs(proto, tensors));
 }
 
-/** Fixed inputs shaped from the model (symbolic dims as 1, or as `dims` says), from the `random` dataset. */
-function randomInputs(inputs: TensorInfo[], seed: number, dims?: Record<string, number[]>): Promise<Sample> {
-  const shaped = inputs.map((i) => (dims?.[i.name] ? { ...i, shape: dims[i.name] } : i));
-  return firstSample(openDataset(`random:${seed}`, { inputs: shaped }));
+/** Fixed random inputs for a benchmark without data: symbolic dims other than the batch are an error. */
+function randomInputs(inputs: TensorInfo[], seed: number): Promise<Sample> {
+  return firstSample(openDataset(`random:${seed}`, { inputs }));
+}
+
+/**
+ * Inputs for a structural probe of the graph (which ranks and static dims its tensors have), never
+ * for measurements: the shapes calibration saw when the table records them, else symbolic dims as
+ * 1; float inputs random, integer and bool inputs zero.
+ */
+function probeInputs(inputs: TensorInfo[], dims?: Record<string, number[]>): Record<string, Tensor> {
+  const rnd = mulberry32(0);
+  const out: Record<string, Tensor> = {};
+  for (const i of inputs) {
+    const shape = dims?.[i.name] ?? i.shape.map((d) => (typeof d === 'number' && d > 0 ? d : 1));
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (i.dtype === 'int64') out[i.name] = { dtype: 'int64', dims: shape, data: new BigInt64Array(n) };
+    else if (i.dtype === 'int32') out[i.name] = { dtype: 'int32', dims: shape, data: new Int32Array(n) };
+    else if (i.dtype === 'bool') out[i.name] = { dtype: 'bool', dims: shape, data: new Uint8Array(n) };
+    else out[i.name] = { dtype: 'float32', dims: shape, data: Float32Array.from({ length: n }, () => rnd() * 2 - 1) };
+  }
+  return out;
 }
 
 /**
@@ -221,7 +243,9 @@ export class OnnxRuntimeBackend implements Backend {
         // Decode the next sample while the runtime runs this one.
         const next = iterator.next();
         next.catch(() => undefined);
-        const out = await runSession(session, sample.inputs, count === 0 ? firstFetch : fetch);
+        const wanted = count === 0 ? firstFetch : fetch;
+        // A model with nothing to calibrate (weight-only ops) still runs once to answer the shape questions.
+        const out = await runSession(session, sample.inputs, wanted.length ? wanted : undefined);
         if (count === 0) {
           const shapes: ObservedShapes = new Map(Object.entries(sample.inputs).map(([k, t]) => [k, t.dims]));
           for (const q of questions) shapes.set(q, [...out[q].dims].map(Number));
@@ -268,15 +292,15 @@ export class OnnxRuntimeBackend implements Backend {
     if (options.format !== 'qdq' && options.format !== 'qoperator') throw errUnsupported(this.id, `--format ${options.format}`, 'formats are qdq and qoperator');
     if (options.format === 'qoperator' && options.activation16Nodes?.length) throw errUnsupported(this.id, '--format qoperator with --a16-nodes', 'QLinear operators are 8-bit; 16-bit activations need --format qdq');
     if (options.format === 'qoperator' && options.mode !== 'static') throw errUnsupported(this.id, '--format qoperator with --mode dynamic', 'dynamic quantization writes DynamicQuantizeMatMul; use --format qdq');
+    throwIfAborted(ctx, 'quantization');
     const loaded = loadModel(model.path);
     const inputSha = await sha256Async(loaded.bytes!);
     // A table for another model is refused before anything runs.
     if (table) assertTableMatches(table, inputSha);
     const dims = table?.methodOptions?.inputDims as Record<string, number[]> | undefined;
     ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
-    const probe = await randomInputs(graphInputs(loaded.proto.graph), 0, dims);
     // Prepared as calibrate prepares it (same shapes from the table's input dims), so tables line up.
-    const shapes = await observeShapes(loaded.proto, probe.inputs, shapeQuestions(loaded.proto));
+    const shapes = await observeShapes(loaded.proto, probeInputs(graphInputs(loaded.proto.graph), dims), shapeQuestions(loaded.proto));
     const prep = prepareModel(loaded.proto, shapes, { needPerAxis: true, equalize: options.equalize });
     let decisions: NodeDecision[];
     let changes: GraphChange[];
@@ -287,7 +311,7 @@ export class OnnxRuntimeBackend implements Backend {
       }
       const floatProto = options.biasCorrection ? structuredClone(prep.proto) : undefined;
       const split = splitRecurrent(options.opTypes);
-      ({ decisions, changes } = split.onlyRecurrent ? { decisions: [], changes: [] } : quantizeStaticQdq(prep.proto, table, { ...options, opTypes: split.rest, perAxisAllowed: prep.opset >= 13 }));
+      ({ decisions, changes } = split.onlyRecurrent ? { decisions: [], changes: [] } : quantizeStaticQdq(prep.proto, table, { ...options, opTypes: split.rest, perAxisAllowed: prep.opset >= 13, opsetRefusal: prep.opsetRefusal }));
       if (split.recurrent) mergeInto({ decisions, changes }, quantizeRecurrent(prep.proto, options));
       if (floatProto) changes.push(...(await correctBiases(floatProto, prep.proto, options.correctionData, options.correctionSamples ?? 32, ctx)));
       if (options.format === 'qoperator') changes.push(...qdqToQOperator(prep.proto));
@@ -306,6 +330,8 @@ export class OnnxRuntimeBackend implements Backend {
     const bytes = encodeModel(prep.proto);
     const check = await createSession(bytes, { optimization: 'all' });
     await check.release();
+    // A run cancelled while quantizing leaves no model behind.
+    throwIfAborted(ctx, 'quantization');
     ctx.progress({ phase: 'write', current: 0, message: options.output });
     await saveModel(prep.proto, options.output);
     return {
@@ -332,18 +358,18 @@ export class OnnxRuntimeBackend implements Backend {
     if (options.compare) runs.push(await open(options.compare));
     let peakRss = process.memoryUsage().rss;
     try {
-      for (let i = 0; i < options.warmup; i++) for (const r of runs) await runSession(r.session, inputs);
-      // Alternate the models run by run, so drift in machine load hits both alike.
-      for (let i = 0; i < options.runs; i++) {
-        throwIfAborted(ctx, 'benchmark');
-        for (const r of i % 2 === 0 ? runs : [...runs].reverse()) {
-          const t0 = performance.now();
-          await runSession(r.session, inputs);
-          r.samples.push(performance.now() - t0);
-        }
-        peakRss = Math.max(peakRss, process.memoryUsage().rss);
-        ctx.progress({ phase: 'benchmark', current: i + 1, total: options.runs });
-      }
+      const series = await measureAlternately(
+        runs.map((r) => ({ run: () => runSession(r.session, inputs) })),
+        measurementPlan(options),
+        {
+          beforeRun: () => throwIfAborted(ctx, 'benchmark'),
+          afterRun: (done, expected) => {
+            peakRss = Math.max(peakRss, process.memoryUsage().rss);
+            ctx.progress({ phase: 'benchmark', current: done, total: expected });
+          },
+        },
+      );
+      series.forEach((s, k) => runs[k].samples.push(...s));
     } finally {
       for (const r of runs) await r.session.release();
     }
@@ -354,13 +380,16 @@ export class OnnxRuntimeBackend implements Backend {
     };
     const primary = toResult(runs[0]);
     const compare = runs[1] ? toResult(runs[1]) : undefined;
+    const speedupEstimate = compare ? estimateSpeedup(runs[0].samples, runs[1].samples) : undefined;
     return {
       backend: this.id,
       runtime: `onnxruntime-node ${ort.env.versions?.node ?? ''}`.trim(),
       target: 'cpu',
       primary,
       compare,
-      speedup: compare ? compare.latencyMs.mean / primary.latencyMs.mean : undefined,
+      speedup: speedupEstimate?.median,
+      speedupEstimate,
+      inputShapes: Object.fromEntries(Object.entries(inputs).map(([k, t]) => [k, t.dims])),
     };
   }
 
@@ -390,6 +419,8 @@ export class OnnxRuntimeBackend implements Backend {
       const p = refProducers.get(o);
       if (p && ['Softmax', 'LogSoftmax', 'Sigmoid'].includes(p.opType) && candNames.has(p.input[0]) && !outputs.includes(p.input[0])) preActs.set(o, { tensor: p.input[0], op: p.opType });
     }
+    // Equalization rescaled some activations per channel; compare them on the float model's scale.
+    const rescaled = new Map(readEqualizedActivations(candProto));
     const extraRef = [...layerPairs.map((p) => p.ref), ...[...preActs.values()].map((p) => p.tensor)];
     const extraCand = [...layerPairs.map((p) => p.cand), ...[...preActs.values()].map((p) => p.tensor)];
     const refSession = await createSession(extraRef.length ? withOutputs(refProto, extraRef) : reference.path, { optimization: 'all' });
@@ -420,7 +451,10 @@ export class OnnxRuntimeBackend implements Backend {
           fid.get(o)!.add(rd, cd);
         }
         for (const p of preActs.values()) preAcc.get(p.tensor)!.add(r[p.tensor].data as Float32Array, c[p.tensor].data as Float32Array);
-        for (const p of layerPairs) layerAcc.get(p.ref)!.add(r[p.ref].data as Float32Array, c[p.cand].data as Float32Array);
+        for (const p of layerPairs) {
+          const f = rescaled.get(p.ref);
+          layerAcc.get(p.ref)!.add(r[p.ref].data as Float32Array, f ? unscaleChannels(c[p.cand].data as Float32Array, [...c[p.cand].dims].map(Number), f) : (c[p.cand].data as Float32Array));
+        }
         if (sample.label !== undefined) {
           refAcc.add(r[outputs[0]].data as Float32Array, sample.label);
           candAcc.add(c[outputs[0]].data as Float32Array, sample.label);
@@ -463,6 +497,14 @@ export class OnnxRuntimeBackend implements Backend {
     judgeVerification(result);
     return result;
   }
+}
+
+/** Divides channel c (axis 1) by factor[c]: an equalized activation back on the float model's scale. */
+function unscaleChannels(data: Float32Array, dims: number[], factor: number[]): Float32Array {
+  const channels = dims[1] ?? 1;
+  if (channels !== factor.length) return data;
+  const inner = dims.slice(2).reduce((a, b) => a * b, 1);
+  return Float32Array.from(data, (v, i) => v / factor[Math.floor(i / inner) % channels]);
 }
 
 function mergeInto(into: { decisions: NodeDecision[]; changes: GraphChange[] }, more: { decisions: NodeDecision[]; changes: GraphChange[] }): void {

@@ -7,7 +7,10 @@ import {
   attrFloat,
   attrInt,
   attrInts,
+  intAttr,
+  makeNode,
   makeTensor,
+  nodeReads,
   opsetVersion,
   tensorToFloat32,
   uniqueNamer,
@@ -15,15 +18,17 @@ import {
   type NodeProto,
   type TensorProto,
 } from '@qforge/onnx';
+import { upgradeOpsetTo, upgradeShapeQuestions, type ObservedShapes, type OpsetRefusal } from './opset-upgrade';
 
-/** Tensor shapes observed in a real run of the float model (name → dims). */
-export type ObservedShapes = Map<string, number[]>;
+export type { ObservedShapes, OpsetRefusal } from './opset-upgrade';
 
 export interface PreparationResult {
   proto: ModelProto;
   changes: GraphChange[];
   /** The opset after preparation; per-axis quantization needs ≥ 13. */
   opset: number;
+  /** Why the opset could not be raised to 13, naming the op (below 10 static quantization is impossible). */
+  opsetRefusal?: OpsetRefusal;
 }
 
 /** `Constant` nodes become initializers, so weights can be found and quantized like any other. */
@@ -108,6 +113,104 @@ export function upcastFloat16(proto: ModelProto, changes: GraphChange[]): void {
     if (v.type?.tensorType?.elemType === DataType.FLOAT16) v.type.tensorType.elemType = DataType.FLOAT;
   }
   changes.push({ kind: 'upcast-float16', detail: `float16 model raised to float32 for quantization: ${weights} weight(s), ${casts} Cast(s) to float16 now to float32` });
+}
+
+/** Values of a float constant permuted by `perm` (default: reversed axes), as Transpose computes them. */
+function transposeConstant(t: TensorProto, perm?: number[]): { dims: number[]; data: Float32Array } {
+  const dims = t.dims.map(Number);
+  const rank = dims.length;
+  const p = perm ?? dims.map((_, i) => rank - 1 - i);
+  const src = tensorToFloat32(t);
+  const outDims = p.map((a) => dims[a]);
+  const srcStrides = dims.map((_, i) => dims.slice(i + 1).reduce((a, b) => a * b, 1));
+  const out = new Float32Array(src.length);
+  const index = new Array(rank).fill(0);
+  for (let o = 0; o < out.length; o++) {
+    let s = 0;
+    for (let k = 0; k < rank; k++) s += index[k] * srcStrides[p[k]];
+    out[o] = src[s];
+    for (let k = rank - 1; k >= 0; k--) {
+      if (++index[k] < outDims[k]) break;
+      index[k] = 0;
+    }
+  }
+  return { dims: outDims, data: out };
+}
+
+/**
+ * `Transpose` of a stored float constant becomes a transposed initializer: exporters write
+ * `Linear` without bias as Transpose(W) → MatMul, which hides the weight from the quantizer.
+ */
+export function foldConstantTransposes(proto: ModelProto, changes: GraphChange[]): void {
+  const g = proto.graph;
+  const inits = new Map(g.initializer.map((t) => [t.name, t]));
+  const outputs = new Set(g.output.map((o) => o.name));
+  const keep: NodeProto[] = [];
+  let folded = 0;
+  for (const n of g.node) {
+    const src = n.opType === 'Transpose' && (!n.domain || n.domain === 'ai.onnx') ? inits.get(n.input[0]) : undefined;
+    if (src && src.dataType === DataType.FLOAT && !outputs.has(n.output[0])) {
+      const { dims, data } = transposeConstant(src, attrInts(n, 'perm'));
+      const t = makeTensor(n.output[0], dims, data);
+      g.initializer.push(t);
+      inits.set(t.name, t);
+      folded++;
+      continue;
+    }
+    keep.push(n);
+  }
+  g.node = keep;
+  if (folded) changes.push({ kind: 'fold-constant-transpose', detail: `${folded} Transpose(s) of stored weights became transposed initializers` });
+}
+
+/**
+ * Gemm forms without an int8 kernel become MatMul (+ Add), with the same result: `beta = 0`
+ * (C ignored, as torch's `mm` exports) becomes MatMul; a computed C (torch's `addmm`) becomes
+ * MatMul → Add, so the product can run in int8 while the sum stays float. Needs transA = 0 and
+ * alpha = 1; a transposed B must be a stored constant (it is transposed once, here).
+ */
+export function simplifyGemm(proto: ModelProto, changes: GraphChange[]): void {
+  const g = proto.graph;
+  const idx = new GraphIndex(g);
+  const name = uniqueNamer(g);
+  const legacyBroadcast = opsetVersion(proto) < 7;
+  const out: NodeProto[] = [];
+  const done: string[] = [];
+  for (const n of g.node) {
+    const c = n.input[2];
+    const beta = attrFloat(n, 'beta', 1);
+    const dropC = beta === 0;
+    const splitC = !!c && !idx.initializers.has(c) && beta === 1;
+    if (n.opType !== 'Gemm' || (n.domain && n.domain !== 'ai.onnx') || !(dropC || splitC) || attrInt(n, 'transA', 0) !== 0 || attrFloat(n, 'alpha', 1) !== 1) {
+      out.push(n);
+      continue;
+    }
+    let b = n.input[1];
+    if (attrInt(n, 'transB', 0)) {
+      const w = idx.initializers.get(b);
+      if (!w || w.dataType !== DataType.FLOAT) {
+        out.push(n);
+        continue;
+      }
+      const { dims, data } = transposeConstant(w);
+      b = name(`${b}_transposed`);
+      g.initializer.push(makeTensor(b, dims, data));
+    }
+    const nodeName = n.name || n.output[0];
+    if (dropC || !c) {
+      out.push(makeNode('MatMul', [n.input[0], b], [n.output[0]], nodeName));
+      done.push(`${nodeName} (beta = 0) → MatMul`);
+    } else {
+      const product = name(`${n.output[0]}_product`);
+      out.push(makeNode('MatMul', [n.input[0], b], [product], nodeName));
+      // Opset < 7 Add broadcasts only when told to; Gemm-6 broadcast C the same trailing-aligned way.
+      const attrs = legacyBroadcast && attrInt(n, 'broadcast', 0) ? [intAttr('broadcast', 1)] : [];
+      out.push(makeNode('Add', [product, c], [n.output[0]], name(`${nodeName}_add_c`), attrs));
+      done.push(`${nodeName} (computed C) → MatMul + Add`);
+    }
+  }
+  g.node = out;
+  if (done.length) changes.push({ kind: 'gemm-to-matmul', detail: done.slice(0, 5).join('; ') + (done.length > 5 ? `; … (${done.length})` : '') });
 }
 
 /** Conv followed by BatchNormalization (inference mode) folds into the Conv's weights and bias. */
@@ -224,6 +327,19 @@ export function foldAffineIntoConv(proto: ModelProto, changes: GraphChange[]): v
 }
 
 /**
+ * Model metadata key: activations that equalization rescaled, each with its per-channel factor
+ * (equalized = float × factor, channel axis 1). Per-layer errors divide it back out, so an
+ * equalized model's layers are compared with the float model's on the same scale.
+ */
+export const EQUALIZED_ACTIVATIONS = 'qforge.equalized-activations';
+
+export function readEqualizedActivations(proto: ModelProto): [string, number[]][] {
+  const entry = proto.metadataProps?.find((e) => e.key === EQUALIZED_ACTIVATIONS);
+  if (!entry?.value) return [];
+  return Object.entries(JSON.parse(entry.value) as Record<string, number[]>);
+}
+
+/**
  * Cross-layer equalization (Nagel et al., 2019): for Conv → (Relu | MaxPool)* → Conv, scale output
  * channel c of the first conv down by s_c and the matching input channel of the second up by s_c,
  * with s_c = sqrt(r1_c / r2_c), so both see the same per-channel weight range. Relu and MaxPool
@@ -234,6 +350,8 @@ export function equalizeCrossLayer(proto: ModelProto, changes: GraphChange[]): v
   const g = proto.graph;
   const name = uniqueNamer(g);
   const pairs = new Set<string>();
+  // Activations between the two convs change by a per-channel factor; verify undoes it (see EQUALIZED_ACTIVATIONS).
+  const factors = new Map<string, Float64Array>(readEqualizedActivations(proto).map(([t, f]) => [t, Float64Array.from(f)]));
   // A few passes let chains (A → B → C) settle; each pass rescales every pair once.
   for (let pass = 0; pass < 3; pass++) {
     const idx = new GraphIndex(g);
@@ -244,6 +362,7 @@ export function equalizeCrossLayer(proto: ModelProto, changes: GraphChange[]): v
       if (!w1 || w1.dims.length !== 4 || idx.consumersOf(c1.input[1]).length !== 1) continue;
       // Walk a single-consumer chain of scale-commuting ops to the next Conv.
       let t = c1.output[0];
+      const between = [t];
       let c2: NodeProto | undefined;
       for (let hops = 0; hops < 4; hops++) {
         const cons = idx.consumersOf(t);
@@ -255,6 +374,7 @@ export function equalizeCrossLayer(proto: ModelProto, changes: GraphChange[]): v
         }
         if (n.opType !== 'Relu' && n.opType !== 'MaxPool') break;
         t = n.output[0];
+        between.push(t);
       }
       if (!c2) continue;
       const w2 = idx.initializers.get(c2.input[1]);
@@ -301,9 +421,17 @@ export function equalizeCrossLayer(proto: ModelProto, changes: GraphChange[]): v
       c1.input[1] = n1;
       c2.input[1] = n2;
       pairs.add(`${c1.name ?? c1.output[0]}→${c2.name ?? c2.output[0]}`);
+      for (const x of between) {
+        const f = factors.get(x) ?? new Float64Array(co).fill(1);
+        for (let c = 0; c < co; c++) f[c] /= s[c];
+        factors.set(x, f);
+      }
       changed++;
     }
     if (!changed) break;
+  }
+  if (factors.size) {
+    proto.metadataProps = [...(proto.metadataProps ?? []).filter((e) => e.key !== EQUALIZED_ACTIVATIONS), { key: EQUALIZED_ACTIVATIONS, value: JSON.stringify(Object.fromEntries([...factors].map(([k, f]) => [k, Array.from(f)]))) }];
   }
   if (pairs.size) changes.push({ kind: 'equalize', detail: `cross-layer equalization rescaled ${pairs.size} Conv pair(s): ${[...pairs].slice(0, 5).join(', ')}${pairs.size > 5 ? ', …' : ''}` });
   else changes.push({ kind: 'equalize', detail: 'cross-layer equalization found no Conv → Relu/MaxPool → Conv pair to rescale' });
@@ -312,7 +440,8 @@ export function equalizeCrossLayer(proto: ModelProto, changes: GraphChange[]): v
 /** Initializers nobody uses any more (after folding) are dropped so the output is not padded with them. */
 export function dropUnusedInitializers(proto: ModelProto): number {
   const g = proto.graph;
-  const used = new Set<string>(g.node.flatMap((n) => n.input));
+  // If/Loop/Scan bodies read outer initializers without listing them as node inputs.
+  const used = new Set<string>(g.node.flatMap(nodeReads));
   for (const o of g.output) used.add(o.name);
   const before = g.initializer.length;
   const dropped = new Set(g.initializer.filter((t) => !used.has(t.name)).map((t) => t.name));
@@ -323,123 +452,17 @@ export function dropUnusedInitializers(proto: ModelProto): number {
 }
 
 /**
- * Raises the default-domain opset to 13 (per-axis Q/DQ needs it), rewriting the ops whose
- * signature changed on the way. Returns a reason instead when the graph cannot be upgraded safely.
+ * Raises the default-domain opset to `target` (13: per-axis Q/DQ needs it), rewriting the ops
+ * whose signature or meaning changed on the way (see opset-upgrade.ts). Returns the refusal,
+ * naming the op, when the graph cannot be upgraded safely.
  */
-export function upgradeOpset(proto: ModelProto, shapes: ObservedShapes, changes: GraphChange[], target = 13): string | undefined {
-  const from = opsetVersion(proto);
-  if (from >= target) return undefined;
-  if (from < 9) return `opset ${from} is older than 9; qforge upgrades opset 9 and later`;
-  const g = proto.graph;
-  const name = uniqueNamer(g);
-  const int64 = (vals: number[], base: string) => {
-    const n = name(base);
-    g.initializer.push(makeTensor(n, [vals.length], BigInt64Array.from(vals.map((v) => BigInt(v)))));
-    return n;
-  };
-  const blocked = g.node.find((n) => (!n.domain || n.domain === 'ai.onnx') && ['Upsample', 'Scan', 'Loop', 'If'].includes(n.opType));
-  if (blocked) return `${blocked.opType} (${blocked.name ?? 'unnamed'}) changed between opset ${from} and ${target}; kept opset ${from}`;
-  for (const n of g.node) {
-    if (n.domain && n.domain !== 'ai.onnx') continue;
-    const dropAttr = (a: string) => (n.attribute = n.attribute.filter((x) => x.name !== a));
-    switch (n.opType) {
-      case 'Resize':
-        if (from < 11) return `Resize (${n.name ?? ''}) changed at opset 11; kept opset ${from}`;
-        break;
-      case 'Clip':
-        if (from < 11) {
-          const lo = attrFloat(n, 'min', -3.4028234663852886e38);
-          const hi = attrFloat(n, 'max', 3.4028234663852886e38);
-          const loName = name(`${n.name || 'clip'}_min`);
-          const hiName = name(`${n.name || 'clip'}_max`);
-          g.initializer.push(makeTensor(loName, [], Float32Array.from([lo])), makeTensor(hiName, [], Float32Array.from([hi])));
-          n.input = [n.input[0], loName, hiName];
-          dropAttr('min');
-          dropAttr('max');
-        }
-        break;
-      case 'Pad':
-        if (from < 11) {
-          const pads = attrInts(n, 'pads') ?? [];
-          const value = attrFloat(n, 'value', 0);
-          const vName = name(`${n.name || 'pad'}_value`);
-          g.initializer.push(makeTensor(vName, [], Float32Array.from([value])));
-          n.input = [n.input[0], int64(pads, `${n.name || 'pad'}_pads`), vName];
-          dropAttr('pads');
-          dropAttr('value');
-        }
-        break;
-      case 'Slice':
-        if (from < 10) {
-          const starts = attrInts(n, 'starts') ?? [];
-          const ends = attrInts(n, 'ends') ?? [];
-          const axes = attrInts(n, 'axes');
-          n.input = [n.input[0], int64(starts, `${n.name || 'slice'}_starts`), int64(ends, `${n.name || 'slice'}_ends`)];
-          if (axes) n.input.push(int64(axes, `${n.name || 'slice'}_axes`));
-          for (const a of ['starts', 'ends', 'axes']) dropAttr(a);
-        }
-        break;
-      case 'Squeeze':
-      case 'Unsqueeze':
-      case 'ReduceSum': {
-        const axes = attrInts(n, 'axes');
-        if (axes) {
-          n.input = [n.input[0], int64(axes, `${n.name || n.opType}_axes`)];
-          dropAttr('axes');
-        }
-        break;
-      }
-      case 'Split': {
-        const split = attrInts(n, 'split');
-        if (split) {
-          n.input = [n.input[0], int64(split, `${n.name || 'split'}_split`)];
-          dropAttr('split');
-        }
-        break;
-      }
-      case 'Softmax':
-      case 'LogSoftmax':
-      case 'Hardmax': {
-        // Before 13 these flattened to 2-D at `axis`; from 13 they act on `axis` alone. Same result
-        // exactly when `axis` is the last dimension.
-        const dims = shapes.get(n.input[0]);
-        const axis = attrInt(n, 'axis', 1);
-        if (!dims) return `${n.opType} (${n.name ?? ''}) input shape unknown; kept opset ${from}`;
-        const rank = dims.length;
-        const norm = axis < 0 ? axis + rank : axis;
-        if (norm !== rank - 1) return `${n.opType} (${n.name ?? ''}) with axis ${axis} over rank ${rank} changes meaning at opset 13; kept opset ${from}`;
-        break;
-      }
-      case 'BatchNormalization':
-        dropAttr('spatial');
-        dropAttr('is_test');
-        dropAttr('consumed_inputs');
-        break;
-      case 'Dropout':
-        dropAttr('is_test');
-        break;
-      case 'TopK':
-        if (from < 10) {
-          const k = attrInt(n, 'k', 1);
-          n.input = [n.input[0], int64([k], `${n.name || 'topk'}_k`)];
-          dropAttr('k');
-        }
-        break;
-      default:
-        break;
-    }
-  }
-  for (const o of proto.opsetImport) if (!o.domain || o.domain === 'ai.onnx') o.version = target;
-  // IR version 7 is the first that allows opset 13.
-  if ((proto.irVersion ?? 0) < 7) proto.irVersion = 7;
-  changes.push({ kind: 'opset-upgrade', detail: `opset ${from} → ${target}` });
-  return undefined;
+export function upgradeOpset(proto: ModelProto, shapes: ObservedShapes, changes: GraphChange[], target = 13): OpsetRefusal | undefined {
+  return upgradeOpsetTo(proto, shapes, changes, target);
 }
 
-/** The tensors whose runtime shapes preparation needs (Softmax-family inputs, for the opset upgrade). */
+/** The tensors whose runtime shapes preparation needs (for the opset upgrade). */
 export function shapeQuestions(proto: ModelProto): string[] {
-  if (opsetVersion(proto) >= 13) return [];
-  return proto.graph.node.filter((n) => (!n.domain || n.domain === 'ai.onnx') && ['Softmax', 'LogSoftmax', 'Hardmax'].includes(n.opType)).map((n) => n.input[0]);
+  return upgradeShapeQuestions(proto);
 }
 
 /**
@@ -457,6 +480,8 @@ export function prepareGraph(proto: ModelProto, opts: { equalize?: boolean } = {
   constantsToInitializers(proto, changes);
   upcastFloat16(proto, changes);
   foldConstantCasts(proto, changes);
+  foldConstantTransposes(proto, changes);
+  simplifyGemm(proto, changes);
   foldBatchNorm(proto, changes);
   foldAffineIntoConv(proto, changes);
   if (opts.equalize) equalizeCrossLayer(proto, changes);
@@ -465,34 +490,55 @@ export function prepareGraph(proto: ModelProto, opts: { equalize?: boolean } = {
   return changes;
 }
 
+/** QuantizeLinear/DequantizeLinear exist from opset 10: an older graph must reach it to be quantized statically. */
+export const QDQ_MIN_OPSET = 10;
+
 /**
  * Raises the opset to 13 for per-axis parameters, on a copy first: a refused upgrade leaves the
- * graph exactly as it was. Returns why it was refused, if it was.
+ * graph exactly as it was. A graph older than opset 10 that cannot reach 13 is raised to 10 where
+ * it can (per-tensor Q/DQ then). Returns why 13 was refused, if it was.
  */
-export function upgradeForPerAxis(proto: ModelProto, shapes: ObservedShapes, changes: GraphChange[]): string | undefined {
-  if (opsetVersion(proto) >= 13) return undefined;
-  const trial = upgradeTrial(proto);
-  const trialChanges: GraphChange[] = [];
-  const blockedBy = upgradeOpset(trial, shapes, trialChanges);
-  if (!blockedBy) {
-    Object.assign(proto, trial);
-    changes.push(...trialChanges);
-  } else changes.push({ kind: 'opset-kept', detail: `${blockedBy}; weights use per-tensor scales` });
-  return blockedBy;
+export function upgradeForPerAxis(proto: ModelProto, shapes: ObservedShapes, changes: GraphChange[]): OpsetRefusal | undefined {
+  const from = opsetVersion(proto);
+  if (from >= 13) return undefined;
+  const attempt = (target: number) => {
+    const trial = upgradeTrial(proto);
+    const trialChanges: GraphChange[] = [];
+    const refusal = upgradeOpset(trial, shapes, trialChanges, target);
+    if (!refusal) {
+      Object.assign(proto, trial);
+      changes.push(...trialChanges);
+    }
+    return refusal;
+  };
+  const refusal = attempt(13);
+  if (!refusal) return undefined;
+  if (from >= QDQ_MIN_OPSET) {
+    changes.push({ kind: 'opset-kept', node: refusal.node, detail: `${refusal.reason}; kept opset ${from}, weights use per-tensor scales` });
+    return refusal;
+  }
+  const minimal = attempt(QDQ_MIN_OPSET);
+  if (!minimal) changes.push({ kind: 'opset-kept', node: refusal.node, detail: `${refusal.reason}; raised to opset ${QDQ_MIN_OPSET} only, weights use per-tensor scales` });
+  else changes.push({ kind: 'opset-kept', node: minimal.node, detail: `${minimal.reason}; kept opset ${from}, which has no QuantizeLinear` });
+  return minimal ?? refusal;
 }
 
-export function prepareModel(proto: ModelProto, shapes: ObservedShapes, opts: { needPerAxis: boolean; equalize?: boolean }): PreparationResult & { perAxisBlockedBy?: string } {
+export function prepareModel(
+  proto: ModelProto,
+  shapes: ObservedShapes,
+  opts: { needPerAxis: boolean; equalize?: boolean },
+): PreparationResult & { perAxisBlockedBy?: string } {
   const changes = prepareGraph(proto, opts);
-  const perAxisBlockedBy = opts.needPerAxis ? upgradeForPerAxis(proto, shapes, changes) : undefined;
-  return { proto, changes, opset: opsetVersion(proto), perAxisBlockedBy };
+  const refusal = opts.needPerAxis ? upgradeForPerAxis(proto, shapes, changes) : undefined;
+  return { proto, changes, opset: opsetVersion(proto), perAxisBlockedBy: refusal?.reason, opsetRefusal: refusal };
 }
 
 /**
  * Preparation for calibration without a separate shape-probing run. Only the opset upgrade needs
- * shapes (Softmax-family axes); it renames nothing and never changes a value, so calibration can
- * run on the graph before the upgrade while its first run answers the shape questions. The
- * tensors calibrated are those the upgraded graph would quantize as well as those the kept graph
- * would, so either outcome finds its ranges; `finish` then applies the real decision.
+ * shapes (Softmax-family axes, legacy broadcasts); it renames nothing and never changes a value,
+ * so calibration can run on the graph before the upgrade while its first run answers the shape
+ * questions. The tensors calibrated are those the upgraded graph would quantize as well as those
+ * the kept graph would, so either outcome finds its ranges; `finish` then applies the real decision.
  */
 export function prepareForCalibration(proto: ModelProto, opts: { equalize?: boolean } = {}) {
   const questions = shapeQuestions(proto);
@@ -503,13 +549,23 @@ export function prepareForCalibration(proto: ModelProto, opts: { equalize?: bool
   const optimisticChanges: GraphChange[] = [];
   const lastAxis: ObservedShapes = new Map();
   for (const n of proto.graph.node) {
-    if (!questions.includes(n.input[0])) continue;
+    if (!['Softmax', 'LogSoftmax', 'Hardmax'].includes(n.opType) || !questions.includes(n.input[0])) continue;
     const axis = attrInt(n, 'axis', 1);
     lastAxis.set(n.input[0], new Array(axis >= 0 ? axis + 1 : 1).fill(1));
   }
   const optimisticBlock = needsUpgrade ? upgradeOpset(optimistic, lastAxis, optimisticChanges) : undefined;
+  // ONNX Runtime has no kernels for some opset-6 ops (Gemm-6, Add-6 …), so calibration runs on an
+  // upgraded graph: the final one when no shape question is open, else opset 11 (no rule up to 11
+  // depends on Softmax axes). Both keep every tensor name and value.
+  let runnable = proto;
+  if (needsUpgrade && !optimisticBlock && !questions.length) runnable = optimistic;
+  else if (opsetVersion(proto) < 11) {
+    const trial = upgradeTrial(proto);
+    if (!upgradeOpset(trial, new Map(), [], 11)) runnable = trial;
+  }
   return {
-    proto,
+    /** The graph to calibrate on (ONNX Runtime runs it; same tensors as the prepared graph). */
+    proto: runnable,
     questions,
     /** Tensors to calibrate: what either outcome of the upgrade quantizes. */
     candidates(select: (p: ModelProto) => string[]): string[] {
@@ -523,8 +579,8 @@ export function prepareForCalibration(proto: ModelProto, opts: { equalize?: bool
         all.push(...optimisticChanges);
         return { proto: optimistic, changes: all, opset: opsetVersion(optimistic) };
       }
-      upgradeForPerAxis(proto, shapes, all);
-      return { proto, changes: all, opset: opsetVersion(proto) };
+      const refusal = upgradeForPerAxis(proto, shapes, all);
+      return { proto, changes: all, opset: opsetVersion(proto), opsetRefusal: refusal };
     },
   };
 }

@@ -25,19 +25,29 @@ import {
   intAttr,
   makeNode,
   makeTensor,
+  opsetVersion,
   tensorToFloat32,
   topologicalSort,
   uniqueNamer,
   type ModelProto,
   type NodeProto,
 } from '@qforge/onnx';
-import { dropUnusedInitializers } from './prepare';
+import { QDQ_MIN_OPSET, dropUnusedInitializers, type OpsetRefusal } from './prepare';
 import { selectWeightedNodes } from './selection';
 
 const MS_DOMAIN = 'com.microsoft';
 
-/** Operators with int8 kernels in ONNX Runtime's CPU provider that qforge quantizes statically. */
-export const STATIC_OP_TYPES = ['Conv', 'Gemm', 'MatMul'] as const;
+/** Operators qforge quantizes statically: those with int8 kernels, and ConvTranspose (int8 weights only). */
+export const STATIC_OP_TYPES = ['Conv', 'Gemm', 'MatMul', 'ConvTranspose'] as const;
+
+/**
+ * Ops that ONNX Runtime's CPU provider (1.30) runs as float even in QDQ form: `DQ → ConvTranspose
+ * → Q` is not fused (measured: the optimized graph keeps DequantizeLinear → ConvTranspose). Q/DQ
+ * on their activations would only add work and rounding, so only their weights are stored int8.
+ */
+const WEIGHT_ONLY = new Set(['ConvTranspose']);
+const WEIGHT_ONLY_REASON =
+  "runs as float ConvTranspose on int8 weights dequantized at each run: ONNX Runtime's CPU provider has no int8 ConvTranspose kernel (smaller file, not faster)";
 
 /** Ops that only move or select values: their output shares the input's quantization parameters. */
 const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze']);
@@ -50,8 +60,10 @@ export function calibrationTensors(proto: ModelProto): string[] {
   const idx = new GraphIndex(proto.graph);
   const wanted = new Set<string>();
   for (const n of proto.graph.node) {
-    if ((STATIC_OP_TYPES as readonly string[]).includes(n.opType)) {
+    if ((STATIC_OP_TYPES as readonly string[]).includes(n.opType) && !WEIGHT_ONLY.has(n.opType)) {
       if (!idx.initializers.has(n.input[0])) wanted.add(n.input[0]);
+      // A computed B (two activations into MatMul/Gemm) is quantized like an activation.
+      if ((n.opType === 'MatMul' || n.opType === 'Gemm') && n.input[1] && !idx.initializers.has(n.input[1])) wanted.add(n.input[1]);
       // With a fused activation only its output is quantized; leaving the raw output alone also
       // lets the runtime keep Conv+activation fused while calibrating.
       const act = fusedActivation(idx, n.output[0]);
@@ -82,14 +94,22 @@ function fusedActivation(idx: GraphIndex, tensor: string): NodeProto | undefined
   return undefined;
 }
 
+/**
+ * The output-channel axis of a weight, where one scale per output channel can be expressed.
+ * Conv weights are [C_out, C_in/g, k…] (axis 0, any rank). ConvTranspose weights are
+ * [C_in, C_out/g, k…]: axis 1 is the output channel only when groups = 1; with groups > 1 it
+ * indexes the channel within a group, so one per-axis scale would serve g output channels and
+ * no per-output-channel bias scale could match it — per-tensor then.
+ */
 function weightAxis(node: NodeProto, rank: number): number | undefined {
   if (node.opType === 'Conv') return 0;
+  if (node.opType === 'ConvTranspose') return attrInt(node, 'group', 1) === 1 ? 1 : undefined;
   if (node.opType === 'Gemm') return attrInt(node, 'transB', 0) ? 0 : 1;
   if (node.opType === 'MatMul') return rank === 2 ? 1 : undefined;
   return undefined;
 }
 
-export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, opts: QuantizeOptions & { perAxisAllowed: boolean }): QdqResult {
+export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, opts: QuantizeOptions & { perAxisAllowed: boolean; opsetRefusal?: OpsetRefusal }): QdqResult {
   const g = proto.graph;
   const requested = opts.opTypes.length ? opts.opTypes : [...STATIC_OP_TYPES];
   const unknown = requested.filter((t) => !(STATIC_OP_TYPES as readonly string[]).includes(t));
@@ -102,11 +122,33 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
   const decisions: NodeDecision[] = [];
   const changes: GraphChange[] = [];
   const quantNodes: NodeProto[] = [];
+  const weightOnly: NodeProto[] = [];
+  const computedB: NodeProto[] = [];
+  const needsRange = (t: string, nodeName: string) => {
+    if (!table.tensors[t]) throw errCalibTableMismatch(`no range for tensor ${t} (input of ${nodeName})`, { tensor: t, node: nodeName });
+  };
 
-  for (const { node: n, name: nodeName } of selectWeightedNodes(order, idx, { opTypes, excluded }, decisions)) {
-    const x = n.input[0];
-    if (!table.tensors[x]) throw errCalibTableMismatch(`no range for tensor ${x} (input of ${nodeName})`, { tensor: x, node: nodeName });
+  for (const { node: n, name: nodeName } of selectWeightedNodes(order, idx, { opTypes, excluded, computedB }, decisions)) {
+    if (WEIGHT_ONLY.has(n.opType)) {
+      weightOnly.push(n);
+      continue;
+    }
+    needsRange(n.input[0], n.name || n.output[0]);
     quantNodes.push(n);
+  }
+  for (const n of computedB) {
+    needsRange(n.input[0], n.name || n.output[0]);
+    needsRange(n.input[1], n.name || n.output[0]);
+    quantNodes.push(n);
+  }
+  const opset = opsetVersion(proto);
+  if (opset < QDQ_MIN_OPSET && (quantNodes.length || weightOnly.length)) {
+    const r = opts.opsetRefusal;
+    throw errUnsupportedOp('onnxruntime', [r?.op ?? `opset ${opset}`], {
+      operation: `opset upgrade ${opset} → ${QDQ_MIN_OPSET} (QuantizeLinear needs opset ${QDQ_MIN_OPSET})`,
+      node: r?.node,
+      reason: `${r?.reason ?? `the model is at opset ${opset}`}; re-export at opset 13 or later, or use --mode dynamic`,
+    });
   }
 
   // Activation parameters: uint8/int8 asymmetric per tensor, full range (weights carry reduce-range);
@@ -131,11 +173,23 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
     wide.add(outputOf(n).y);
   }
   const qTensors = new Map<string, QuantParams & { type: QuantType }>();
+  const outputPairs = new Set<string>();
+  const floatOutputConvs = new Set<NodeProto>();
   for (const n of quantNodes) {
     qTensors.set(n.input[0], actParams(n.input[0]));
+    if (computedB.includes(n)) qTensors.set(n.input[1], actParams(n.input[1]));
     const { act, y } = outputOf(n);
     if (act) changes.push({ kind: 'fuse-activation', node: n.name, detail: `${act.opType} absorbed into the output range of ${n.name || n.output[0]}` });
     if (!idx.graphOutputNames.has(y) && idx.consumersOf(y).length && table.tensors[y]) qTensors.set(y, actParams(y));
+    // QLinearConv has no float output: a Conv whose output leaves the graph would run as float on
+    // dequantized inputs. A Q/DQ pair before the graph output (which stays float) lets it run in int8.
+    // Not with bias correction: the output quantizer's rounding offset is one it cannot remove, so
+    // the output stays float and the decision says the Conv runs as float.
+    else if (n.opType === 'Conv' && idx.graphOutputNames.has(y) && opts.biasCorrection) floatOutputConvs.add(n);
+    else if (n.opType === 'Conv' && idx.graphOutputNames.has(y) && table.tensors[y]) {
+      outputPairs.add(y);
+      qTensors.set(y, actParams(y));
+    }
   }
   // Share parameters through pass-through ops between quantized tensors, so no requantization happens.
   for (const n of order) {
@@ -153,6 +207,20 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
   const dqName = new Map<string, string>();
   const paramsByDq = new Map<string, QuantParams>();
   for (const [tensor, p] of qTensors) {
+    if (outputPairs.has(tensor)) {
+      // The graph output keeps its name: the producer writes a new tensor, the DequantizeLinear the output.
+      const pre = name(`${tensor}_float`);
+      // In-graph consumers keep reading the output name (now the DequantizeLinear), so the Conv's only consumer is the Q.
+      for (const n of g.node) n.output = n.output.map((o) => (o === tensor ? pre : o));
+      const s = name(`${tensor}_scale`);
+      const z = name(`${tensor}_zero_point`);
+      const q = name(`${tensor}_quantized`);
+      g.initializer.push(makeTensor(s, [], Float32Array.from([p.scale])), makeTensor(z, [], zpArray(p.type).from([p.zeroPoint])));
+      const domain = p.type === 'uint16' ? MS_DOMAIN : undefined;
+      newNodes.push(makeNode('QuantizeLinear', [pre, s, z], [q], name(`${tensor}_QuantizeLinear`), [], domain));
+      newNodes.push(makeNode('DequantizeLinear', [q, s, z], [tensor], name(`${tensor}_DequantizeLinear`), [], domain));
+      continue;
+    }
     const s = name(`${tensor}_scale`);
     const z = name(`${tensor}_zero_point`);
     const q = name(`${tensor}_quantized`);
@@ -170,7 +238,11 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
   const weightCache = new Map<string, { dq: string; scales: Float32Array; histogram: ValueHistogram }>();
   const wType = opts.weightType;
   const WT = wType === 'uint8' ? Uint8Array : Int8Array;
-  for (const n of quantNodes) {
+  for (const n of [...quantNodes, ...weightOnly]) {
+    if (computedB.includes(n)) {
+      decisions.push({ node: n.name || n.output[0], opType: n.opType, quantized: true, activationType: opts.activationType, granularity: 'per-tensor', reason: 'both inputs are activations: each quantized per tensor from its calibrated range' });
+      continue;
+    }
     const wName = n.input[1];
     const w = idx.initializers.get(wName)!;
     const dims = w.dims.map(Number);
@@ -178,7 +250,7 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
     const symmetric = opts.symmetricWeights && wType.startsWith('int');
     const rangeOpts = { type: wType, symmetric, reduceRange: opts.reduceRange };
     const xParams = paramsByDq.get(n.input[0]);
-    const b = n.input[2] ? idx.initializers.get(n.input[2]) : undefined;
+    const b = n.input[2] && !WEIGHT_ONLY.has(n.opType) ? idx.initializers.get(n.input[2]) : undefined;
     const bias = b && xParams && b.dataType === DataType.FLOAT && b.dims.length === 1 ? tensorToFloat32(b) : undefined;
     const key = `${wName}|${axis}|${bias ? `${b!.name}|${xParams!.scale}` : ''}`;
     let entry = weightCache.get(key);
@@ -225,14 +297,18 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
         n.input[2] = dq;
       }
     }
+    const floatKernel = WEIGHT_ONLY.has(n.opType);
+    const perTensorWhy = n.opType === 'ConvTranspose' && opts.perChannel && opts.perAxisAllowed && axis === undefined ? '; per-tensor: with groups > 1 the weight axis 1 is the output channel within a group, so no per-axis scale is one per output channel' : '';
     decisions.push({
       node: n.name || n.output[0],
       opType: n.opType,
       quantized: true,
       weightType: wType,
-      activationType: a16.has(n.name || n.output[0]) ? 'uint16' : opts.activationType,
+      activationType: floatKernel ? undefined : a16.has(n.name || n.output[0]) ? 'uint16' : opts.activationType,
       granularity: axis !== undefined ? 'per-channel' : 'per-tensor',
       weightHistogram: entry.histogram,
+      ...(floatKernel ? { reason: WEIGHT_ONLY_REASON + perTensorWhy } : {}),
+      ...(floatOutputConvs.has(n) ? { reason: 'runs as float Conv on dequantized int8 input and weights: its output is a graph output kept float for bias correction (QLinearConv has no float output)' } : {}),
     });
   }
 

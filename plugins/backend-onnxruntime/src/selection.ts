@@ -15,7 +15,13 @@ export interface Candidate {
 export function selectWeightedNodes(
   nodes: NodeProto[],
   idx: GraphIndex,
-  opts: { opTypes: Set<string>; excluded: Set<string>; weightRank?: number },
+  opts: {
+    opTypes: Set<string>;
+    excluded: Set<string>;
+    weightRank?: number;
+    /** When given, MatMul/Gemm whose B is computed (two activations) are collected here instead of skipped. */
+    computedB?: NodeProto[];
+  },
   decisions: NodeDecision[],
 ): Candidate[] {
   const out: Candidate[] = [];
@@ -28,6 +34,10 @@ export function selectWeightedNodes(
       continue;
     }
     const w = idx.initializers.get(n.input[1]);
+    if (!w && opts.computedB && (n.opType === 'MatMul' || n.opType === 'Gemm') && !gemmWithoutKernel(n)) {
+      opts.computedB.push(n);
+      continue;
+    }
     if (!w || w.dataType !== DataType.FLOAT) {
       skip('weight is not a float constant (two dynamic inputs)');
       continue;
@@ -36,15 +46,21 @@ export function selectWeightedNodes(
       skip(`weight is not ${opts.weightRank}-D`);
       continue;
     }
-    if (n.opType === 'Gemm' && (attrInt(n, 'transA', 0) !== 0 || attrFloat(n, 'alpha', 1) !== 1 || attrFloat(n, 'beta', 1) !== 1)) {
+    if (gemmWithoutKernel(n)) {
       skip('Gemm with transA or alpha/beta ≠ 1 has no int8 kernel');
       continue;
     }
-    if (n.opType === 'Conv' && w.dims.length !== 4) {
-      skip(`Conv${w.dims.length - 2}D: ONNX Runtime's int8 convolution kernels are 2-D`);
+    // Conv and ConvTranspose weights are [C_out, C_in/g, k…] and [C_in, C_out/g, k…]: 1-D to 3-D
+    // convolutions all have them rank 3 to 5 (ONNX Runtime 1.30 fuses each Conv rank into QLinearConv).
+    if ((n.opType === 'Conv' || n.opType === 'ConvTranspose') && w.dims.length < 3) {
+      skip(`${n.opType} weight of rank ${w.dims.length} is not [C, C/groups, kernel…]`);
       continue;
     }
     out.push({ node: n, name, weight: w });
   }
   return out;
+}
+
+function gemmWithoutKernel(n: NodeProto): boolean {
+  return n.opType === 'Gemm' && (attrInt(n, 'transA', 0) !== 0 || attrFloat(n, 'alpha', 1) !== 1 || attrFloat(n, 'beta', 1) !== 1);
 }

@@ -172,7 +172,11 @@ describe('static QDQ quantization', () => {
     writeFileSync(join(dir, 'inf.npy'), encodeNpy([1, 3, 16, 16], bad));
     await expect(backend.calibrate(model, openDataset(join(dir, 'inf.npy'), { inputs }), { method: 'minmax', samples: 4, target }, ctx)).rejects.toMatchObject({ code: 'E_DATA_NOT_FINITE' });
     writeFileSync(join(dir, 'wrong.npy'), encodeNpy([1, 3, 8, 8], new Float32Array(3 * 64)));
-    await expect(backend.calibrate(model, openDataset(join(dir, 'wrong.npy'), { inputs }), { method: 'minmax', samples: 4, target }, ctx)).rejects.toMatchObject({ code: 'E_INPUT_SHAPE' });
+    // The shape is refused when the data is opened, before any session exists.
+    expect(() => openDataset(join(dir, 'wrong.npy'), { inputs })).toThrow(expect.objectContaining({ code: 'E_INPUT_SHAPE' }));
+    // A dataset that bypasses the checks still meets ONNX Runtime's: E_INPUT_SHAPE, not a crash.
+    const unchecked = { description: { kind: 'custom' as const, source: 'unchecked', synthetic: false, labeled: false }, async *samples() { yield { id: 'w', inputs: { [inputs[0].name]: { dtype: 'float32' as const, dims: [1, 3, 8, 8], data: new Float32Array(3 * 64) } } }; } };
+    await expect(backend.calibrate(model, unchecked, { method: 'minmax', samples: 4, target }, ctx)).rejects.toMatchObject({ code: 'E_INPUT_SHAPE' });
   });
 
   it('leaves the input model untouched', async () => {

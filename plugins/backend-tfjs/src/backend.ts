@@ -26,6 +26,9 @@ import {
   summarizeLatencies,
   throughputPerSec,
   throwIfAborted,
+  estimateSpeedup,
+  measureAlternately,
+  measurementPlan,
   type Backend,
   type BenchmarkOptions,
   type CalibrateOptions,
@@ -234,6 +237,7 @@ export class TfjsBackend implements Backend {
   }
 
   async quantize(model: ModelRef, table: CalibrationTable | undefined, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult> {
+    throwIfAborted(ctx, 'quantization');
     if (options.mode === 'weight-only') return this.compressWeights(model, options, ctx);
     if (options.mode !== 'static') throw errUnsupported(this.id, `--mode ${options.mode}`, 'full-integer TFLite needs calibrated activations: use --mode static with --data (or --mode weight-only for an int8-weight TensorFlow.js model)');
     if (options.activationType !== 'int8' || options.weightType !== 'int8') throw errInvalidOption('--activation-type/--weight-type', 'TFLite int8 uses int8 activations and int8 weights', 'Leave the types at the tflite-int8 target defaults.');
@@ -351,17 +355,19 @@ export class TfjsBackend implements Backend {
     if (options.compare) runs.push(await open(options.compare));
     let peak = process.memoryUsage().rss;
     try {
-      for (let i = 0; i < options.warmup; i++) for (const r of runs) r.m.predict(inputs);
-      for (let i = 0; i < options.runs; i++) {
-        throwIfAborted(ctx, 'benchmark');
-        for (const r of i % 2 === 0 ? runs : [...runs].reverse()) {
-          const t0 = performance.now();
-          r.m.predict(inputs); // synchronous for both engines: the time includes the computation
-          r.samples.push(performance.now() - t0);
-        }
-        peak = Math.max(peak, process.memoryUsage().rss);
-        ctx.progress({ phase: 'benchmark', current: i + 1, total: options.runs });
-      }
+      const series = await measureAlternately(
+        // predict is synchronous for both engines: the time includes the computation.
+        runs.map((r) => ({ run: () => r.m.predict(inputs) })),
+        measurementPlan(options),
+        {
+          beforeRun: () => throwIfAborted(ctx, 'benchmark'),
+          afterRun: (done, expected) => {
+            peak = Math.max(peak, process.memoryUsage().rss);
+            ctx.progress({ phase: 'benchmark', current: done, total: expected });
+          },
+        },
+      );
+      series.forEach((s, k) => runs[k].samples.push(...s));
     } finally {
       for (const r of runs) r.m.dispose();
     }
@@ -373,9 +379,14 @@ export class TfjsBackend implements Backend {
     };
     const primary = toResult(runs[0]);
     const compare = runs[1] ? toResult(runs[1]) : undefined;
-    const formats = new Set(runs.map((r) => r.ref.format));
-    const runtime = [...formats].map((f) => (f === 'tflite' ? `tflite-wasm ${tfliteRuntimeVersion() ?? '?'}` : `tfjs ${tf.version.tfjs} (${engine})`)).join(' vs ');
-    return { backend: this.id, runtime, target: engine, primary, compare, speedup: compare ? compare.latencyMs.mean / primary.latencyMs.mean : undefined };
+    const runtimeOf = (f: ModelRef['format']) => (f === 'tflite' ? `tflite-wasm ${tfliteRuntimeVersion() ?? '?'}` : `tfjs ${tf.version.tfjs} (${engine})`);
+    const runtimes = runs.map((r) => runtimeOf(r.ref.format));
+    const runtime = [...new Set(runtimes)].join(' vs ');
+    const speedupEstimate = compare ? estimateSpeedup(runs[0].samples, runs[1].samples) : undefined;
+    // No fp32 .tflite is written, so an int8 .tflite is timed against fp32 TensorFlow.js: the
+    // ratio mixes two runtimes with quantization, and says so.
+    const crossRuntime = compare && runtimes[0] !== runtimes[1] ? { primary: runtimes[0], compare: runtimes[1] } : undefined;
+    return { backend: this.id, runtime, target: engine, primary, compare, speedup: speedupEstimate?.median, speedupEstimate, ...(crossRuntime ? { crossRuntime } : {}) };
   }
 
   async verify(reference: ModelRef, candidate: ModelRef, dataset: Dataset, options: VerifyOptions, ctx: RunContext): Promise<VerifyResult> {

@@ -1,8 +1,8 @@
 import { Args, Flags } from '@oclif/core';
-import { modelRef, openDataset, withInputShapes, resolveTargetProfile, writeCalibrationTable, type CalibrationMethod, type CalibrationTable } from '@qforge/core';
+import { checkOutputPath, modelInputFiles, modelRef, openDataset, withInputShapes, resolveTargetProfile, writeCalibrationTable, type CalibrationMethod, type CalibrationTable } from '@qforge/core';
 import { resolve } from 'node:path';
 import { QforgeCommand } from '../lib/base';
-import { backendFlag, imageFlags, imageOptions, positiveInt, targetFlag } from '../lib/flags';
+import { RANGES, backendFlag, imageFlags, imageOptions, numberIn, positiveInt, targetFlag } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
 
 export default class Calibrate extends QforgeCommand {
@@ -24,13 +24,16 @@ export default class Calibrate extends QforgeCommand {
   async run(): Promise<{ output: string; table: Omit<CalibrationTable, 'tensors'> & { tensorCount: number } }> {
     const { args, flags } = await this.parse(Calibrate);
     const model = modelRef(args.model);
+    const samples = positiveInt('samples', flags.samples);
+    const percentile = numberIn('percentile', flags.percentile, RANGES.percentile);
+    checkOutputPath(flags.output, modelInputFiles(model));
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'calibrate' });
     const target = resolveTargetProfile(flags.target, undefined, backend.capabilities.targets);
     const { ctx, stop } = cliRunContext();
     const inputs = withInputShapes(await backend.modelInputs(model, ctx), flags['input-shape'] ?? []);
     const dataset = openDataset(flags.data, { inputs, image: imageOptions(flags) });
     const method = (flags.method ?? target.defaults.method) as CalibrationMethod;
-    const table = await backend.calibrate(model, dataset, { method, samples: positiveInt('samples', flags.samples), percentile: Number(flags.percentile), target }, ctx).finally(stop);
+    const table = await backend.calibrate(model, dataset, { method, samples, percentile, target }, ctx).finally(stop);
     const output = resolve(flags.output);
     await writeCalibrationTable(output, table);
     this.log(`calibrated ${Object.keys(table.tensors).length} tensors on ${table.sampleCount} samples of ${table.dataset.source} (${table.method}) → ${output}`);

@@ -1,19 +1,21 @@
 import { resolve } from 'node:path';
 import { Flags } from '@oclif/core';
 import { modelRef, resolveTargetProfile, type RunContext } from '@qforge/core';
-import { startDashboard, type StartRunRequest } from '@qforge/dashboard';
+import { isLoopbackHost, startDashboard, type StartRunRequest } from '@qforge/dashboard';
 import { QforgeCommand } from '../lib/base';
 import { runAndRender } from '../lib/run';
 
 export default class Dashboard extends QforgeCommand {
   static summary = 'Serve the dashboard over a runs folder: list, inspect, compare and start runs in the browser.';
-  static description = 'Binds to 127.0.0.1 by default. The server reads only inside --runs-dir; runs started from the page may read models and data only inside --allow folders.';
+  static description = `Binds to 127.0.0.1 by default and answers only requests addressed to it (Host check). Open the printed URL: it carries a per-launch token, and starting a run needs it. Runs started from the page wait in a queue and run one at a time.
+The server reads only inside --runs-dir; runs started from the page may read models and data only inside --allow folders.`;
   static examples = ['<%= config.bin %> dashboard', '<%= config.bin %> dashboard --runs-dir ./qforge-runs --allow ./models --allow ./data --port 8080'];
   static enableJsonFlag = false;
   static flags = {
     'runs-dir': Flags.string({ description: 'Runs folder to serve.', default: './qforge-runs' }),
     port: Flags.integer({ description: 'Port (0 picks a free one).', default: 4600 }),
-    host: Flags.string({ description: 'Address to bind.', default: '127.0.0.1' }),
+    host: Flags.string({ description: 'Address to bind; anything but loopback needs --unsafe-expose.', default: '127.0.0.1' }),
+    'unsafe-expose': Flags.boolean({ description: 'Allow --host other than loopback: other machines can then read your runs (starting runs still needs the token).', default: false }),
     allow: Flags.string({ description: 'Folder runs started from the page may read models/data from (repeatable).', multiple: true, default: ['.'] }),
   };
 
@@ -31,8 +33,11 @@ export default class Dashboard extends QforgeCommand {
       );
       return { runId: r.report.runId };
     };
-    const d = await startDashboard({ runsDir, allow: flags.allow, host: flags.host, port: flags.port, launch, backends: ['auto', ...registry.ids()] });
-    this.log(`qforge dashboard on ${d.url} (runs: ${runsDir}; readable: ${flags.allow.map((a) => resolve(a)).join(', ')}) — Ctrl+C to stop`);
+    if (!isLoopbackHost(flags.host) && flags['unsafe-expose']) {
+      this.warn(`--unsafe-expose: serving ${flags.host}; every machine that can reach it can read the runs in ${runsDir} and the folder names under --allow, and the Host check is off.`);
+    }
+    const d = await startDashboard({ runsDir, allow: flags.allow, host: flags.host, port: flags.port, unsafeExpose: flags['unsafe-expose'], launch, backends: ['auto', ...registry.ids()] });
+    this.log(`qforge dashboard on ${d.openUrl}\n(runs: ${runsDir}; readable: ${flags.allow.map((a) => resolve(a)).join(', ')}) — Ctrl+C to stop`);
     await new Promise<void>((done) => {
       const stop = () => void d.close().then(done);
       process.once('SIGINT', stop);

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { modelRef, resolveTargetProfile, type CalibrationMethod, type QuantFormat, type QuantMode, type QuantType, type RunReport } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
-import { backendFlag, imageFlags, imageOptions, list, positiveInt, targetFlag } from '../lib/flags';
+import { RANGES, backendFlag, imageFlags, imageOptions, list, numberIn, positiveInt, targetFlag } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
 import { runAndRender } from '../lib/run';
 
@@ -76,7 +76,7 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
         data: flags.data,
         samples: positiveInt('samples', flags.samples),
         method: flags.method as CalibrationMethod | undefined,
-        percentile: Number(flags.percentile),
+        percentile: numberIn('percentile', flags.percentile, RANGES.percentile),
         perChannel: flags['per-channel'],
         activationType: flags['activation-type'] as QuantType | undefined,
         weightType: flags['weight-type'] as QuantType | undefined,
@@ -91,15 +91,15 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
         verify: flags.verify,
         benchmark: flags.benchmark,
         benchmarkRuns: positiveInt('benchmark-runs', flags['benchmark-runs']),
-        threads: positiveInt('threads', flags.threads),
-        thresholds: { minSnrDb: Number(flags['min-snr']), maxAccuracyDropPoints: Number(flags['max-acc-drop']) },
+        threads: positiveInt('threads', flags.threads, 1024),
+        thresholds: { minSnrDb: numberIn('min-snr', flags['min-snr'], RANGES.snrDb), maxAccuracyDropPoints: numberIn('max-acc-drop', flags['max-acc-drop'], RANGES.accDropPoints) },
         image: imageOptions(flags),
         inputShapes: flags['input-shape'] ?? [],
         accuracyTarget: flags['accuracy-target'],
         biasCorrection: flags['bias-correction'],
         ioType: flags['io-type'] as 'float32' | 'int8' | undefined,
         equalize: flags.equalize,
-        maxFloatShare: Number(flags['max-float-share']),
+        maxFloatShare: numberIn('max-float-share', flags['max-float-share'], RANGES.share),
         command: ['quantize', ...this.argv].join(' '),
         qforgeVersion: this.config.version,
       },

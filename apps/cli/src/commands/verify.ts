@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { modelRef, openDataset, withInputShapes, type VerifyResult } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
-import { backendFlag, imageFlags, imageOptions, positiveInt } from '../lib/flags';
+import { RANGES, backendFlag, imageFlags, imageOptions, numberIn, positiveInt } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
 
 export default class Verify extends QforgeCommand {
@@ -24,16 +24,16 @@ export default class Verify extends QforgeCommand {
 
   async run(): Promise<VerifyResult> {
     const { args, flags } = await this.parse(Verify);
+    const thresholds = {
+      minSnrDb: numberIn('min-snr', flags['min-snr'], RANGES.snrDb),
+      maxAccuracyDropPoints: numberIn('max-acc-drop', flags['max-acc-drop'], RANGES.accDropPoints),
+      ...(flags['min-cosine'] !== undefined ? { minCosine: numberIn('min-cosine', flags['min-cosine'], RANGES.cosine) } : {}),
+    };
     const reference = modelRef(args.reference);
     const candidate = modelRef(args.candidate);
     const backend = await this.registry.resolve({ backend: flags.backend, format: reference.format, verb: 'verify' });
     const { ctx, stop } = cliRunContext();
     const dataset = openDataset(flags.data, { inputs: withInputShapes(await backend.modelInputs(reference, ctx), flags['input-shape'] ?? []), image: imageOptions(flags) });
-    const thresholds = {
-      minSnrDb: Number(flags['min-snr']),
-      maxAccuracyDropPoints: Number(flags['max-acc-drop']),
-      ...(flags['min-cosine'] ? { minCosine: Number(flags['min-cosine']) } : {}),
-    };
     const r = await backend.verify(reference, candidate, dataset, { samples: positiveInt('samples', flags.samples), thresholds, perLayer: flags['per-layer'] }, ctx).finally(stop);
     for (const o of r.outputs) {
       this.log(`${o.output}: SNR ${o.snrDb.toFixed(2)} dB, cosine ${o.cosine.toFixed(6)}, max|err| ${o.maxAbsError.toPrecision(3)}, mean|err| ${o.meanAbsError.toPrecision(3)}${o.top1Agreement !== undefined ? `, top-1 agreement ${(o.top1Agreement * 100).toFixed(2)}%` : ''}`);

@@ -1,6 +1,7 @@
 // The base every qforge command extends: --json, coded errors with hints, exit codes, the registry.
 import { Command, Flags, type Interfaces } from '@oclif/core';
-import { isQforgeError, toQforgeError, type BackendRegistry } from '@qforge/core';
+import { QforgeError, isQforgeError, toQforgeError, type BackendRegistry } from '@qforge/core';
+import { CANCEL_SIGNALS, cancelSignal } from './progress';
 import { buildRegistry } from './registry';
 
 export type QforgeFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof QforgeCommand)['baseFlags'] & T['flags']>;
@@ -21,12 +22,15 @@ export abstract class QforgeCommand extends Command {
   /** Coded errors: message and hint on stderr (or one JSON object on stdout with --json), exit 2. */
   protected async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     if (err.oclif?.exit !== undefined && !isQforgeError(err) && /EEXIT/.test(String((err as { code?: string }).code))) throw err;
-    // oclif's own parse errors (unknown flag, missing arg) keep oclif's message but exit 2 like ours.
-    const coded = isQforgeError(err) ? err : (err as { oclif?: unknown }).oclif ? undefined : toQforgeError(err);
-    if (!coded) {
-      this.logToStderr(`error: ${err.message}`);
-      return this.exit(2);
-    }
+    // oclif's own parse errors (unknown flag, bad value, missing arg) become E_INVALID_OPTION, so
+    // scripts get the same JSON error for them as for every other bad input.
+    const coded = isQforgeError(err)
+      ? err
+      : (err as { oclif?: unknown }).oclif
+        ? new QforgeError('E_INVALID_OPTION', err.message.split('\n')[0], { hint: `${err.message.split('\n').slice(1).join(' ').trim() || ''} See \`qforge ${this.id ?? '<command>'} --help\`.`.trim(), cause: err })
+        : toQforgeError(err);
+    const signal = coded.code === 'E_ABORTED' ? cancelSignal() : undefined;
+    const exitCode = signal ? CANCEL_SIGNALS[signal] : 2;
     if (this.jsonEnabled()) {
       process.stdout.write(JSON.stringify({ error: coded.toJSON(), ...('runDir' in coded ? { runDir: (coded as { runDir?: string }).runDir } : {}) }, null, 2) + '\n');
     } else {
@@ -35,6 +39,6 @@ export abstract class QforgeCommand extends Command {
       if ('runDir' in coded) this.logToStderr(`run directory (with the failure report): ${(coded as { runDir?: string }).runDir}`);
       if (this.argv.includes('--verbose') && coded.stack) this.logToStderr(coded.stack);
     }
-    return this.exit(2);
+    return this.exit(exitCode);
   }
 }

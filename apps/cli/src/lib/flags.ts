@@ -1,6 +1,6 @@
 // Flags shared by commands that read datasets or pick backends and targets.
 import { Flags } from '@oclif/core';
-import { errInvalidOption, type ImagePreprocessing, type Layout } from '@qforge/core';
+import { MAX_SAMPLES, errInvalidOption, type ImagePreprocessing, type Layout } from '@qforge/core';
 
 export const backendFlag = Flags.string({ description: 'Backend id, or auto to pick from the model format.', default: 'auto' });
 export const targetFlag = Flags.string({ description: 'Target profile: auto (reads this CPU), x86-avx2, x86-vnni, x86-generic, arm64, tflite-int8, akida, tvm-llvm.', default: 'auto' });
@@ -11,6 +11,11 @@ export const imageFlags = {
   layout: Flags.string({ description: 'Image tensor layout (default: from the model input).', options: ['NCHW', 'NHWC'], helpGroup: 'DATA' }),
   mean: Flags.string({ description: 'Per-channel mean after scaling pixels to 0..1, e.g. 0.485,0.456,0.406.', helpGroup: 'DATA' }),
   std: Flags.string({ description: 'Per-channel std, e.g. 0.229,0.224,0.225.', helpGroup: 'DATA' }),
+  resize: Flags.string({
+    description: 'How images fit --image-size: cover (crop), contain (letterbox), fill (stretch), pad (keep aspect, pad right/bottom with zeros: text lines, documents).',
+    options: ['cover', 'contain', 'fill', 'pad'],
+    helpGroup: 'DATA',
+  }),
 };
 
 function numbers(flag: string, v: string | undefined): number[] | undefined {
@@ -20,8 +25,9 @@ function numbers(flag: string, v: string | undefined): number[] | undefined {
   return out;
 }
 
-export function imageOptions(flags: { 'image-size'?: string; layout?: string; mean?: string; std?: string }): Partial<ImagePreprocessing> {
+export function imageOptions(flags: { 'image-size'?: string; layout?: string; mean?: string; std?: string; resize?: string }): Partial<ImagePreprocessing> {
   const out: Partial<ImagePreprocessing> = {};
+  if (flags.resize) out.fit = flags.resize as ImagePreprocessing['fit'];
   if (flags['image-size']) {
     const m = /^(\d+)x(\d+)$/.exec(flags['image-size']);
     if (!m) throw errInvalidOption('--image-size', `"${flags['image-size']}" is not WxH`, 'Example: --image-size 224x224');
@@ -39,10 +45,33 @@ export function imageOptions(flags: { 'image-size'?: string; layout?: string; me
   return out;
 }
 
-export function positiveInt(name: string, v: number): number {
-  if (!Number.isInteger(v) || v < 1) throw errInvalidOption(`--${name}`, `must be a positive integer, got ${v}`);
+/** A positive integer flag, capped: `--samples 99999999999` is a typo, not a request. */
+export function positiveInt(name: string, v: number, max: number = MAX_SAMPLES): number {
+  if (!Number.isInteger(v) || v < 1 || v > max) throw errInvalidOption(`--${name}`, `must be an integer from 1 to ${max}, got ${v}`);
   return v;
 }
+
+/**
+ * A numeric flag given as text: finite and inside its range, so `--min-snr abc` is refused instead of
+ * becoming NaN (every comparison with NaN is false, so a NaN threshold would pass every model).
+ */
+export function numberIn(name: string, v: string, range: { min: number; max: number; minExclusive?: boolean }): number {
+  const x = v.trim() === '' ? NaN : Number(v);
+  const low = range.minExclusive ? x > range.min : x >= range.min;
+  if (!Number.isFinite(x) || !low || x > range.max) {
+    throw errInvalidOption(`--${name}`, `"${v}" is not a number in ${range.minExclusive ? '(' : '['}${range.min}, ${range.max}]`);
+  }
+  return x;
+}
+
+/** Ranges of the numeric flags several commands share. */
+export const RANGES = {
+  snrDb: { min: -1000, max: 1000 },
+  accDropPoints: { min: 0, max: 100 },
+  cosine: { min: -1, max: 1 },
+  percentile: { min: 0, max: 100, minExclusive: true },
+  share: { min: 0, max: 1 },
+} as const;
 
 export function list(v: string | undefined): string[] {
   return v ? v.split(',').map((s) => s.trim()).filter(Boolean) : [];

@@ -1,6 +1,28 @@
 // Progress bars on stderr (never stdout, so --json stays clean); silent when stderr is not a terminal.
 import { SingleBar, Presets } from 'cli-progress';
-import { createRunContext, type Logger, type ProgressEvent, type RunContext } from '@qforge/core';
+import { createRunContext, errAborted, removeActiveWorkDirs, type Logger, type ProgressEvent, type RunContext } from '@qforge/core';
+
+/** Signals that cancel a run, and the conventional exit code (128 + signal number) for each. */
+export const CANCEL_SIGNALS = { SIGINT: 130, SIGHUP: 129, SIGTERM: 143 } as const;
+type CancelSignal = keyof typeof CANCEL_SIGNALS;
+/** How long a cancelled run may take to stop at its next check before the process stops anyway. */
+const GRACE_MS = 5000;
+
+let received: CancelSignal | undefined;
+
+/** The signal that cancelled the current command, if one did (decides the exit code). */
+export function cancelSignal(): CancelSignal | undefined {
+  return received;
+}
+
+/** Stops now: removes unfinished run folders, says why (JSON with --json) and exits 128 + signal. */
+function stopNow(signal: CancelSignal): never {
+  removeActiveWorkDirs();
+  const err = errAborted(`the command (${signal})`);
+  if (process.argv.includes('--json')) process.stdout.write(JSON.stringify({ error: err.toJSON() }, null, 2) + '\n');
+  else process.stderr.write(`error ${err.code}: ${err.message}\nhint: ${err.hint}\n`);
+  process.exit(CANCEL_SIGNALS[signal]);
+}
 
 export function cliRunContext(options: { quiet?: boolean; verbose?: boolean } = {}): { ctx: RunContext; stop: () => void } {
   const tty = Boolean(process.stderr.isTTY) && !options.quiet;
@@ -29,6 +51,21 @@ export function cliRunContext(options: { quiet?: boolean; verbose?: boolean } = 
     warn: (m) => process.stderr.write(`warning: ${m}\n`),
   };
   const controller = new AbortController();
-  process.once('SIGINT', () => controller.abort());
-  return { ctx: createRunContext({ progress, logger, signal: controller.signal }), stop };
+  // SIGTERM and SIGHUP cancel like Ctrl+C: the run stops at its next check and records E_ABORTED;
+  // a second signal, or a run that does not stop within GRACE_MS, stops the process at once.
+  const onSignal = (signal: CancelSignal) => {
+    if (received) stopNow(signal);
+    received = signal;
+    bar?.stop();
+    process.stderr.write(`${signal}: cancelling (send it again to stop at once)\n`);
+    controller.abort();
+    setTimeout(() => stopNow(signal), GRACE_MS).unref();
+  };
+  const signals = Object.keys(CANCEL_SIGNALS) as CancelSignal[];
+  for (const s of signals) process.on(s, onSignal);
+  const stopAll = () => {
+    stop();
+    for (const s of signals) process.off(s, onSignal);
+  };
+  return { ctx: createRunContext({ progress, logger, signal: controller.signal }), stop: stopAll };
 }

@@ -1,7 +1,7 @@
 // The dataset interface: a stream of samples, never a list held in memory.
 import type { Tensor } from '../tensor';
 
-export type DatasetKind = 'images' | 'labeled-images' | 'npy' | 'random' | 'mnist';
+export type DatasetKind = 'images' | 'labeled-images' | 'npy' | 'npz' | 'random' | 'mnist' | 'custom';
 
 /** How a dataset is described in calibration tables and reports. */
 export interface DatasetDescription {
@@ -14,6 +14,8 @@ export interface DatasetDescription {
   labeled: boolean;
   classes?: string[];
   preprocessing?: ImagePreprocessing;
+  /** Input name → the concrete shapes fed (`1×3×48×320`), recorded as samples stream. */
+  inputShapes?: Record<string, string[]>;
 }
 
 export interface Sample {
@@ -40,6 +42,10 @@ export interface ImagePreprocessing {
   mean: number[];
   /** Per-channel std divided by after subtracting the mean. */
   std: number[];
-  /** How the image is fitted to width×height. @defaultValue 'cover' */
-  fit?: 'cover' | 'contain' | 'fill';
+  /**
+   * How the image is fitted to width×height. `cover` crops, `contain` letterboxes (centered),
+   * `fill` stretches, `pad` keeps the aspect ratio and pads right/bottom with zeros after
+   * normalization (what text-line and document models expect). @defaultValue 'cover'
+   */
+  fit?: 'cover' | 'contain' | 'fill' | 'pad';
 }

@@ -55,14 +55,18 @@ describe('datasets', () => {
   });
 
   it('refuses NaN data and wrong shapes with coded errors', async () => {
+    const read = async (file: string) => collect(openDataset(file, { inputs: nchw }).samples());
     const bad = new Float32Array(784);
     bad[7] = NaN;
-    writeFileSync(join(dir, 'nan.npy'), encodeNpy([1, 784], bad));
-    await expect(collect(openDataset(join(dir, 'nan.npy'), { inputs: nchw }).samples())).rejects.toMatchObject({ code: 'E_DATA_NOT_FINITE' });
-    writeFileSync(join(dir, 'short.npy'), encodeNpy([1, 100], new Float32Array(100)));
-    await expect(collect(openDataset(join(dir, 'short.npy'), { inputs: nchw }).samples())).rejects.toMatchObject({ code: 'E_INPUT_SHAPE' });
+    writeFileSync(join(dir, 'nan.npy'), encodeNpy([1, 1, 28, 28], bad));
+    await expect(read(join(dir, 'nan.npy'))).rejects.toMatchObject({ code: 'E_DATA_NOT_FINITE' });
+    // Same number of values, wrong rank: never reinterpreted.
+    writeFileSync(join(dir, 'flat.npy'), encodeNpy([1, 784], new Float32Array(784)));
+    await expect(read(join(dir, 'flat.npy'))).rejects.toMatchObject({ code: 'E_INPUT_SHAPE' });
+    writeFileSync(join(dir, 'short.npy'), encodeNpy([1, 1, 10, 10], new Float32Array(100)));
+    await expect(read(join(dir, 'short.npy'))).rejects.toMatchObject({ code: 'E_INPUT_SHAPE', context: { declared: ['N', 1, 28, 28], actual: [1, 1, 10, 10] } });
     writeFileSync(join(dir, 'junk.npy'), 'not numpy');
-    await expect(collect(openDataset(join(dir, 'junk.npy'), { inputs: nchw }).samples())).rejects.toMatchObject({ code: 'E_DATASET_INVALID' });
+    await expect(read(join(dir, 'junk.npy'))).rejects.toMatchObject({ code: 'E_DATASET_INVALID' });
     expect(() => openDataset(join(dir, 'missing'), { inputs: nchw })).toThrow(expect.objectContaining({ code: 'E_DATASET_NOT_FOUND' }));
   });
 

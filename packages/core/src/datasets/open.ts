@@ -2,9 +2,11 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { errDataNotFinite, errDatasetEmpty, errDatasetInvalid, errDatasetNotFound, errInputShape, errInvalidOption } from '../errors';
-import { concreteShape, elementCount, firstNonFinite, type Tensor, type TensorInfo } from '../tensor';
+import { elementCount, firstNonFinite, type Tensor, type TensorInfo } from '../tensor';
 import type { Dataset, DatasetDescription, ImagePreprocessing, Layout, Sample } from './dataset';
-import { readNpy } from './npy';
+import { NpyFile, decodeElements } from './npy';
+import { readNpz, type NpzEntry } from './npz';
+import { conformDataset, fillFromData, fixedDim, syntheticDims } from './shapes';
 
 const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.webp', '.bmp', '.gif', '.tif', '.tiff']);
 
@@ -25,8 +27,16 @@ export const MNIST_SPLITS: Record<string, [number, number]> = {
   all: [0, 10000],
 };
 
+/**
+ * Opens a dataset for a model's inputs. Every sample is checked against the inputs and the
+ * concrete shapes fed are recorded in `description.inputShapes`.
+ */
 export function openDataset(spec: string, opts: OpenDatasetOptions): Dataset {
   if (!opts.inputs.length) throw errDatasetInvalid(spec, 'the model declares no inputs');
+  return conformDataset(openRaw(spec, opts), opts.inputs);
+}
+
+function openRaw(spec: string, opts: OpenDatasetOptions): Dataset {
   if (spec === 'random' || spec.startsWith('random:')) {
     const seed = spec.includes(':') ? Number(spec.split(':')[1]) : opts.seed ?? 0;
     if (!Number.isInteger(seed)) throw errInvalidOption('--data', `bad seed in "${spec}"`, 'Use random or random:<integer>.');
@@ -37,14 +47,18 @@ export function openDataset(spec: string, opts: OpenDatasetOptions): Dataset {
   if (!existsSync(abs)) throw errDatasetNotFound(abs);
   if (statSync(abs).isFile()) {
     if (extname(abs).toLowerCase() === '.npy') return npyDataset(abs, [abs], opts.inputs);
+    if (extname(abs).toLowerCase() === '.npz') return npzDataset(abs, [abs], opts.inputs, true);
     if (IMAGE_EXT.has(extname(abs).toLowerCase())) return imageDataset(abs, [{ file: abs }], opts, []);
-    throw errDatasetInvalid(abs, 'a single file must be a .npy array or an image');
+    throw errDatasetInvalid(abs, 'a single file must be a .npy or .npz array or an image');
   }
   const entries = readdirSync(abs, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1));
   const npys = entries.filter((e) => e.isFile() && extname(e.name).toLowerCase() === '.npy').map((e) => join(abs, e.name));
+  const npzs = entries.filter((e) => e.isFile() && extname(e.name).toLowerCase() === '.npz').map((e) => join(abs, e.name));
   const images = entries.filter((e) => e.isFile() && IMAGE_EXT.has(extname(e.name).toLowerCase())).map((e) => ({ file: join(abs, e.name) }));
   const dirs = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.'));
+  if (npys.length && npzs.length) throw errDatasetInvalid(abs, 'the folder mixes .npy and .npz files', 'Keep one kind per folder.');
   if (npys.length) return npyDataset(abs, npys, opts.inputs);
+  if (npzs.length) return npzDataset(abs, npzs, opts.inputs, false);
   if (images.length) return imageDataset(abs, images, opts, []);
   if (dirs.length) {
     const classes = dirs.map((d) => d.name);
@@ -80,8 +94,9 @@ function checkFinite(t: Tensor, id: string, source: string): void {
   if (bad >= 0) throw errDataNotFinite(`sample ${id} (element ${bad})`, { path: source });
 }
 
+/** Fixed-size data (MNIST digits) into an input whose only free dim may be the batch. */
 function fitToInput(input: TensorInfo, data: Float32Array, id: string, dataDims: number[]): Tensor {
-  const dims = concreteShape(input.shape);
+  const dims = syntheticDims(input);
   if (elementCount(dims) !== data.length) throw errInputShape(input.name, input.shape, dataDims, { sample: id });
   return { dtype: 'float32', dims, data };
 }
@@ -99,6 +114,13 @@ export function mulberry32(seed: number): () => number {
 }
 
 function randomDataset(inputs: TensorInfo[], seed: number): Dataset {
+  for (const input of inputs) {
+    // Token ids, lengths, sample rates and masks mean something: random values would be nonsense.
+    if (!['float32', 'float16', 'float64'].includes(input.dtype)) {
+      throw errDatasetInvalid(`random:${seed}`, `input "${input.name}" is ${input.dtype}: random data can only stand in for float inputs`, 'Pass real data with --data (a .npz keyed by input name for multi-input models).');
+    }
+  }
+  const shapes = inputs.map((i) => syntheticDims(i));
   const description: DatasetDescription = { kind: 'random', source: `random:${seed}`, synthetic: true, labeled: false };
   return {
     description,
@@ -106,8 +128,8 @@ function randomDataset(inputs: TensorInfo[], seed: number): Dataset {
       for (let i = offset; i < offset + limit; i++) {
         const rnd = mulberry32(seed * 100003 + i);
         const sample: Sample = { id: `random-${i}`, inputs: {} };
-        for (const input of inputs) {
-          const dims = concreteShape(input.shape);
+        for (const [k, input] of inputs.entries()) {
+          const dims = shapes[k];
           const data = new Float32Array(elementCount(dims));
           // Standard normal via Box–Muller: a neutral guess at normalized inputs.
           for (let j = 0; j < data.length; j++) data[j] = Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
@@ -174,29 +196,115 @@ function mnistDataset(spec: string, inputs: TensorInfo[]): Dataset {
   };
 }
 
+/** How one array of a one-input .npy dataset splits into samples (see docs/datasets.md). */
+function npySampleLayout(input: TensorInfo, arrDims: number[], file: string): { count: number; dims: number[] } {
+  const r = input.shape.length;
+  let count: number;
+  let dims: number[];
+  if (arrDims.length === r && r >= 2) {
+    // A batch along axis 0, cut into the batch size the model fixes (1 when symbolic).
+    const b = fixedDim(input.shape[0]) ?? 1;
+    if (arrDims[0] % b !== 0) throw errInputShape(input.name, input.shape, arrDims, { path: file }, { message: `input "${input.name}" fixes its batch to ${b} but ${file} holds ${arrDims[0]} rows along axis 0` });
+    count = arrDims[0] / b;
+    dims = [b, ...arrDims.slice(1)];
+  } else if (arrDims.length === r) {
+    count = 1;
+    dims = arrDims;
+  } else if (arrDims.length === r + 1) {
+    count = arrDims[0];
+    dims = arrDims.slice(1);
+  } else {
+    throw errInputShape(input.name, input.shape, arrDims, { path: file }, {
+      message: `${file} has shape [${arrDims.join(',')}] (rank ${arrDims.length}) but input "${input.name}" is [${input.shape.map((d) => d ?? '?').join(',')}] (rank ${r})`,
+      hint: `Save an array of rank ${r} (a batch along axis 0) or rank ${r + 1} (samples along a new leading axis); docs/datasets.md has the rules.`,
+    });
+  }
+  return { count, dims: fillFromData(input, dims, { path: file }) };
+}
+
 function npyDataset(source: string, files: string[], inputs: TensorInfo[]): Dataset {
-  if (inputs.length !== 1) throw errDatasetInvalid(source, `.npy data feeds one input; the model has ${inputs.length}`, 'Use `random` for multi-input models, or a model with one input.');
+  if (inputs.length !== 1) {
+    throw errDatasetInvalid(source, `.npy data feeds one input; the model has ${inputs.length} (${inputs.map((i) => i.name).join(', ')})`, 'Use .npz files whose keys are the input names (one sample per file, or one .npz with a leading sample axis); docs/datasets.md.');
+  }
   const input = inputs[0];
-  const perSample = elementCount(concreteShape(input.shape));
-  const description: DatasetDescription = { kind: 'npy', source, synthetic: false, labeled: false };
+  const arrays = files.map((f) => ({ file: new NpyFile(f), ...npySampleLayout(input, new NpyFile(f).header.shape, f) }));
+  const description: DatasetDescription = { kind: 'npy', source, count: arrays.reduce((a, x) => a + x.count, 0), synthetic: false, labeled: false };
+  return {
+    description,
+    async *samples({ limit = Infinity, offset = 0 } = {}) {
+      let index = 0;
+      let yielded = 0;
+      for (const { file, count, dims } of arrays) {
+        const per = elementCount(dims);
+        for (let k = 0; k < count; k++, index++) {
+          if (index < offset) continue;
+          if (yielded >= limit) return;
+          const id = count === 1 ? file.path : `${file.path}[${k}]`;
+          const t = decodeElements(file.readRaw(k * per, per), file.header.dtype, input.dtype, dims, id);
+          if (t.dtype === 'float32') checkFinite(t, id, file.path);
+          yielded++;
+          yield { id, inputs: { [input.name]: t } };
+        }
+      }
+    },
+  };
+}
+
+/**
+ * .npz data for any number of inputs. A folder holds one sample per file, each array exactly an
+ * input's shape; a single file holds one sample that way, or N samples when every array carries
+ * one extra leading axis of the same length N.
+ */
+function npzDataset(source: string, files: string[], inputs: TensorInfo[], single: boolean): Dataset {
+  const layoutOf = (file: string, entries: Map<string, NpzEntry>): { count: number; batched: boolean } => {
+    const names = inputs.map((i) => i.name);
+    const missing = names.filter((n) => !entries.has(n));
+    const extra = [...entries.keys()].filter((k) => !names.includes(k));
+    if (missing.length || extra.length) {
+      throw errDatasetInvalid(file, `${missing.length ? `no array for input(s) ${missing.join(', ')}` : ''}${missing.length && extra.length ? '; ' : ''}${extra.length ? `array(s) ${extra.join(', ')} name no model input` : ''}`, `Keys must be exactly the model's input names: ${names.join(', ')} (np.savez(path, ${names.map((n) => `${n}=…`).join(', ')})).`);
+    }
+    const ranks = inputs.map((i) => entries.get(i.name)!.header.shape.length - i.shape.length);
+    if (ranks.every((d) => d === 0)) return { count: 1, batched: false };
+    const leading = inputs.map((i) => entries.get(i.name)!.header.shape[0]);
+    if (single && ranks.every((d) => d === 1) && leading.every((n) => n === leading[0])) return { count: leading[0], batched: true };
+    const bad = inputs.find((i, k) => ranks[k] !== 0)!;
+    throw errInputShape(bad.name, bad.shape, entries.get(bad.name)!.header.shape, { path: file }, {
+      message: `${file}: array "${bad.name}" has shape [${entries.get(bad.name)!.header.shape.join(',')}] for input [${bad.shape.map((d) => d ?? '?').join(',')}]`,
+      hint: single
+        ? 'Every array must have its input\'s rank (one sample), or every array one extra leading axis of the same length N (N samples).'
+        : 'In a folder of .npz files each file is one sample: every array has exactly its input\'s rank.',
+    });
+  };
+  const description: DatasetDescription = { kind: 'npz', source, synthetic: false, labeled: false };
+  if (single) description.count = layoutOf(files[0], readNpz(files[0])).count;
+  else description.count = files.length;
   return {
     description,
     async *samples({ limit = Infinity, offset = 0 } = {}) {
       let index = 0;
       let yielded = 0;
       for (const file of files) {
-        const arr = readNpy(file);
-        if (arr.data.length % perSample !== 0) throw errInputShape(input.name, input.shape, arr.shape, { path: file });
-        // One sample per file, or a batch of samples along the first axis.
-        const count = arr.data.length / perSample;
+        if (!single && index < offset) {
+          index++;
+          continue;
+        }
+        const entries = readNpz(file);
+        const { count, batched } = layoutOf(file, entries);
         for (let k = 0; k < count; k++, index++) {
           if (index < offset) continue;
           if (yielded >= limit) return;
-          const id = count === 1 ? file : `${file}[${k}]`;
-          const t = fitToInput(input, arr.data.subarray(k * perSample, (k + 1) * perSample), id, arr.shape);
-          checkFinite(t, id, file);
+          const id = batched ? `${file}[${k}]` : file;
+          const sample: Sample = { id, inputs: {} };
+          for (const input of inputs) {
+            const { header, raw } = entries.get(input.name)!;
+            const dims = fillFromData(input, batched ? header.shape.slice(1) : header.shape, { path: file });
+            const per = elementCount(dims) * header.bytesPerElement;
+            const t = decodeElements(Buffer.from(raw.subarray(k * per, (k + 1) * per)), header.dtype, input.dtype, dims, `${id}:${input.name}`);
+            if (t.dtype === 'float32') checkFinite(t, `${id}:${input.name}`, file);
+            sample.inputs[input.name] = t;
+          }
           yielded++;
-          yield { id, inputs: { [input.name]: t } };
+          yield sample;
         }
       }
     },
@@ -232,6 +340,10 @@ function imageDataset(source: string, files: { file: string; label?: number }[],
   const input = opts.inputs[0];
   const pre = imagePreprocessingFor(input, opts.image);
   const labeled = classes.length > 0;
+  const batch = fixedDim(input.shape[0]) ?? 1;
+  if (batch !== 1) throw errDatasetInvalid(source, `input "${input.name}" fixes its batch to ${batch}; an image is one sample`, 'Use .npy batches for models with a fixed batch larger than 1.');
+  // The data's own dims: the image size fills symbolic height/width (never 1).
+  const dims = fillFromData(input, pre.layout === 'NCHW' ? [1, pre.channels, pre.height, pre.width] : [1, pre.height, pre.width, pre.channels], { path: source });
   const description: DatasetDescription = { kind: labeled ? 'labeled-images' : 'images', source, count: files.length, synthetic: false, labeled, preprocessing: pre };
   if (labeled) description.classes = classes;
   return {
@@ -241,30 +353,40 @@ function imageDataset(source: string, files: { file: string; label?: number }[],
       for (let i = offset; i < Math.min(files.length, offset + limit); i++) {
         const { file, label } = files[i];
         let raw: Buffer;
+        let size: { width: number; height: number };
         try {
-          let img = sharp(file).resize(pre.width, pre.height, { fit: pre.fit });
+          // `pad` resizes to fit inside (aspect kept) and pads after normalization, below.
+          let img = sharp(file).resize(pre.width, pre.height, { fit: pre.fit === 'pad' ? 'inside' : pre.fit });
           img = pre.channels === 1 ? img.grayscale() : img.removeAlpha().toColourspace('srgb');
-          raw = await img.raw().toBuffer();
+          const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+          raw = data;
+          size = { width: info.width, height: info.height };
         } catch (e) {
           throw errDatasetInvalid(file, `cannot decode image (${(e as Error).message})`, 'Remove or re-encode the file.');
         }
-        const data = imageToTensorData(raw, pre);
-        const dims = concreteShape(input.shape);
-        yield { id: file, label, inputs: { [input.name]: fitToInput(input, data, file, dims) } };
+        const data = imageToTensorData(raw, pre, size);
+        yield { id: file, label, inputs: { [input.name]: { dtype: 'float32', dims, data } } };
       }
     },
   };
 }
 
-/** HWC bytes → float tensor data in the model's layout, scaled to 0..1 then normalized. */
-export function imageToTensorData(raw: Uint8Array, pre: ImagePreprocessing): Float32Array {
+/**
+ * HWC bytes → float tensor data in the model's layout, scaled to 0..1 then normalized. A source
+ * smaller than the target (`pad`) sits at the top left; the rest stays 0 after normalization.
+ */
+export function imageToTensorData(raw: Uint8Array, pre: ImagePreprocessing, source: { width: number; height: number } = pre): Float32Array {
   const { width, height, channels, layout, mean, std } = pre;
   const out = new Float32Array(width * height * channels);
   const plane = width * height;
-  for (let p = 0; p < plane; p++) {
-    for (let c = 0; c < channels; c++) {
-      const v = (raw[p * channels + c] / 255 - mean[c]) / std[c];
-      out[layout === 'NCHW' ? c * plane + p : p * channels + c] = v;
+  for (let y = 0; y < source.height; y++) {
+    for (let x = 0; x < source.width; x++) {
+      const p = y * width + x;
+      const q = y * source.width + x;
+      for (let c = 0; c < channels; c++) {
+        const v = (raw[q * channels + c] / 255 - mean[c]) / std[c];
+        out[layout === 'NCHW' ? c * plane + p : p * channels + c] = v;
+      }
     }
   }
   return out;
