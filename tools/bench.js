@@ -135,8 +135,9 @@ async function benchModel(m) {
   result.latency = {};
   for (const threads of [1, 2]) {
     const ds = core.openDataset(m.eval, { inputs, image: m.image });
-    const b = await backend.benchmark(q.model, { threads, warmup: m.runs ? 2 : 10, runs: m.runs ?? (m.id === 'ppocr-det' ? 40 : 200), compare: model, dataset: ds }, ctx);
-    result.latency[threads] = { fp32Ms: b.compare.latencyMs.mean, int8Ms: b.primary.latencyMs.mean, fp32P90: b.compare.latencyMs.p90, int8P90: b.primary.latencyMs.p90, speedup: b.speedup };
+    const b = await backend.benchmark(q.model, { threads, warmup: m.runs ? 2 : 10, runs: m.runs ?? (m.id === 'ppocr-det' ? 40 : 200), minTimeMs: m.runs ? 0 : core.DEFAULT_BENCH_MIN_TIME_MS, compare: model, dataset: ds }, ctx);
+    // Medians and the ratio of medians with its 95% interval, as the CLI reports them.
+    result.latency[threads] = { fp32Ms: b.compare.latencyMs.p50, int8Ms: b.primary.latencyMs.p50, fp32P90: b.compare.latencyMs.p90, int8P90: b.primary.latencyMs.p90, speedup: b.speedup, speedupLow: b.speedupEstimate.low, speedupHigh: b.speedupEstimate.high };
   }
   result.checker = onnxChecker(out);
   if (m.ctc) result.recognition = await recognitionAccuracy(m, inputs, out);

@@ -2,6 +2,8 @@
 // A real pretrained TensorFlow.js model and real photos, both from npm, for the TFLite converter:
 //  - out/models/nsfwjs-mobilenet_v2/: the MobileNetV2 Keras model nsfwjs ships (as JS modules
 //    holding model.json and a base64 weight shard), written back as a plain model.json + .bin.
+//  - out/models/nsfwjs-mobilenet_v2_mid/: the MobileNetV2 *graph model* (converted SavedModel,
+//    uint8-quantized weights) nsfwjs ships as `mobilenet_v2_mid`, written back the same way.
 //  - out/data/photos/{calib,eval}/: 224×224 crops of the six demo photos in @vladmandic/face-api,
 //    calibration crops from photos 1–3 and evaluation crops from photos 4–6 (never mixed).
 // Rerun: `node tools/make-photo-fixture.js [outDir]` (seconds).
@@ -22,6 +24,19 @@ function extractNsfwjsModel(dir = join(OUT, 'models', 'nsfwjs-mobilenet_v2')) {
   const manifest = json.weightsManifest.map((g) => ({ ...g, paths: ['group1-shard1of1.bin'] }));
   writeFileSync(join(dir, 'group1-shard1of1.bin'), shard);
   writeFileSync(join(dir, 'model.json'), JSON.stringify({ format: 'layers-model', generatedBy: 'nsfwjs 4.4.0 (MobileNetV2, 224×224, 5 classes)', ...json, weightsManifest: manifest }));
+  return join(dir, 'model.json');
+}
+
+/** Writes nsfwjs' MobileNetV2 graph model (two shards) as model.json + .bin files; returns the model.json path. */
+function extractNsfwjsGraphModel(dir = join(OUT, 'models', 'nsfwjs-mobilenet_v2_mid')) {
+  const root = join(dirname(require.resolve('nsfwjs')), '..', 'models', 'mobilenet_v2_mid');
+  const json = require(join(root, 'model.min.js'));
+  mkdirSync(dir, { recursive: true });
+  const manifest = json.weightsManifest.map((g) => {
+    for (const p of g.paths) writeFileSync(join(dir, `${p}.bin`), Buffer.from(require(join(root, `${p}.min.js`)), 'base64'));
+    return { ...g, paths: g.paths.map((p) => `${p}.bin`) };
+  });
+  writeFileSync(join(dir, 'model.json'), JSON.stringify({ ...json, weightsManifest: manifest }));
   return join(dir, 'model.json');
 }
 
@@ -54,11 +69,12 @@ async function makePhotos(dir = join(OUT, 'data', 'photos'), perPhoto = CROPS_PE
   return dir;
 }
 
-module.exports = { extractNsfwjsModel, makePhotos };
+module.exports = { extractNsfwjsModel, extractNsfwjsGraphModel, makePhotos };
 
 if (require.main === module) {
   (async () => {
     console.log(`model  ${extractNsfwjsModel()}`);
+    console.log(`model  ${extractNsfwjsGraphModel()}`);
     console.log(`photos ${await makePhotos()} (${CROPS_PER_PHOTO} crops per photo)`);
     console.log(`photos ${await makePhotos(join(OUT, 'data', 'photos-1024'), 4, 1024)} (4 crops per photo, 1024×1024, for segmenters)`);
   })().catch((e) => {

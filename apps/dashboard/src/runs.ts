@@ -1,8 +1,8 @@
 // Reading run directories safely: only regular, singly-linked files inside the runs folder, size-capped,
 // opened so that a FIFO cannot block; one bad run folder is a broken row, never a failed list.
 import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readdirSync, readSync, realpathSync } from 'node:fs';
-import { isAbsolute, join, relative, resolve } from 'node:path';
-import { validateRunReport, type RunReport } from '@qforge/core';
+import { join, resolve } from 'node:path';
+import { isInsideFolder, validateRunReport, type RunReport } from '@qforge/core';
 
 /** Run ids are folder names qforge made: letters, digits, dot, dash, underscore. */
 export const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
@@ -40,10 +40,8 @@ export interface RunSummary {
   error?: string;
 }
 
-export function inside(root: string, candidate: string): boolean {
-  const rel = relative(root, candidate);
-  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
-}
+/** Core's containment test, the one every part of qforge uses for folders (resolveInsideFolder). */
+export const inside = isInsideFolder;
 
 /** Largest report.json the dashboard reads: real reports are kilobytes; bigger ones are refused, not parsed. */
 export const MAX_REPORT_BYTES = 16 * 1024 * 1024;

@@ -9,10 +9,12 @@ import type { TensorInfo } from './tensor';
 
 export type ModelFormat = 'onnx' | 'tfjs-layers' | 'tfjs-graph' | 'tflite';
 export type QuantType = 'int8' | 'uint8' | 'int16' | 'uint16' | 'int4' | 'uint4';
-export type QuantMode = 'static' | 'dynamic' | 'weight-only';
+/** `fp16`: float16 weights and compute (no integers); `weight-only`: integer weights, float compute. */
+export type QuantMode = 'static' | 'dynamic' | 'weight-only' | 'fp16';
 export type QuantFormat = 'qdq' | 'qoperator';
 export type CalibrationMethod = 'minmax' | 'percentile' | 'entropy' | 'mse';
-export type Granularity = 'per-tensor' | 'per-channel';
+/** `per-block`: one scale per block of consecutive weights along the reduction axis (4-bit formats). */
+export type Granularity = 'per-tensor' | 'per-channel' | 'per-block';
 export type Verb = 'inspect' | 'calibrate' | 'quantize' | 'benchmark' | 'verify';
 
 /** A model on disk and its format. */
@@ -111,7 +113,7 @@ export interface QuantizeOptions {
   biasCorrection?: boolean;
   /** Cross-layer equalization of Conv → Relu/MaxPool → Conv pairs before quantizing. @defaultValue false */
   equalize?: boolean;
-  /** Samples for corrections that need data (bias correction); usually the calibration data. */
+  /** Samples for corrections and algorithms that need data (bias correction, GPTQ); usually the calibration data. */
   correctionData?: Dataset;
   /** @defaultValue 32 */
   correctionSamples?: number;
@@ -120,8 +122,27 @@ export interface QuantizeOptions {
    * the edges) or are int8. @defaultValue 'float32'
    */
   ioType?: 'float32' | 'int8';
+  /** Settings of `mode: 'weight-only'` for backends that offer several weight widths (ONNX). */
+  weightOnly?: WeightOnlyOptions;
   /** Backend-specific extras, recorded in the report. */
   extra?: Record<string, unknown>;
+}
+
+/** Weight-only quantization: integer weights in blocks along the reduction axis, float activations. */
+export interface WeightOnlyOptions {
+  /** Bits per weight. @defaultValue 4 */
+  bits: 4 | 8;
+  /** Weights per block (one scale, and one zero point unless symmetric, each). @defaultValue 32 */
+  blockSize: number;
+  /** Symmetric blocks carry no zero points. @defaultValue false */
+  symmetric: boolean;
+  /**
+   * `rtn` rounds each weight to nearest; `gptq` compensates each rounding error on the weights not
+   * yet rounded, using the layer's input statistics from `correctionData`. @defaultValue 'rtn'
+   */
+  algorithm: 'rtn' | 'gptq';
+  /** MatMuls kept in float by position: the first, and the last (usually the LM head). @defaultValue [] */
+  keepFloat?: ('first' | 'last')[];
 }
 
 /** One graph change made while preparing or quantizing, as recorded in the report. */

@@ -12,6 +12,7 @@ export const ErrorCodes = {
   E_DATASET_INVALID: 'The dataset cannot be read for this model',
   E_DATASET_NOT_FOUND: 'The dataset does not exist',
   E_DATA_NOT_FINITE: 'The data contains NaN or Infinity',
+  E_DEPENDENCY_MISSING: 'An optional package this feature needs is not installed',
   E_INPUT_SHAPE: 'The input does not match the model',
   E_INVALID_OPTION: 'An option has an invalid value',
   E_MODEL_CORRUPT: 'The model file cannot be parsed',
@@ -21,6 +22,7 @@ export const ErrorCodes = {
   E_NO_BACKEND: 'No installed backend can serve the request',
   E_OUTPUT_IS_INPUT: 'The output path is one of the input files',
   E_OUTPUT_UNWRITABLE: 'The output path cannot be written',
+  E_PATH_OUTSIDE_FOLDER: 'A file a model or dataset names lies outside the folder it belongs to',
   E_REPORT_INVALID: 'The run report is not valid',
   E_RUNTIME_FAILED: 'The runtime failed while executing the model',
   E_SDK_MISSING: 'The vendor SDK this backend needs is missing',
@@ -135,6 +137,13 @@ export const errDataNotFinite = (where: string, context: ErrorContext = {}) =>
     hint: 'Clean the data (or fix the preprocessing) so every value is a finite number.',
   });
 
+export const errDependencyMissing = (pkg: string, feature: string, cause?: unknown) =>
+  new QforgeError('E_DEPENDENCY_MISSING', `${feature} needs the package ${pkg}, which is not installed or does not load${cause instanceof Error ? ` (${cause.message.split('\n')[0]})` : ''}`, {
+    context: { package: pkg, feature },
+    hint: `Install it next to @qforge/core: npm install ${pkg}. (@qforge/cli installs it for you.)`,
+    cause,
+  });
+
 export const errInputShape = (input: string, expected: readonly (number | string | null)[], actual: readonly number[], context: ErrorContext = {}, detail?: { message?: string; hint?: string }) =>
   new QforgeError('E_INPUT_SHAPE', detail?.message ?? `input "${input}" expects shape [${expected.map((d) => d ?? '?').join(',')}] but got [${actual.join(',')}]`, {
     context: { tensor: input, declared: expected, actual, ...context },
@@ -183,6 +192,12 @@ export const errOutputUnwritable = (path: string, reason: string, cause?: unknow
     context: { path, ...(cause && typeof (cause as { code?: unknown }).code === 'string' ? { errno: (cause as { code: string }).code } : {}) },
     hint: 'Choose a path in a folder you can write to (-o / --runs-dir) on a device with free space.',
     cause,
+  });
+
+export const errPathOutsideFolder = (path: string, folder: string, what: string, real?: string) =>
+  new QforgeError('E_PATH_OUTSIDE_FOLDER', `${what} ${path} ${real && real !== path ? `resolves to ${real}, ` : ''}outside ${folder}, the folder it belongs to`, {
+    context: { path, folder, ...(real ? { real } : {}) },
+    hint: 'Copy the file into that folder instead of linking to it; qforge reads a model\'s shards and external data only beside the model, and a dataset only inside its folder.',
   });
 
 export const errReportInvalid = (path: string, reason: string) =>

@@ -21,9 +21,9 @@ import {
   writeSync,
   type Stats,
 } from 'node:fs';
-import { dirname, resolve, basename, join } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import type { ModelFormat, ModelRef } from './contract';
-import { errModelCorrupt, errModelFormatUnknown, errModelNotFound, errNotRegularFile, errOutputIsInput, errOutputUnwritable, isQforgeError } from './errors';
+import { errModelCorrupt, errModelFormatUnknown, errModelNotFound, errNotRegularFile, errOutputIsInput, errOutputUnwritable, errPathOutsideFolder, isQforgeError } from './errors';
 
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
@@ -57,6 +57,58 @@ function fileKind(st: Stats): string {
 export function assertRegularFile(path: string, what = 'file'): void {
   const st = statSync(path);
   if (!st.isFile()) throw errNotRegularFile(resolve(path), what, fileKind(st));
+}
+
+/** True when `candidate` is `folder` itself or lies beneath it (both absolute; compare real paths). */
+export function isInsideFolder(folder: string, candidate: string): boolean {
+  const rel = relative(folder, candidate);
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
+
+export interface ContainedPathOptions {
+  /** A regular file (the default) or a folder. */
+  kind?: 'file' | 'folder';
+  /** The error for a path where nothing exists; without it, E_NOT_REGULAR_FILE says so. */
+  missing?: () => Error;
+}
+
+/**
+ * The one symlink policy (docs/reliability.md): a file that belongs to a folder — a weight shard or
+ * external data beside its model, an image or array in a dataset, a class sub-folder — is read
+ * only when its real path (`..` and every symlink resolved) lies inside the real path of one of
+ * `folders`, and only when it is a regular file (or a folder, for `kind: 'folder'`). Nothing is
+ * opened here, so a FIFO or device is refused before it could block. Returns the real path.
+ */
+export function resolveInsideFolder(path: string, folders: string | readonly string[], what: string, options: ContainedPathOptions = {}): string {
+  const abs = resolve(path);
+  const given = (typeof folders === 'string' ? [folders] : folders).map((f) => resolve(f));
+  const roots = given.map((f) => {
+    try {
+      return realpathSync(f);
+    } catch {
+      return f;
+    }
+  });
+  // The spelled path first, so `../x` or an absolute name is refused even when nothing is there.
+  if (!given.some((g) => isInsideFolder(g, abs)) && !roots.some((r) => isInsideFolder(r, abs))) throw errPathOutsideFolder(abs, roots[0], what);
+  let real: string;
+  try {
+    real = realpathSync(abs);
+  } catch {
+    let link: Stats | undefined;
+    try {
+      link = lstatSync(abs);
+    } catch {
+      link = undefined;
+    }
+    if (!link && options.missing) throw options.missing();
+    throw errNotRegularFile(abs, what, link ? 'a symbolic link to nothing' : 'missing');
+  }
+  if (!roots.some((root) => isInsideFolder(root, real))) throw errPathOutsideFolder(abs, roots[0], what, real);
+  const st = statSync(real);
+  const ok = options.kind === 'folder' ? st.isDirectory() : st.isFile();
+  if (!ok) throw errNotRegularFile(abs, what, options.kind === 'folder' && st.isFile() ? 'a file where a folder is needed' : fileKind(st));
+  return real;
 }
 
 /** Turns an errno from a write into the words a user can act on. */
@@ -331,10 +383,10 @@ export function modelRef(path: string): ModelRef {
   const ref: ModelRef = { path: existsSync(abs) && statSync(abs).isDirectory() ? resolve(abs, 'model.json') : abs, format };
   // Shards are checked before anything reads them: a missing one is named, a FIFO is never opened.
   if (format === 'tfjs-layers' || format === 'tfjs-graph') {
+    const folder = dirname(ref.path);
     for (const p of tfjsShardPaths(ref.path)) {
-      const shard = join(dirname(ref.path), p);
-      if (!existsSync(shard)) throw errModelCorrupt(ref.path, `weight shard ${shard} (listed in weightsManifest) does not exist`);
-      assertRegularFile(shard, 'weight shard');
+      const shard = join(folder, p);
+      resolveInsideFolder(shard, folder, 'weight shard', { missing: () => errModelCorrupt(ref.path, `weight shard ${shard} (listed in weightsManifest) does not exist`) });
     }
   }
   return ref;

@@ -17,6 +17,7 @@ export type {
   NodeDecision,
   QuantFormat,
   QuantizeOptions,
+  WeightOnlyOptions,
   QuantizeResult,
   QuantMode,
   QuantType,
@@ -47,7 +48,9 @@ export {
   errModelCorrupt,
   errModelFormatUnknown,
   errModelNotFound,
+  errDependencyMissing,
   errNotRegularFile,
+  errPathOutsideFolder,
   errNoBackend,
   errOutputIsInput,
   errOutputUnwritable,
@@ -108,7 +111,8 @@ export { REPORT_SCHEMA_VERSION, formatRunSummary, readRunReport, validateRunRepo
 export type { ArtifactRecord, RunReport, Verdict } from './report';
 export { BACKEND_FACTORY, BackendRegistry, discoverPlugins } from './registry';
 export type { DiscoveredPlugin, PluginLoadFailure, PluginManifest } from './registry';
-export { assertOutputNotInput, assertRegularFile, checkOutputPath, copyFileAtomic, detectModelFormat, ensureWritable, modelInputFiles, modelRef, modelSizeBytes, sha256Async, sha256Bytes, sha256File, writeFileAtomic } from './files';
+export { assertOutputNotInput, assertRegularFile, checkOutputPath, copyFileAtomic, detectModelFormat, ensureWritable, isInsideFolder, modelInputFiles, modelRef, modelSizeBytes, resolveInsideFolder, sha256Async, sha256Bytes, sha256File, writeFileAtomic } from './files';
+export type { ContainedPathOptions } from './files';
 export { MAX_SAMPLES, beginWorkDir, endWorkDir, partialRunDirName, preflightRun, removeActiveWorkDirs, removeStalePartials } from './run-dir';
 export type { RunPreflight } from './run-dir';
 export { concreteShape, elementCount, firstNonFinite, float32Tensor, withInputShapes } from './tensor';

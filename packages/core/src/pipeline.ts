@@ -2,7 +2,7 @@
 import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { arch, platform } from 'node:os';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import type { Backend, BenchmarkResult, CalibrationMethod, ModelRef, QuantFormat, QuantizeOptions, QuantMode, QuantType, VerifyResult, VerifyThresholds } from './contract';
+import type { Backend, BenchmarkResult, CalibrationMethod, ModelRef, QuantFormat, QuantizeOptions, QuantMode, QuantType, VerifyResult, VerifyThresholds, WeightOnlyOptions } from './contract';
 import { readCalibrationTable, writeCalibrationTable, type CalibrationTable } from './calibration-table';
 import type { RunContext } from './context';
 import type { ImagePreprocessing } from './datasets/dataset';
@@ -63,6 +63,8 @@ export interface QuantizeRunOptions {
   fallback?: 'float' | 'a16';
   /** Nodes whose activations stay 16-bit (W8A16). */
   activation16Nodes?: string[];
+  /** `mode: 'weight-only'` settings (bits, block size, algorithm); GPTQ reads `data`. */
+  weightOnly?: WeightOnlyOptions;
   /** Largest share of quantizable nodes the search may keep in float. @defaultValue 0.1 */
   maxFloatShare?: number;
   /** `--input-shape` values for models with symbolic dims. */
@@ -82,10 +84,13 @@ function specName(spec: string | Dataset | undefined): string | undefined {
   return spec === undefined || typeof spec === 'string' ? spec : spec.description.source;
 }
 
-function outputName(model: ModelRef, backend: Backend, mode: QuantMode): string {
+function outputName(model: ModelRef, backend: Backend, mode: QuantMode, weightBits?: number): string {
   // Weight-only TensorFlow.js models stay TensorFlow.js models (a model.json with its shard).
   if (mode === 'weight-only' && (model.format === 'tfjs-layers' || model.format === 'tfjs-graph')) return 'model.int8.json';
   const ext = backend.capabilities.outputFormats.includes('tflite') && !backend.capabilities.outputFormats.includes('onnx') ? '.tflite' : extname(model.path) || '.onnx';
+  // Named by what the file holds: a 4-bit or float16 model is not "int8".
+  if (mode === 'fp16') return `model.fp16${ext}`;
+  if (mode === 'weight-only' && weightBits === 4) return `model.q4${ext}`;
   return `model.int8${ext}`;
 }
 
@@ -163,7 +168,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
   const detection = await backend.detect();
   const cpu = readCpuInfo();
   const options: QuantizeOptions = quantizeOptionsFor(opts.target, {
-    output: join(workDir, outputName(opts.model, backend, mode)),
+    output: join(workDir, outputName(opts.model, backend, mode, opts.weightOnly?.bits)),
     mode,
     format: opts.format ?? d.format,
     perChannel: opts.perChannel ?? d.perChannel,
@@ -176,6 +181,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     equalize: opts.equalize ?? false,
     ...(opts.ioType ? { ioType: opts.ioType } : {}),
     ...(opts.activation16Nodes?.length ? { activation16Nodes: opts.activation16Nodes } : {}),
+    ...(opts.weightOnly ? { weightOnly: opts.weightOnly } : {}),
   });
   const report: RunReport = {
     kind: 'qforge.run-report',
@@ -268,6 +274,11 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       if (!opts.data) throw errInvalidOption('--bias-correction', 'bias correction needs the calibration data', 'Pass --data along with --bias-correction.');
       options.correctionData = open(opts.data);
     }
+    if (mode === 'weight-only' && options.weightOnly?.algorithm === 'gptq') {
+      if (!opts.data) throw errInvalidOption('--algorithm gptq', 'GPTQ needs calibration data (the inputs of each MatMul)', 'Pass --data <dataset>, or use --algorithm rtn.');
+      options.correctionData = open(opts.data);
+      options.correctionSamples = opts.samples ?? 128;
+    }
     const tq = Date.now();
     let q = await backend.quantize(opts.model, table, options, ctx);
     report.output = { ...(await artifact(q.model.path)), format: q.model.format };
@@ -353,8 +364,8 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       report.verdict = 'unverified';
       report.verdictReasons.unshift('verification was skipped (--no-verify)');
     }
-    // Weight-only models compute in float: their point is size, so speed is not judged.
-    if (bench && mode !== 'weight-only') report.verdictReasons.push(...speedReasons(bench));
+    // Weight-only and fp16 models compute in float: their point is size, so speed is not judged.
+    if (bench && mode !== 'weight-only' && mode !== 'fp16') report.verdictReasons.push(...speedReasons(bench));
     return await finish();
   } catch (e) {
     const err: QforgeError = toQforgeError(e);

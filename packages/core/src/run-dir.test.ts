@@ -13,11 +13,12 @@ describe('work folders', () => {
   it('removes the work folder of a dead process and keeps a live one', () => {
     const runs = join(dir, 'runs');
     // A pid that surely ended: a child that already exited.
-    const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).stdout.trim();
-    mkdirSync(join(runs, partialRunDirName('old-run', Number(dead))), { recursive: true });
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    expect(dead).toBeGreaterThan(0);
+    mkdirSync(join(runs, partialRunDirName('old-run', dead)), { recursive: true });
     mkdirSync(join(runs, partialRunDirName('live-run', process.ppid)));
     mkdirSync(join(runs, '20260101T000000Z-done-run'));
-    expect(removeStalePartials(runs)).toEqual([partialRunDirName('old-run', Number(dead))]);
+    expect(removeStalePartials(runs)).toEqual([partialRunDirName('old-run', dead)]);
     expect(readdirSync(runs).sort()).toEqual([partialRunDirName('live-run', process.ppid), '20260101T000000Z-done-run'].sort());
   });
 

@@ -1,8 +1,8 @@
 // Loading and saving ONNX models, including tensors stored in external data files.
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import { errModelCorrupt, errModelNotFound, writeFileAtomic } from '@qforge/core';
-import { decodeModelProto, encodeModelProto, type GraphProto, type Int64, type ModelProto, type TensorProto, type TypeProto, type UnknownField } from './proto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { assertRegularFile, errModelCorrupt, errModelNotFound, errPathOutsideFolder, resolveInsideFolder, writeFileAtomic } from '@qforge/core';
+import { decodeModelProto, encodeModelProto, type GraphProto, type Int64, type ModelProto, type NodeProto, type TensorProto, type TypeProto, type UnknownField } from './proto';
 
 /** protobuf messages above this size cannot be encoded in one piece (the 2 GiB limit, with margin). */
 export const MAX_INLINE_BYTES = 1.8 * 1024 ** 3;
@@ -19,14 +19,13 @@ export interface LoadedModel {
   unknownFields: UnknownField[];
 }
 
-function insideFolder(folder: string, candidate: string): boolean {
-  const rel = relative(folder, candidate);
-  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
-}
-
-/** Reads external data into raw_data, refusing locations that escape the model's folder. */
+/**
+ * Reads external data into raw_data under core's one symlink policy: a location that escapes the
+ * model's folder (absolute, `..`, or a symlink out) or names anything but a regular file is refused
+ * before it is opened — in every graph, subgraph, sparse initializer, tensor attribute and function.
+ */
 function resolveExternalData(proto: ModelProto, modelPath: string): Record<string, string> {
-  const folder = realpathSync(dirname(modelPath));
+  const folder = dirname(modelPath);
   const loaded: Record<string, string> = {};
   const visit = (tensors: TensorProto[]) => {
     for (const t of tensors) {
@@ -34,14 +33,15 @@ function resolveExternalData(proto: ModelProto, modelPath: string): Record<strin
       const entries = Object.fromEntries((t.externalData ?? []).map((e) => [e.key, e.value]));
       const location = entries.location;
       if (!location) throw errModelCorrupt(modelPath, `tensor ${t.name} is external but has no location`);
-      const file = resolve(folder, location);
-      if (isAbsolute(location) || !insideFolder(folder, file)) throw errModelCorrupt(modelPath, `external data location "${location}" of tensor ${t.name} escapes the model's folder`);
-      if (!existsSync(file)) throw errModelCorrupt(modelPath, `external data file "${location}" of tensor ${t.name} is missing`);
-      if (!insideFolder(folder, realpathSync(file))) throw errModelCorrupt(modelPath, `external data file "${location}" links outside the model's folder`);
+      if (isAbsolute(location)) throw errPathOutsideFolder(location, folder, `external data of tensor ${t.name}`);
+      const file = resolveInsideFolder(resolve(folder, location), folder, `external data of tensor ${t.name}`, {
+        missing: () => errModelCorrupt(modelPath, `external data file "${location}" of tensor ${t.name} is missing`),
+      });
       const offset = Number(entries.offset ?? 0);
       const size = statSync(file).size;
       const length = entries.length !== undefined ? Number(entries.length) : size - offset;
-      if (offset < 0 || offset + length > size) throw errModelCorrupt(modelPath, `external data of tensor ${t.name} lies beyond the end of "${location}"`);
+      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) throw errModelCorrupt(modelPath, `external data of tensor ${t.name} has offset "${entries.offset}" / length "${entries.length}", not byte counts`);
+      if (offset + length > size) throw errModelCorrupt(modelPath, `external data of tensor ${t.name} lies beyond the end of "${location}"`);
       const buf = readFileSync(file);
       t.rawData = buf.subarray(offset, offset + length);
       t.dataLocation = 0;
@@ -49,10 +49,22 @@ function resolveExternalData(proto: ModelProto, modelPath: string): Record<strin
       loaded[t.name] = location;
     }
   };
-  for (const g of allGraphs(proto.graph)) {
-    visit(g.initializer);
-    for (const n of g.node) for (const a of n.attribute) visit([...(a.t ? [a.t] : []), ...(a.tensors ?? [])]);
-  }
+  const sparse = (ts: { values?: unknown; indices?: unknown }[] | undefined): TensorProto[] => (ts ?? []).flatMap((x) => [x.values, x.indices].filter(Boolean) as TensorProto[]);
+  const visitNodes = (nodes: NodeProto[]) => {
+    for (const n of nodes) {
+      for (const a of n.attribute ?? []) {
+        visit([...(a.t ? [a.t] : []), ...(a.tensors ?? []), ...sparse([...(a.sparseTensor ? [a.sparseTensor] : []), ...(a.sparseTensors ?? [])])]);
+        for (const g of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) visitGraph(g);
+      }
+    }
+  };
+  const visitGraph = (g: GraphProto) => {
+    visit(g.initializer ?? []);
+    visit(sparse(g.sparseInitializer));
+    visitNodes(g.node ?? []);
+  };
+  visitGraph(proto.graph);
+  for (const f of proto.functions ?? []) visitNodes((f.node ?? []) as NodeProto[]);
   return loaded;
 }
 
@@ -121,6 +133,7 @@ function decodeModelWithUnknown(bytes: Uint8Array, source: string): { proto: Mod
 export function loadModel(path: string): LoadedModel {
   const abs = resolve(path);
   if (!existsSync(abs)) throw errModelNotFound(abs);
+  assertRegularFile(abs, 'model');
   const bytes = readFileSync(abs);
   const { proto, unknownFields } = decodeModelWithUnknown(bytes, abs);
   const externalTensors = resolveExternalData(proto, abs);

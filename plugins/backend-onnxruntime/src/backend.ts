@@ -52,8 +52,9 @@ import { prepareForCalibration, prepareModel, readEqualizedActivations, shapeQue
 import { quantizeDynamic } from './quantize-dynamic';
 import { STATIC_OP_TYPES, calibrationTensors, quantizeStaticQdq } from './quantize-qdq';
 import { qdqToQOperator } from './quantize-qoperator';
-import { quantizeRecurrent, splitRecurrent } from './quantize-lstm';
+import { quantizeRecurrent, splitRecurrent } from './ops/lstm';
 import { createSession, loadOrt, runSession } from './runtime';
+import { branchCalibrationTensors, liftBranchTensors, quantizeBodies, scopedNames } from './subgraphs';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const PACKAGE = require('../package.json') as { name: string; version: string };
@@ -82,6 +83,11 @@ function allTensorNames(proto: ModelProto): string[] {
   const names = new Set<string>(graphInputs(proto.graph).map((i) => i.name));
   for (const n of proto.graph.node) for (const o of n.output) if (o) names.add(o);
   return [...names];
+}
+
+/** Calibration candidates of the top graph and of every If branch. */
+function calibrationTensorsWithBranches(proto: ModelProto): string[] {
+  return [...new Set([...calibrationTensors(proto), ...branchCalibrationTensors(proto, calibrationTensors)])];
 }
 
 function withOutputs(proto: ModelProto, tensors: string[]): Uint8Array {
@@ -203,31 +209,39 @@ export class OnnxRuntimeBackend implements Backend {
     inputSha.catch(() => undefined);
     // No separate shape-probing session: the first calibration run answers the upgrade's questions.
     const prep = prepareForCalibration(loaded.proto, { equalize: options.equalize });
-    const candidates = prep.candidates(calibrationTensors);
+    const candidates = prep.candidates(calibrationTensorsWithBranches);
     const graphInputNames = new Set(graphInputs(prep.proto.graph).map((i) => i.name));
+    // Tensors inside If branches are fetched through extra outputs of the If nodes, as raw values.
+    const inBodies = scopedNames(prep.proto.graph);
+    const scoped = candidates.filter((t) => inBodies.has(t));
+    const lifted = scoped.length ? liftBranchTensors(prep.proto, scoped) : undefined;
+    const sessionProto = lifted?.proto ?? prep.proto;
+    const fetchName = (t: string) => lifted?.fetch.get(t) ?? t;
+    const topLevel = candidates.filter((t) => !inBodies.has(t));
     const questions = prep.questions.filter((t) => !graphInputNames.has(t));
     let firstFetch: string[];
     // minmax needs only each tensor's extremes: ReduceMin/ReduceMax nodes compute them inside the
     // runtime, so no activation is copied into JavaScript. Histogram methods need the values.
     const native = options.method === 'minmax' && !options.keepHistograms;
-    const reduceNames = new Map(candidates.map((t) => [t, { min: `${t}__qforge_min`, max: `${t}__qforge_max` }]));
-    const floorZero = native ? nonNegativeTensors(prep.proto, candidates) : new Set<string>();
+    const reduceNames = new Map(topLevel.map((t) => [t, { min: `${t}__qforge_min`, max: `${t}__qforge_max` }]));
+    const floorZero = native ? nonNegativeTensors(prep.proto, topLevel) : new Set<string>();
+    const raw = (ts: string[]) => ts.filter((t) => !graphInputNames.has(t)).map(fetchName);
     let session;
     let fetch: string[];
     if (native) {
-      const reduced: ModelProto = { ...prep.proto, graph: { ...prep.proto.graph, node: [...prep.proto.graph.node] } };
-      for (const t of candidates) {
+      const reduced: ModelProto = { ...sessionProto, graph: { ...sessionProto.graph, node: [...sessionProto.graph.node] } };
+      for (const t of topLevel) {
         const r = reduceNames.get(t)!;
         if (!floorZero.has(t)) reduced.graph.node.push(makeNode('ReduceMin', [t], [r.min], r.min, [intAttr('keepdims', 0)]));
         reduced.graph.node.push(makeNode('ReduceMax', [t], [r.max], r.max, [intAttr('keepdims', 0)]));
       }
-      fetch = candidates.flatMap((t) => (floorZero.has(t) ? [reduceNames.get(t)!.max] : [reduceNames.get(t)!.min, reduceNames.get(t)!.max]));
+      fetch = [...topLevel.flatMap((t) => (floorZero.has(t) ? [reduceNames.get(t)!.max] : [reduceNames.get(t)!.min, reduceNames.get(t)!.max])), ...raw(scoped)];
       firstFetch = [...fetch, ...questions];
       session = await createSession(withOutputs(reduced, firstFetch), { optimization: 'all' });
     } else {
-      fetch = candidates.filter((t) => !graphInputNames.has(t));
+      fetch = raw(candidates);
       firstFetch = [...new Set([...fetch, ...questions])];
-      session = await createSession(withOutputs(prep.proto, firstFetch), { optimization: 'basic' });
+      session = await createSession(withOutputs(sessionProto, firstFetch), { optimization: 'basic' });
     }
     let prepared: PreparationResult | undefined;
     let tensors = candidates;
@@ -252,20 +266,21 @@ export class OnnxRuntimeBackend implements Backend {
           prepared = prep.finish(shapes);
           // Only float tensors are quantized; the first run tells which ones are.
           const isFloat = (t: string) => {
-            const o = native ? out[reduceNames.get(t)!.max] : out[t];
+            const o = native && reduceNames.has(t) ? out[reduceNames.get(t)!.max] : out[fetchName(t)];
             return o ? o.type === 'float32' : sample.inputs[t]?.dtype === 'float32';
           };
           tensors = tensors.filter(isFloat);
           for (const t of [...stats.keys()]) if (!tensors.includes(t)) stats.delete(t);
         }
         for (const t of tensors) {
-          if (native) {
+          if (native && reduceNames.has(t)) {
             const r = reduceNames.get(t)!;
             stats.get(t)!.minMax.updateRange(floorZero.has(t) ? 0 : (out[r.min].data as Float32Array)[0], (out[r.max].data as Float32Array)[0]);
             continue;
           }
-          const data = (out[t]?.data ?? sample.inputs[t]?.data) as Float32Array | undefined;
-          if (data) stats.get(t)!.update(data);
+          const data = (out[fetchName(t)]?.data ?? sample.inputs[t]?.data) as Float32Array | undefined;
+          // An empty value: the branch holding this tensor did not run for this sample.
+          if (data?.length) stats.get(t)!.update(data);
         }
         count++;
         ctx.progress({ phase: 'calibrate', current: count, total });
@@ -275,8 +290,10 @@ export class OnnxRuntimeBackend implements Backend {
       await session.release();
     }
     // Keep only what the prepared graph quantizes (the other outcome of the upgrade is dropped).
-    const kept = new Set(calibrationTensors(prepared!.proto));
+    const kept = new Set(calibrationTensorsWithBranches(prepared!.proto));
     for (const t of [...stats.keys()]) if (!kept.has(t)) stats.delete(t);
+    // A branch that never ran left its tensors without values: no range can be claimed for them.
+    for (const [t, st] of [...stats]) if (inBodies.has(t) && !st.minMax.count) stats.delete(t);
     return buildCalibrationTable({
       backend: this.id,
       model: { sha256: await inputSha, format: 'onnx', preparedSha256: await sha256Async(encodeModel(prepared!.proto)) },
@@ -313,12 +330,35 @@ export class OnnxRuntimeBackend implements Backend {
       const split = splitRecurrent(options.opTypes);
       ({ decisions, changes } = split.onlyRecurrent ? { decisions: [], changes: [] } : quantizeStaticQdq(prep.proto, table, { ...options, opTypes: split.rest, perAxisAllowed: prep.opset >= 13, opsetRefusal: prep.opsetRefusal }));
       if (split.recurrent) mergeInto({ decisions, changes }, quantizeRecurrent(prep.proto, options));
+      // Networks inside If branches (calibrated through the branches' extra outputs).
+      mergeInto(
+        { decisions, changes },
+        quantizeBodies(prep.proto, ['If'], (body) => {
+          const r = { decisions: [] as NodeDecision[], changes: [] as GraphChange[] };
+          // A node whose branch never ran on the calibration data has no range: it stays float.
+          const idle = body.graph.node.filter((n) => (STATIC_OP_TYPES as readonly string[]).includes(n.opType) && n.opType !== 'ConvTranspose' && !table.tensors[n.input[0]] && !body.graph.initializer.some((t) => t.name === n.input[0]));
+          const idleNames = new Set(idle.map((n) => n.name || n.output[0]));
+          if (!split.onlyRecurrent) mergeInto(r, quantizeStaticQdq(body, table, { ...options, excludeNodes: [...options.excludeNodes, ...idleNames], opTypes: split.rest, perAxisAllowed: prep.opset >= 13, opsetRefusal: prep.opsetRefusal }));
+          for (const d of r.decisions) if (idleNames.has(d.node)) d.reason = 'inside an If branch that never ran on the calibration data: no range to quantize with';
+          if (split.recurrent) mergeInto(r, quantizeRecurrent(body, options));
+          return r;
+        }),
+      );
       if (floatProto) changes.push(...(await correctBiases(floatProto, prep.proto, options.correctionData, options.correctionSamples ?? 32, ctx)));
       if (options.format === 'qoperator') changes.push(...qdqToQOperator(prep.proto));
     } else if (options.mode === 'dynamic') {
       const split = splitRecurrent(options.opTypes);
       ({ decisions, changes } = split.onlyRecurrent ? { decisions: [], changes: [] } : quantizeDynamic(prep.proto, { ...options, opTypes: split.rest }));
       if (split.recurrent) mergeInto({ decisions, changes }, quantizeRecurrent(prep.proto, options));
+      mergeInto(
+        { decisions, changes },
+        quantizeBodies(prep.proto, ['If', 'Loop', 'Scan'], (body) => {
+          const r = { decisions: [] as NodeDecision[], changes: [] as GraphChange[] };
+          if (!split.onlyRecurrent) mergeInto(r, quantizeDynamic(body, { ...options, opTypes: split.rest }));
+          if (split.recurrent) mergeInto(r, quantizeRecurrent(body, options));
+          return r;
+        }),
+      );
     } else {
       throw errUnsupported(this.id, `--mode ${options.mode}`, 'modes are static and dynamic');
     }

@@ -19,6 +19,7 @@ import {
   type TensorProto,
 } from '@qforge/onnx';
 import { upgradeOpsetTo, upgradeShapeQuestions, type ObservedShapes, type OpsetRefusal } from './opset-upgrade';
+import { prepareBodies } from './subgraphs';
 
 export type { ObservedShapes, OpsetRefusal } from './opset-upgrade';
 
@@ -485,6 +486,8 @@ export function prepareGraph(proto: ModelProto, opts: { equalize?: boolean } = {
   foldBatchNorm(proto, changes);
   foldAffineIntoConv(proto, changes);
   if (opts.equalize) equalizeCrossLayer(proto, changes);
+  // Networks inside If/Loop bodies store their weights the same ways (Constant nodes, casts).
+  prepareBodies(proto, [constantsToInitializers, foldConstantCasts, foldConstantTransposes], changes);
   const dropped = dropUnusedInitializers(proto);
   if (dropped) changes.push({ kind: 'drop-unused', detail: `${dropped} unused initializer(s) removed` });
   return changes;

@@ -51,7 +51,9 @@ import {
   type VerifyResult,
 } from '@qforge/core';
 import { readTflite, writeTflite } from '@qforge/tflite';
+import type * as TF from '@tensorflow/tfjs';
 import { chooseEngine, loadLayersModel, loadTf, readArtifacts } from './engine';
+import { graphInputs, lowerGraphModel, type GraphConst, type GraphNode, type GraphSignature } from './graph-lower';
 import { IrExecutor, type IrGraph } from './ir';
 import { lowerLayersModel } from './keras-lower';
 import { readModelJson } from './model-json';
@@ -121,7 +123,8 @@ export class TfjsBackend implements Backend {
     let inputs: TensorInfo[] = [];
     if (model.format === 'tfjs-graph' || topo.node) {
       for (const n of topo.node ?? []) opHistogram[n.op] = (opHistogram[n.op] ?? 0) + 1;
-      inputs = (topo.node ?? []).filter((n) => n.op === 'Placeholder').map((n) => ({ name: n.name, dtype: 'float32', shape: [] }));
+      const sig = (json as { signature?: GraphSignature; userDefinedMetadata?: { signature?: GraphSignature } });
+      inputs = graphInputs((topo.node ?? []) as GraphNode[], sig.signature ?? sig.userDefinedMetadata?.signature);
     } else {
       const cfg = topo.model_config?.config ?? (topo.config as { layers?: { class_name: string; config: { name: string; batch_input_shape?: (number | null)[] } }[] });
       const layers = Array.isArray(cfg) ? [] : cfg?.layers ?? [];
@@ -176,40 +179,98 @@ export class TfjsBackend implements Backend {
     return (await this.inspect(model)).inputs;
   }
 
-  /** The Layers model lowered to TFLite-shaped ops, checked against TensorFlow.js on `check`. */
+  /** The model lowered to TFLite-shaped ops, checked against TensorFlow.js on `check`. */
   private async lower(model: ModelRef, check: Record<string, Tensor>): Promise<{ graph: IrGraph; exec: IrExecutor }> {
     if (model.format === 'tflite') throw errUnsupported(this.id, 'calibrate or quantize a .tflite file', 'the input must be the TensorFlow.js model the .tflite is made from');
-    if (model.format !== 'tfjs-layers') throw errUnsupported(this.id, 'convert a TensorFlow.js Graph model to .tflite', 'only Layers models (Keras-style model.json) are converted in this release');
+    if (model.format === 'tfjs-graph') return this.lowerGraph(model, check);
+    if (model.format !== 'tfjs-layers') throw errUnsupported(this.id, `convert ${model.format} to .tflite`, 'this backend converts TensorFlow.js Layers and Graph models');
     const { tf } = await loadTf();
     const layers = await loadLayersModel(model.path);
     try {
       const graph = lowerLayersModel(layers);
-      const exec = new IrExecutor(tf, graph);
-      // The lowered graph must compute what TensorFlow.js computes, or every number after is void.
       const input = Object.values(check)[0];
-      const ir = exec.run({ [graph.inputs[0]]: input.data as Float32Array });
       const ref = tf.tidy(() => {
         const y = layers.predict(tf.tensor(input.data as Float32Array, graph.shapes.get(graph.inputs[0])!));
         return (Array.isArray(y) ? y : [y]).map((t) => t.dataSync() as Float32Array);
       });
-      graph.outputs.forEach((o, k) => {
-        const a = ir[o];
-        const b = ref[k];
-        let err = 0;
-        let mag = 1e-6;
-        for (let i = 0; i < b.length; i++) {
-          err = Math.max(err, Math.abs(a[i] - b[i]));
-          mag = Math.max(mag, Math.abs(b[i]));
-        }
-        if (!(err / mag <= LOWERING_TOLERANCE)) {
-          exec.dispose();
-          throw errRuntimeFailed(this.id, 'convert', `the converted graph differs from TensorFlow.js at output ${k} (max error ${err.toExponential(2)} of ${mag.toExponential(2)})`, { path: model.path });
-        }
-      });
-      return { graph, exec };
+      return this.checkedExecutor(tf, model, graph, input, ref);
     } finally {
       layers.dispose();
     }
+  }
+
+  /**
+   * A graph model lowered to the same IR: weights decoded from the manifest (uint8/float16 storage
+   * expanded as TensorFlow.js does), every node's shape read from one run of the graph itself on
+   * the probe input (so symbolic sizes take the data's), and the result checked against that run.
+   */
+  private async lowerGraph(model: ModelRef, check: Record<string, Tensor>): Promise<{ graph: IrGraph; exec: IrExecutor }> {
+    const { tf } = await loadTf();
+    const artifacts = readArtifacts(model.path);
+    const nodes = (artifacts.modelTopology as { node?: GraphNode[] } | undefined)?.node ?? [];
+    let gm: TF.GraphModel;
+    try {
+      gm = await tf.loadGraphModel({ load: async () => artifacts });
+    } catch (e) {
+      throw errModelCorrupt(model.path, `TensorFlow.js cannot build the graph: ${(e as Error).message}`);
+    }
+    try {
+      const consts = new Map<string, GraphConst>();
+      for (const [name, t] of Object.entries(tf.io.decodeWeights(artifacts.weightData!, artifacts.weightSpecs!))) {
+        consts.set(name, { values: t.dtype === 'int32' ? Int32Array.from(t.dataSync()) : Float32Array.from(t.dataSync()), shape: t.shape });
+        t.dispose();
+      }
+      const input = Object.values(check)[0];
+      const probe = nodes.filter((n) => n.op !== 'Const' && n.op !== 'Placeholder').map((n) => n.name);
+      const outputs = gm.outputs.map((o) => o.name.replace(/:0$/, ''));
+      const shapes = new Map<string, number[]>(nodes.filter((n) => n.op === 'Placeholder').map((n) => [n.name, [...input.dims]]));
+      let ref: Float32Array[];
+      try {
+        ref = tf.tidy(() => {
+          const xs = Object.fromEntries(gm.inputs.map((i) => [i.name, tf.tensor(input.data as Float32Array, input.dims)]));
+          const ys = gm.execute(xs, probe) as TF.Tensor[];
+          probe.forEach((n, k) => shapes.set(n, ys[k].shape));
+          return outputs.map((o) => ys[probe.indexOf(o)].dataSync() as Float32Array);
+        });
+      } catch (e) {
+        if ((e as { code?: string }).code) throw e;
+        throw errRuntimeFailed(this.id, 'convert', `TensorFlow.js cannot run the graph on the probe input: ${(e as Error).message}`, { path: model.path });
+      }
+      const json = readModelJson(model.path) as { signature?: GraphSignature; userDefinedMetadata?: { signature?: GraphSignature } };
+      const graph = lowerGraphModel({ nodes, consts, shapes, outputs });
+      const declared = graphInputs(nodes, json.signature ?? json.userDefinedMetadata?.signature)[0];
+      if (declared?.shape.slice(1).some((d) => typeof d !== 'number')) graph.changes.push({ kind: 'fix-input-shape', node: declared.name, detail: `symbolic input [${declared.shape}] fixed to the data's [${input.dims}] in the .tflite` });
+      return this.checkedExecutor(tf, model, graph, input, ref);
+    } finally {
+      gm.dispose();
+    }
+  }
+
+  /** The lowered graph must compute what TensorFlow.js computes, or every number after is void. */
+  private checkedExecutor(tf: typeof TF, model: ModelRef, graph: IrGraph, input: Tensor, ref: Float32Array[]): { graph: IrGraph; exec: IrExecutor } {
+    const exec = new IrExecutor(tf, graph);
+    let ir: Record<string, Float32Array>;
+    try {
+      ir = exec.run({ [graph.inputs[0]]: input.data as Float32Array });
+    } catch (e) {
+      exec.dispose();
+      throw e;
+    }
+    graph.outputs.forEach((o, k) => {
+      const a = ir[o];
+      const b = ref[k];
+      let err = 0;
+      let mag = 1e-6;
+      for (let i = 0; i < b.length; i++) {
+        err = Math.max(err, Math.abs(a[i] - b[i]));
+        mag = Math.max(mag, Math.abs(b[i]));
+      }
+      if (!(a.length === b.length && err / mag <= LOWERING_TOLERANCE)) {
+        exec.dispose();
+        throw errRuntimeFailed(this.id, 'convert', `the converted graph differs from TensorFlow.js at output ${k} (max error ${err.toExponential(2)} of ${mag.toExponential(2)})`, { path: model.path });
+      }
+    });
+    return { graph, exec };
   }
 
   async calibrate(model: ModelRef, dataset: Dataset, options: CalibrateOptions, ctx: RunContext): Promise<CalibrationTable> {
@@ -396,7 +457,7 @@ export class TfjsBackend implements Backend {
     // the same tensors of the float graph it was converted from.
     // Without --per-layer only the tensors before a final Softmax/Sigmoid are exposed, so every
     // verification of a .tflite reports the same pre-activation SNR (corrections compare on it).
-    const layers = reference.format === 'tfjs-layers' && candidate.format === 'tflite' ? await this.layerProbe(reference, candidate, dataset, Boolean(options.perLayer)) : undefined;
+    const layers = (reference.format === 'tfjs-layers' || reference.format === 'tfjs-graph') && candidate.format === 'tflite' ? await this.layerProbe(reference, candidate, dataset, Boolean(options.perLayer)) : undefined;
     const fid = new Map<string, FidelityAccumulator>();
     const layerAcc = new Map<string, FidelityAccumulator>();
     const refAcc = new AccuracyAccumulator();

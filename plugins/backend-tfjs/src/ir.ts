@@ -61,7 +61,8 @@ export type IrOp =
   | IrPool
   | IrBatchNorm
   | (IrBase & { kind: 'concat'; axis: number })
-  | (IrBase & { kind: 'mean' })
+  /** Mean over the spatial axes (1, 2) of NHWC; keepDims keeps them as size 1. */
+  | (IrBase & { kind: 'mean'; keepDims?: boolean })
   | (IrBase & { kind: 'reshape'; shape: number[] })
   | (IrBase & { kind: 'pad'; paddings: [number, number][] })
   | (IrBase & { kind: 'relu' | 'relu6' | 'logistic' | 'tanh' | 'softmax' | 'hardswish' })
@@ -233,7 +234,7 @@ export class IrExecutor {
       case 'avgpool':
         return tf.avgPool(xs[0] as TF.Tensor4D, op.pool, op.strides, pad(op.padding));
       case 'mean':
-        return tf.mean(xs[0], [1, 2]);
+        return tf.mean(xs[0], [1, 2], op.keepDims);
       case 'reshape':
         return tf.reshape(xs[0], op.shape);
       case 'pad':

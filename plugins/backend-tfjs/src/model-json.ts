@@ -1,7 +1,7 @@
 // model.json of TensorFlow.js models: parsed, checked, shards kept inside the model's folder.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { errModelCorrupt } from '@qforge/core';
+import { errModelCorrupt, resolveInsideFolder } from '@qforge/core';
 
 export interface LayersJson {
   format?: string;
@@ -25,9 +25,11 @@ export function readModelJson(path: string): LayersJson {
   }
   if (!json.modelTopology || !Array.isArray(json.weightsManifest)) throw errModelCorrupt(path, 'model.json lacks modelTopology or weightsManifest');
   for (const group of json.weightsManifest) {
+    if (!Array.isArray(group?.paths)) throw errModelCorrupt(path, 'a weightsManifest group has no paths list');
     for (const p of group.paths) {
-      if (p.includes('..') || p.startsWith('/')) throw errModelCorrupt(path, `weight shard path "${p}" escapes the model's folder`);
-      if (!existsSync(join(dirname(path), p))) throw errModelCorrupt(path, `weight shard "${p}" is missing`);
+      if (typeof p !== 'string' || p.includes('..') || p.startsWith('/')) throw errModelCorrupt(path, `weight shard path "${String(p)}" escapes the model's folder`);
+      // Core's one symlink policy: a shard linked out of the model's folder, or a FIFO, is never read.
+      resolveInsideFolder(join(dirname(path), p), dirname(path), 'weight shard', { missing: () => errModelCorrupt(path, `weight shard "${p}" is missing`) });
     }
   }
   return json;

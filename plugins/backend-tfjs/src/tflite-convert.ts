@@ -238,7 +238,7 @@ export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]
         emit({ op: op.kind === 'maxpool' ? 'MAX_POOL_2D' : 'AVERAGE_POOL_2D', inputs: ins, options: new Pool2DOptionsT(PAD[op.padding], op.strides[1], op.strides[0], op.pool[1], op.pool[0], ActivationFunctionType.NONE) });
         break;
       case 'mean':
-        emit({ op: 'MEAN', inputs: [ins[0], int32Const(`${op.layer}/axes`, [1, 2])], options: new ReducerOptionsT(false) });
+        emit({ op: 'MEAN', inputs: [ins[0], int32Const(`${op.layer}/axes`, [1, 2])], options: new ReducerOptionsT(op.keepDims ?? false) });
         break;
       case 'reshape':
         emit({ op: 'RESHAPE', inputs: [ins[0], int32Const(`${op.layer}/shape`, op.shape)], options: new ReshapeOptionsT(op.shape) });

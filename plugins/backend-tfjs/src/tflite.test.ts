@@ -115,6 +115,10 @@ describe('TensorFlow.js → int8 .tflite', () => {
     expect(bench.runtime).toMatch(/tflite-wasm .* vs tfjs/);
     expect(bench.primary.latencyMs.count).toBe(6);
     expect(bench.speedup).toBeGreaterThan(0);
+    // int8 TFLite against fp32 TensorFlow.js: two runtimes, and the result says so.
+    expect(bench.crossRuntime).toEqual({ primary: expect.stringMatching(/^tflite-wasm/), compare: expect.stringMatching(/^tfjs/) });
+    const same = await backend.benchmark(model, { threads: 1, warmup: 1, runs: 3, compare: model }, ctx);
+    expect(same.crossRuntime).toBeUndefined();
   });
 
   it('converts the deeper fixture (BatchNorm, depthwise, residual Add, concat, GAP): accuracy holds, size ≤ 0.30×', async () => {

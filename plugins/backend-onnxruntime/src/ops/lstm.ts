@@ -1,11 +1,22 @@
-// LSTM → com.microsoft DynamicQuantizeLSTM: int8 weights stored ahead of time, the input and hidden
+// Recurrent family: LSTM → com.microsoft DynamicQuantizeLSTM: int8 weights stored ahead of time, the input and hidden
 // state quantized per time step inside the kernel. ONNX Runtime has no static int8 LSTM, so this
 // is the int8 path for recurrent layers in both static and dynamic mode.
 import { quantizeWeights, type GraphChange, type NodeDecision } from '@qforge/core';
 import { DataType, GraphIndex, makeNode, makeTensor, tensorToFloat32, uniqueNamer, type ModelProto, type NodeProto } from '@qforge/onnx';
-import { dropUnusedInitializers } from './prepare';
+import { dropUnusedInitializers } from '../prepare';
+import type { OpQuantizer } from './types';
 
 export const RECURRENT_OP_TYPES = ['LSTM'] as const;
+
+/** Declared in the registry so `--op-types` and the capability notes know it; rewritten by `quantizeRecurrent`, not the QDQ driver. */
+export const lstmQuantizer: OpQuantizer = {
+  family: 'recurrent',
+  opTypes: RECURRENT_OP_TYPES,
+  role: 'recurrent',
+  byDefault: true,
+  activationInputs: () => [],
+  output: () => ({ kind: 'own' }),
+};
 const MS_DOMAIN = 'com.microsoft';
 
 export interface RecurrentOptions {

@@ -1,0 +1,354 @@
+// Weight-only quantization: MatMul weights → ONNX Runtime's block-wise `MatMulNBits` (4 or 8 bits), by round-to-nearest or GPTQ.
+import { errInvalidOption, throwIfAborted, type Dataset, type GraphChange, type NodeDecision, type QuantType, type RunContext, type WeightOnlyOptions } from '@qforge/core';
+import { GraphIndex, encodeModel, intAttr, makeNode, makeTensor, tensorToFloat32, topologicalSort, uniqueNamer, withExtraOutputs, type ModelProto, type NodeProto } from '@qforge/onnx';
+import { dropUnusedInitializers } from './prepare';
+import { createSession, runSession } from './runtime';
+import { selectWeightedNodes, type Candidate } from './selection';
+
+const MS_DOMAIN = 'com.microsoft';
+/** Block sizes ONNX Runtime's MatMulNBits kernels accept: powers of two from 16. */
+export const WEIGHT_ONLY_BLOCK_SIZES = [16, 32, 64, 128, 256] as const;
+
+export const DEFAULT_WEIGHT_ONLY: WeightOnlyOptions = { bits: 4, blockSize: 32, symmetric: false, algorithm: 'rtn' };
+
+/**
+ * One weight [K, N] (y = x·W) in MatMulNBits layout: B is uint8 [N, blocks, blockSize·bits/8] with
+ * the codes of column n along K, low nibble first; scales are [N·blocks]; zero points (asymmetric
+ * only) are uint8 [N·ceil(blocks·bits/8)], two 4-bit values per byte, low nibble first, each column
+ * padded to whole bytes. A weight is (code − zero point) · scale; absent zero points mean 2^(bits−1).
+ */
+export interface BlockQuantizedWeight {
+  k: number;
+  n: number;
+  bits: 4 | 8;
+  blockSize: number;
+  packed: Uint8Array;
+  scales: Float32Array;
+  zeroPoints?: Uint8Array;
+}
+
+export function validateWeightOnly(o: WeightOnlyOptions): void {
+  if (o.bits !== 4 && o.bits !== 8) throw errInvalidOption('--weight-bits', `${o.bits} is not a width MatMulNBits stores here`, 'Use --weight-bits 4 or 8.');
+  if (!(WEIGHT_ONLY_BLOCK_SIZES as readonly number[]).includes(o.blockSize)) {
+    throw errInvalidOption('--block-size', `${o.blockSize} is not a block size ONNX Runtime's MatMulNBits accepts`, `Use one of ${WEIGHT_ONLY_BLOCK_SIZES.join(', ')}.`);
+  }
+  if (o.algorithm !== 'rtn' && o.algorithm !== 'gptq') throw errInvalidOption('--algorithm', `unknown algorithm ${o.algorithm}`, 'Use rtn or gptq.');
+}
+
+/** Scale and zero point of one block from its values (the range always holds 0, so 0 is exact). */
+function blockParams(values: ArrayLike<number>, start: number, end: number, stride: number, offset: number, bits: number, symmetric: boolean): { scale: number; zp: number } {
+  const qmax = (1 << bits) - 1;
+  if (symmetric) {
+    // The value of largest magnitude maps to −2^(bits−1), the one code the other side lacks, as
+    // ONNX Runtime's own quantizer does: a 4-bit block gets 8 levels on that side instead of 7.
+    let peak = 0;
+    for (let r = start; r < end; r++) {
+      const v = values[r * stride + offset];
+      if (Math.abs(v) > Math.abs(peak)) peak = v;
+    }
+    const scale = peak / -(1 << (bits - 1));
+    return { scale: scale === 0 ? 1 : scale, zp: 1 << (bits - 1) };
+  }
+  let lo = 0;
+  let hi = 0;
+  for (let r = start; r < end; r++) {
+    const v = values[r * stride + offset];
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const scale = (hi - lo) / qmax;
+  if (scale === 0) return { scale: 1, zp: 0 };
+  return { scale, zp: Math.min(qmax, Math.max(0, Math.round(-lo / scale))) };
+}
+
+const code = (v: number, scale: number, zp: number, qmax: number) => Math.min(qmax, Math.max(0, Math.round(v / scale) + zp));
+
+/** Packs codes [N][paddedK] (column-major along K) and block parameters into MatMulNBits tensors. */
+function pack(k: number, n: number, o: { bits: 4 | 8; blockSize: number; symmetric: boolean }, codes: Uint8Array, scales: Float32Array, zps: Uint8Array): BlockQuantizedWeight {
+  const blocks = Math.ceil(k / o.blockSize);
+  const padded = blocks * o.blockSize;
+  const blob = (o.blockSize * o.bits) / 8;
+  const packed = new Uint8Array(n * blocks * blob);
+  if (o.bits === 8) packed.set(codes);
+  else for (let i = 0; i < n * padded; i += 2) packed[i >> 1] = codes[i] | (codes[i + 1] << 4);
+  let zeroPoints: Uint8Array | undefined;
+  if (!o.symmetric) {
+    if (o.bits === 8) zeroPoints = zps;
+    else {
+      const perCol = Math.ceil(blocks / 2);
+      zeroPoints = new Uint8Array(n * perCol);
+      for (let c = 0; c < n; c++) for (let b = 0; b < blocks; b++) zeroPoints[c * perCol + (b >> 1)] |= zps[c * blocks + b] << ((b & 1) * 4);
+    }
+  }
+  return { k, n, bits: o.bits, blockSize: o.blockSize, packed, scales, zeroPoints };
+}
+
+/** Round-to-nearest block quantization of W [K, N] (row-major, y = x·W). */
+export function quantizeBlockwiseRtn(w: Float32Array, k: number, n: number, o: { bits: 4 | 8; blockSize: number; symmetric: boolean }): BlockQuantizedWeight {
+  const blocks = Math.ceil(k / o.blockSize);
+  const padded = blocks * o.blockSize;
+  const qmax = (1 << o.bits) - 1;
+  const codes = new Uint8Array(n * padded);
+  const scales = new Float32Array(n * blocks);
+  const zps = new Uint8Array(n * blocks);
+  for (let c = 0; c < n; c++) {
+    for (let b = 0; b < blocks; b++) {
+      const start = b * o.blockSize;
+      const end = Math.min(k, start + o.blockSize);
+      const { scale, zp } = blockParams(w, start, end, n, c, o.bits, o.symmetric);
+      scales[c * blocks + b] = scale;
+      zps[c * blocks + b] = zp;
+      // Padding rows beyond K hold the code of 0, so they add nothing.
+      for (let r = start; r < start + o.blockSize; r++) codes[c * padded + r] = r < end ? code(w[r * n + c], scale, zp, qmax) : zp;
+    }
+  }
+  return pack(k, n, o, codes, scales, zps);
+}
+
+/** Cholesky factor L (lower, row-major) of a symmetric positive definite matrix; undefined if it is not. */
+function cholesky(a: Float64Array, size: number): Float64Array | undefined {
+  const l = new Float64Array(size * size);
+  for (let i = 0; i < size; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = a[i * size + j];
+      for (let p = 0; p < j; p++) s -= l[i * size + p] * l[j * size + p];
+      if (i === j) {
+        if (!(s > 0)) return undefined;
+        l[i * size + i] = Math.sqrt(s);
+      } else l[i * size + j] = s / l[j * size + j];
+    }
+  }
+  return l;
+}
+
+/** H⁻¹ from its Cholesky factor: inverts L (triangular), then L⁻ᵀ·L⁻¹. */
+function inverseFromCholesky(l: Float64Array, size: number): Float64Array {
+  const li = new Float64Array(size * size);
+  for (let i = 0; i < size; i++) {
+    li[i * size + i] = 1 / l[i * size + i];
+    for (let j = 0; j < i; j++) {
+      let s = 0;
+      for (let p = j; p < i; p++) s += l[i * size + p] * li[p * size + j];
+      li[i * size + j] = -s / l[i * size + i];
+    }
+  }
+  const inv = new Float64Array(size * size);
+  for (let i = 0; i < size; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = 0;
+      for (let p = i; p < size; p++) s += li[p * size + i] * li[p * size + j];
+      inv[i * size + j] = s;
+      inv[j * size + i] = s;
+    }
+  }
+  return inv;
+}
+
+/**
+ * GPTQ (Frantar et al., 2022) with block-wise parameters: weights are rounded one input row k at a
+ * time, and each row's rounding error, weighted by the inverse Hessian H = 2·XᵀX of the layer's
+ * inputs, is pushed onto the rows not yet rounded. A block's scale and zero point are chosen when
+ * its first row is reached, from the already-corrected values. `hessian` is XᵀX [K, K] summed over
+ * the calibration rows. Falls back to round-to-nearest (and says so) when H cannot be factored.
+ */
+export function quantizeBlockwiseGptq(w: Float32Array, k: number, n: number, o: { bits: 4 | 8; blockSize: number; symmetric: boolean }, hessian: Float64Array, dampRatio = 0.01): BlockQuantizedWeight | undefined {
+  const h = Float64Array.from(hessian);
+  const work = Float64Array.from(w);
+  let meanDiag = 0;
+  for (let i = 0; i < k; i++) meanDiag += h[i * k + i] / k;
+  for (let i = 0; i < k; i++) {
+    // An input that never fired carries no information: its weights cannot matter, so they are zeroed.
+    if (h[i * k + i] === 0) {
+      h[i * k + i] = 1;
+      for (let c = 0; c < n; c++) work[i * n + c] = 0;
+    }
+    h[i * k + i] += dampRatio * (meanDiag || 1);
+  }
+  const l = cholesky(h, k);
+  if (!l) return undefined;
+  const hinv = inverseFromCholesky(l, k);
+  // GPTQ needs the upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU): U = Lᵀ of chol(H⁻¹).
+  const lInv = cholesky(hinv, k);
+  if (!lInv) return undefined;
+  const blocks = Math.ceil(k / o.blockSize);
+  const padded = blocks * o.blockSize;
+  const qmax = (1 << o.bits) - 1;
+  const codes = new Uint8Array(n * padded);
+  const scales = new Float32Array(n * blocks);
+  const zps = new Uint8Array(n * blocks);
+  const err = new Float64Array(n);
+  for (let r = 0; r < k; r++) {
+    const b = Math.floor(r / o.blockSize);
+    if (r % o.blockSize === 0) {
+      const end = Math.min(k, r + o.blockSize);
+      for (let c = 0; c < n; c++) {
+        const { scale, zp } = blockParams(work, r, end, n, c, o.bits, o.symmetric);
+        scales[c * blocks + b] = scale;
+        zps[c * blocks + b] = zp;
+      }
+    }
+    const d = lInv[r * k + r];
+    for (let c = 0; c < n; c++) {
+      const scale = scales[c * blocks + b];
+      const zp = zps[c * blocks + b];
+      const q = code(work[r * n + c], scale, zp, qmax);
+      codes[c * padded + r] = q;
+      err[c] = (work[r * n + c] - (q - zp) * scale) / d;
+    }
+    // U[r][j] = L[j][r] of chol(H⁻¹).
+    for (let j = r + 1; j < k; j++) {
+      const u = lInv[j * k + r];
+      if (u === 0) continue;
+      const row = j * n;
+      for (let c = 0; c < n; c++) work[row + c] -= err[c] * u;
+    }
+  }
+  // Padding rows beyond K hold the code of 0, so they add nothing.
+  for (let c = 0; c < n; c++) for (let r = k; r < padded; r++) codes[c * padded + r] = zps[c * blocks + blocks - 1];
+  return pack(k, n, o, codes, scales, zps);
+}
+
+/** Dequantizes back to W [K, N]: the weights MatMulNBits computes with (for tests and error reports). */
+export function dequantizeBlockwise(q: BlockQuantizedWeight): Float32Array {
+  const blocks = Math.ceil(q.k / q.blockSize);
+  const blob = (q.blockSize * q.bits) / 8;
+  const out = new Float32Array(q.k * q.n);
+  const perCol = Math.ceil((blocks * q.bits) / 8);
+  for (let c = 0; c < q.n; c++) {
+    for (let r = 0; r < q.k; r++) {
+      const b = Math.floor(r / q.blockSize);
+      const i = r % q.blockSize;
+      const byte = q.packed[(c * blocks + b) * blob + (q.bits === 8 ? i : i >> 1)];
+      const v = q.bits === 8 ? byte : (byte >> ((i & 1) * 4)) & 15;
+      const zp = q.zeroPoints ? (q.bits === 8 ? q.zeroPoints[c * blocks + b] : (q.zeroPoints[c * perCol + (b >> 1)] >> ((b & 1) * 4)) & 15) : 1 << (q.bits - 1);
+      out[r * q.n + c] = (v - zp) * q.scales[c * blocks + b];
+    }
+  }
+  return out;
+}
+
+/** The MatMuls weight-only quantization may rewrite: constant float [K, N] weights. */
+function candidates(proto: ModelProto, excluded: Set<string>, decisions: NodeDecision[]): Candidate[] {
+  const idx = new GraphIndex(proto.graph);
+  return selectWeightedNodes(proto.graph.node, idx, { opTypes: new Set(['MatMul']), excluded, weightRank: 2 }, decisions);
+}
+
+/**
+ * XᵀX of the input of every chosen MatMul, accumulated over the calibration samples (one pass of
+ * the float model; inputs shared by several MatMuls, like Q/K/V projections, are summed once).
+ * Memory is K² doubles per distinct input, whatever the number of samples.
+ */
+export async function collectInputGram(proto: ModelProto, inputs: { tensor: string; k: number }[], dataset: Dataset, samples: number, ctx: RunContext): Promise<{ gram: Map<string, Float64Array>; rows: number; samples: number }> {
+  const distinct = new Map(inputs.map((i) => [i.tensor, i.k]));
+  const gram = new Map([...distinct].map(([t, k]) => [t, new Float64Array(k * k)]));
+  const session = await createSession(encodeModel(withExtraOutputs(proto, [...distinct.keys()])), { optimization: 'basic' });
+  let rows = 0;
+  let count = 0;
+  try {
+    for await (const sample of dataset.samples({ limit: samples })) {
+      throwIfAborted(ctx, 'weight-only calibration');
+      const out = await runSession(session, sample.inputs, [...distinct.keys()]);
+      for (const [t, k] of distinct) {
+        const x = out[t].data as Float32Array;
+        const g = gram.get(t)!;
+        const m = x.length / k;
+        for (let row = 0; row < m; row++) {
+          const base = row * k;
+          for (let i = 0; i < k; i++) {
+            const xi = x[base + i];
+            if (xi === 0) continue;
+            const gi = i * k;
+            for (let j = i; j < k; j++) g[gi + j] += xi * x[base + j];
+          }
+        }
+        if (t === inputs[0].tensor) rows += m;
+      }
+      count++;
+      ctx.progress({ phase: 'calibrate', current: count, total: samples, message: 'collecting MatMul input statistics (GPTQ)' });
+    }
+  } finally {
+    await session.release();
+  }
+  // Only the upper triangle was summed; mirror it.
+  for (const [t, g] of gram) {
+    const k = distinct.get(t)!;
+    for (let i = 0; i < k; i++) for (let j = i + 1; j < k; j++) g[j * k + i] = g[i * k + j];
+  }
+  return { gram, rows, samples: count };
+}
+
+export interface WeightOnlyResult {
+  decisions: NodeDecision[];
+  changes: GraphChange[];
+}
+
+/**
+ * Rewrites MatMuls with constant float weights to `MatMulNBits` (com.microsoft), one weight at a
+ * time (each float weight is read as a view of its loaded bytes, never copied whole). Nodes kept in
+ * float are reported with the reason.
+ */
+export async function quantizeWeightOnly(proto: ModelProto, options: { excludeNodes: string[]; weightOnly?: WeightOnlyOptions; correctionData?: Dataset; correctionSamples?: number }, ctx: RunContext): Promise<WeightOnlyResult> {
+  const o: WeightOnlyOptions = { ...DEFAULT_WEIGHT_ONLY, ...options.weightOnly };
+  validateWeightOnly(o);
+  const g = proto.graph;
+  const decisions: NodeDecision[] = [];
+  const changes: GraphChange[] = [];
+  let chosen = candidates(proto, new Set(options.excludeNodes), decisions);
+  // Position-based keeps: the first MatMul reads the embeddings, the last is usually the LM head.
+  const keep = new Map<NodeProto, string>();
+  if (o.keepFloat?.includes('first') && chosen.length) keep.set(chosen[0].node, 'kept in float: the first MatMul (--keep-float first)');
+  if (o.keepFloat?.includes('last') && chosen.length) keep.set(chosen[chosen.length - 1].node, 'kept in float: the last MatMul, usually the LM head (--keep-float last)');
+  for (const [node, reason] of keep) decisions.push({ node: node.name || node.output[0], opType: node.opType, quantized: false, reason });
+  chosen = chosen.filter((c) => !keep.has(c.node));
+  // MatMulNBits needs K ≥ the block size's smallest sensible multiple; tiny reductions stay float.
+  chosen = chosen.filter((c) => {
+    const k = Number(c.weight.dims[0]);
+    if (k >= 16) return true;
+    decisions.push({ node: c.name, opType: c.node.opType, quantized: false, reason: `K = ${k} is below 16: too small for block-wise quantization` });
+    return false;
+  });
+
+  let gram: Map<string, Float64Array> | undefined;
+  if (o.algorithm === 'gptq' && chosen.length) {
+    if (!options.correctionData) throw errInvalidOption('--algorithm gptq', 'GPTQ needs calibration data (the inputs of each MatMul)', 'Pass --data <dataset>, or use --algorithm rtn.');
+    const collected = await collectInputGram(proto, chosen.map((c) => ({ tensor: c.node.input[0], k: Number(c.weight.dims[0]) })), options.correctionData, options.correctionSamples ?? 128, ctx);
+    if (!collected.samples) throw errInvalidOption('--data', 'the calibration dataset yielded no samples for GPTQ');
+    gram = collected.gram;
+    changes.push({ kind: 'weight-only-statistics', detail: `GPTQ: XᵀX of ${collected.gram.size} distinct MatMul input(s) from ${collected.samples} sample(s), ${collected.rows} row(s)` });
+  }
+
+  const name = uniqueNamer(g);
+  const replaced = new Map<NodeProto, NodeProto>();
+  const weightType: QuantType = o.bits === 4 ? (o.symmetric ? 'int4' : 'uint4') : o.symmetric ? 'int8' : 'uint8';
+  let fellBack = 0;
+  for (const [i, c] of chosen.entries()) {
+    throwIfAborted(ctx, 'quantization');
+    const [k, n] = c.weight.dims.map(Number);
+    const w = tensorToFloat32(c.weight);
+    const gptq = gram ? quantizeBlockwiseGptq(w, k, n, o, gram.get(c.node.input[0])!) : undefined;
+    if (gram && !gptq) fellBack++;
+    const q = gptq ?? quantizeBlockwiseRtn(w, k, n, o);
+    const base = c.node.input[1];
+    const blocks = Math.ceil(k / o.blockSize);
+    const bName = name(`${base}_Q${o.bits}`);
+    const sName = name(`${base}_scales`);
+    g.initializer.push(makeTensor(bName, [n, blocks, (o.blockSize * o.bits) / 8], q.packed), makeTensor(sName, [n * blocks], q.scales));
+    const inputs = [c.node.input[0], bName, sName];
+    if (q.zeroPoints) {
+      const zName = name(`${base}_zero_points`);
+      g.initializer.push(makeTensor(zName, [q.zeroPoints.length], q.zeroPoints));
+      inputs.push(zName);
+    }
+    replaced.set(c.node, makeNode('MatMulNBits', inputs, [c.node.output[0]], name(`${c.name}_Q${o.bits}`), [intAttr('K', k), intAttr('N', n), intAttr('bits', o.bits), intAttr('block_size', o.blockSize)], MS_DOMAIN));
+    decisions.push({ node: c.name, opType: c.node.opType, quantized: true, weightType, granularity: 'per-block', reason: `MatMulNBits ${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'symmetric' : 'asymmetric'}, ${gptq ? 'GPTQ' : 'round-to-nearest'}` });
+    ctx.progress({ phase: 'quantize', current: i + 1, total: chosen.length });
+  }
+  g.node = g.node.map((node) => replaced.get(node) ?? node);
+  if (replaced.size && !proto.opsetImport.some((op) => op.domain === MS_DOMAIN)) proto.opsetImport.push({ domain: MS_DOMAIN, version: 1 });
+  g.node = topologicalSort(g);
+  // The float weights of rewritten nodes go now: for a large model this frees them before saving.
+  dropUnusedInitializers(proto);
+  changes.push({ kind: 'weight-only', detail: `${replaced.size} MatMul node(s) → MatMulNBits (${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'symmetric' : 'asymmetric'}, ${o.algorithm})` });
+  if (fellBack) changes.push({ kind: 'weight-only', detail: `GPTQ: ${fellBack} weight(s) rounded to nearest instead (their input statistics could not be factored)` });
+  return { decisions, changes };
+}

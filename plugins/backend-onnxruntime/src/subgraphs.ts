@@ -1,0 +1,204 @@
+// Networks inside If branches (and Loop/Scan bodies): finding them, making their tensors visible
+// to calibration, and running graph-local passes on each body as if it were a model of its own.
+import { errUnsupported, type GraphChange, type NodeDecision } from '@qforge/core';
+import { DataType, makeNode, makeTensor, makeValueInfo, subgraphsOf, tensorAttr, type GraphProto, type ModelProto, type NodeProto } from '@qforge/onnx';
+
+export interface SubgraphScope {
+  /** The body itself. */
+  graph: GraphProto;
+  /** The node that holds it (If, Loop, Scan). */
+  owner: NodeProto;
+  /** The attribute it sits in (`then_branch`, `else_branch`, `body`). */
+  attribute: string;
+  /** The graph the owner sits in. */
+  parent: GraphProto;
+  /** `If_0/then_branch/…`, for reports. */
+  path: string;
+}
+
+/** Every body in the model, outermost first. */
+export function subgraphScopes(graph: GraphProto, prefix = ''): SubgraphScope[] {
+  const out: SubgraphScope[] = [];
+  for (const n of graph.node) {
+    for (const a of n.attribute ?? []) {
+      const bodies = a.g ? [a.g] : (a.graphs ?? []);
+      for (const g of bodies) {
+        const path = `${prefix}${n.name || n.output[0]}/${a.name}`;
+        out.push({ graph: g, owner: n, attribute: a.name, parent: graph, path });
+        out.push(...subgraphScopes(g, `${path}/`));
+      }
+    }
+  }
+  return out;
+}
+
+/** A model whose graph is one body: graph-local passes run on it unchanged. */
+export function bodyAsModel(proto: ModelProto, body: GraphProto): ModelProto {
+  return { ...proto, graph: body };
+}
+
+/** Names a body defines itself: its inputs, initializers and node outputs (not nested bodies'). */
+function definedIn(g: GraphProto): Set<string> {
+  return new Set([...g.input.map((i) => i.name), ...g.initializer.map((t) => t.name), ...g.node.flatMap((n) => n.output)]);
+}
+
+/** Names a body reads from enclosing scopes (its own nested bodies included). */
+export function outerReads(g: GraphProto): string[] {
+  const own = definedIn(g);
+  const reads = new Set<string>();
+  for (const n of g.node) {
+    for (const i of n.input) if (i && !own.has(i)) reads.add(i);
+    for (const sub of subgraphsOf(n)) for (const r of outerReads(sub)) if (!own.has(r)) reads.add(r);
+  }
+  return [...reads];
+}
+
+/**
+ * Runs `fn` on a body with the outer-scope values it reads listed as its inputs, so graph passes
+ * written for top-level graphs (topological sort, producer lookups) see them as available values;
+ * the inputs are removed again afterwards (If branches take no inputs).
+ */
+export function withOuterReadsAsInputs<T>(body: GraphProto, fn: () => T): T {
+  const added = outerReads(body).filter((n) => !body.input.some((i) => i.name === n)).map((name) => ({ name }));
+  body.input.push(...added);
+  try {
+    return fn();
+  } finally {
+    const names = new Set(added.map((a) => a.name));
+    body.input = body.input.filter((i) => !names.has(i.name));
+  }
+}
+
+/** Graph-local preparation passes applied to every body, recorded as one change per pass. */
+export function prepareBodies(proto: ModelProto, passes: ((p: ModelProto, changes: GraphChange[]) => void)[], changes: GraphChange[]): void {
+  const scopes = subgraphScopes(proto.graph);
+  if (!scopes.length) return;
+  const inner: GraphChange[] = [];
+  for (const s of scopes) for (const pass of passes) pass(bodyAsModel(proto, s.graph), inner);
+  const byKind = new Map<string, number>();
+  for (const c of inner) byKind.set(c.kind, (byKind.get(c.kind) ?? 0) + 1);
+  for (const [kind, count] of byKind) changes.push({ kind, detail: `inside ${scopes.length} subgraph bod${scopes.length === 1 ? 'y' : 'ies'} (If/Loop/Scan): ${count} × ${inner.find((c) => c.kind === kind)!.detail}` });
+}
+
+/**
+ * Tensors produced inside If branches made visible as outputs of the whole model, for calibration.
+ * Each tensor becomes an extra output of its branch and of the If (the other branch outputs an
+ * empty float tensor, so both keep the same outputs); nested Ifs repeat this outward. An empty
+ * fetched value means that branch did not run for the sample. Loop/Scan bodies are not lifted
+ * (their outputs have loop semantics): their tensors are reported as not calibrated.
+ */
+export function liftBranchTensors(proto: ModelProto, tensors: string[]): { proto: ModelProto; fetch: Map<string, string>; unreachable: string[] } {
+  const model = structuredClone(proto);
+  const scopes = subgraphScopes(model.graph);
+  const producer = new Map<string, SubgraphScope>();
+  for (const s of scopes) {
+    for (const name of definedIn(s.graph)) {
+      if (producer.has(name) && producer.get(name)!.graph !== s.graph) {
+        throw errUnsupported('onnxruntime', 'this model', `tensor "${name}" is defined in two subgraphs (${producer.get(name)!.path}, ${s.path}); qforge cannot tell their ranges apart`);
+      }
+      producer.set(name, s);
+    }
+  }
+  let counter = 0;
+  const fresh = (base: string) => `${base}__qforge_${counter++}`;
+  const fetch = new Map<string, string>();
+  const unreachable: string[] = [];
+  const lift = (name: string, scope: SubgraphScope | undefined): string | undefined => {
+    if (!scope) return name;
+    if (scope.owner.opType !== 'If' || (scope.owner.domain && scope.owner.domain !== 'ai.onnx')) return undefined;
+    const sibling = scope.owner.attribute.find((a) => a.g && a.g !== scope.graph && (a.name === 'then_branch' || a.name === 'else_branch'))?.g;
+    if (!sibling) return undefined;
+    scope.graph.output.push(makeValueInfo(name, DataType.FLOAT));
+    const empty = fresh(`${name}_empty`);
+    sibling.node.push(makeNode('Constant', [], [empty], empty, [tensorAttr('value', makeTensor(empty, [0], new Float32Array(0)))]));
+    sibling.output.push(makeValueInfo(empty, DataType.FLOAT));
+    const lifted = fresh(name);
+    scope.owner.output.push(lifted);
+    const parentScope = scopes.find((s) => s.graph === scope.parent);
+    return lift(lifted, parentScope);
+  };
+  for (const t of tensors) {
+    const top = lift(t, producer.get(t));
+    if (top === undefined) unreachable.push(t);
+    else fetch.set(t, top);
+  }
+  return { proto: model, fetch, unreachable };
+}
+
+/** Ops whose inputs and outputs are float wherever qforge quantizes them. */
+const FLOAT_OPS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'Relu', 'Sigmoid', 'Tanh', 'Clip', 'HardSigmoid', 'LeakyRelu', 'Softmax']);
+const MOVES = new Set(['MaxPool', 'Flatten', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze']);
+
+/**
+ * Tensors of a body known to be float without running it: inputs and outputs of float-only ops,
+ * and what moves through Reshape/Transpose/… from or into them. A lifted tensor must be float
+ * (the other branch stands in an empty float tensor), so only these are calibrated in bodies.
+ */
+export function floatTensorsOf(g: GraphProto): Set<string> {
+  const out = new Set<string>();
+  for (const n of g.node) {
+    if (!FLOAT_OPS.has(n.opType) || (n.domain && n.domain !== 'ai.onnx')) continue;
+    out.add(n.input[0]);
+    if (n.opType === 'MatMul' || n.opType === 'Gemm') out.add(n.input[1]);
+    out.add(n.output[0]);
+  }
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const n of g.node) {
+      if (!MOVES.has(n.opType)) continue;
+      if (out.has(n.input[0]) !== out.has(n.output[0])) {
+        out.add(n.input[0]);
+        out.add(n.output[0]);
+        changed = true;
+      }
+    }
+  }
+  out.delete('');
+  return out;
+}
+
+/** Calibration candidates inside If branches (Loop/Scan bodies are not calibrated). */
+export function branchCalibrationTensors(proto: ModelProto, select: (p: ModelProto) => string[]): string[] {
+  const out = new Set<string>();
+  for (const s of subgraphScopes(proto.graph)) {
+    if (s.owner.opType !== 'If') continue;
+    const floats = floatTensorsOf(s.graph);
+    for (const t of withOuterReadsAsInputs(s.graph, () => select(bodyAsModel(proto, s.graph)))) if (floats.has(t)) out.add(t);
+  }
+  return [...out];
+}
+
+/** Names defined anywhere below the top graph. */
+export function scopedNames(graph: GraphProto): Set<string> {
+  const out = new Set<string>();
+  for (const s of subgraphScopes(graph)) for (const n of definedIn(s.graph)) out.add(n);
+  return out;
+}
+
+export interface BodyResult {
+  decisions: NodeDecision[];
+  changes: GraphChange[];
+}
+
+/**
+ * Runs a quantizer on every subgraph body as a model of its own (outer-scope values visible as
+ * inputs). `kinds` limits which owners' bodies are processed: static quantization needs ranges,
+ * which calibration collects inside If branches only.
+ */
+export function quantizeBodies(proto: ModelProto, kinds: readonly string[], each: (body: ModelProto, scope: SubgraphScope) => BodyResult): BodyResult {
+  const result: BodyResult = { decisions: [], changes: [] };
+  for (const s of subgraphScopes(proto.graph)) {
+    if (!kinds.includes(s.owner.opType)) {
+      for (const n of s.graph.node) {
+        if (['Conv', 'Gemm', 'MatMul', 'ConvTranspose', 'LSTM'].includes(n.opType)) {
+          result.decisions.push({ node: n.name || n.output[0], opType: n.opType, quantized: false, reason: `inside the ${s.attribute} of ${s.owner.opType} ${s.owner.name || s.owner.output[0]}: this mode does not reach ${s.owner.opType} bodies` });
+        }
+      }
+      continue;
+    }
+    const r = withOuterReadsAsInputs(s.graph, () => each(bodyAsModel(proto, s.graph), s));
+    result.decisions.push(...r.decisions);
+    result.changes.push(...r.changes.map((c) => ({ ...c, detail: `${c.detail} (in ${s.path})` })));
+  }
+  return result;
+}
