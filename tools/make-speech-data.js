@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // Real inputs for a voice-activity detector: sentences spoken by Debian's espeak-ng, resampled to
-// 16 kHz mono float by sox, laid out between stretches of quiet pink noise, so every 512-sample
+// 16 kHz (and 8 kHz: Silero runs a separate network per rate) mono float by sox, laid out between stretches of quiet pink noise, so every 512-sample
 // chunk has a known truth (speech or not). The recurrent state each chunk sees is the one the fp32
 // model carries when it runs over the stream in order — the state the model meets in use.
-//   calib/cNNNN.npz   one chunk per file: input [1,512], state [2,1,128], sr (int64 scalar)
-//   eval.npz          held-out chunks (other sentences, another voice) with a leading sample axis
+//   calib/cNNNN.npz   one chunk per file: input [1,512] (16 kHz; [1,256] at 8 kHz), state [2,1,128],
+//                     sr (int64 scalar); a quarter of them at 8 kHz
+//   eval.npz          held-out 16 kHz chunks (other sentences, another voice), leading sample axis
+//   eval-8k.npz       the held-out stream at 8 kHz, the same way
 //   eval-stream.json  the held-out stream: audio chunks' truth, for a stateful check of decisions
 //   eval-audio.f32    the held-out audio (raw float32, 16 kHz) for running models in order
 // Needs espeak-ng and sox (apt-get install espeak-ng sox). Deterministic for one espeak-ng build.
@@ -25,6 +27,7 @@ const OUT = resolve(outArg);
 const CALIB_CHUNKS = Number(calibArg ?? 256);
 const RATE = 16000;
 const CHUNK = 512;
+const chunkFor = (rate) => (rate === 8000 ? 256 : 512);
 
 const CALIB_SENTENCES = [
   'The quick brown fox jumps over the lazy dog.',
@@ -40,32 +43,32 @@ const EVAL_SENTENCES = [
 ];
 
 const work = mkdtempSync(join(tmpdir(), 'qforge-speech-'));
-function speak(text, voice, i) {
+function speak(text, voice, i, rate) {
   const wav = join(work, `s${i}.wav`);
   const raw = join(work, `s${i}.f32`);
   execFileSync('espeak-ng', ['-v', voice, '-s', '150', '-w', wav, text]);
-  execFileSync('sox', [wav, '-r', String(RATE), '-c', '1', '-e', 'floating-point', '-b', '32', '-t', 'raw', raw]);
+  execFileSync('sox', [wav, '-r', String(rate), '-c', '1', '-e', 'floating-point', '-b', '32', '-t', 'raw', raw]);
   const b = readFileSync(raw);
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
 }
-function noise(seconds, i) {
+function noise(seconds, i, rate) {
   const raw = join(work, `n${i}.f32`);
-  execFileSync('sox', ['-n', '-r', String(RATE), '-c', '1', '-e', 'floating-point', '-b', '32', '-t', 'raw', raw, 'synth', String(seconds), 'pinknoise', 'vol', '0.01']);
+  execFileSync('sox', ['-n', '-r', String(rate), '-c', '1', '-e', 'floating-point', '-b', '32', '-t', 'raw', raw, 'synth', String(seconds), 'pinknoise', 'vol', '0.01']);
   const b = readFileSync(raw);
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
 }
 
 /** Noise, sentence, noise, …: the audio and per-sample truth (1 inside a sentence's voiced span). */
-function stream(sentences, voice, seed) {
+function stream(sentences, voice, seed, rate = RATE) {
   const parts = [];
   const truth = [];
   sentences.forEach((text, i) => {
-    const gap = noise(0.6 + 0.2 * ((i + seed) % 3), `${seed}-${i}`);
-    const speech = speak(text, voice, `${seed}-${i}`);
+    const gap = noise(0.6 + 0.2 * ((i + seed) % 3), `${seed}-${i}-${rate}`, rate);
+    const speech = speak(text, voice, `${seed}-${i}-${rate}`, rate);
     parts.push(gap, speech);
     truth.push(new Uint8Array(gap.length), Uint8Array.from(speech, (v) => (Math.abs(v) > 0.02 ? 1 : 0)));
   });
-  const tail = noise(0.6, `${seed}-tail`);
+  const tail = noise(0.6, `${seed}-tail-${rate}`, rate);
   parts.push(tail);
   truth.push(new Uint8Array(tail.length));
   const audio = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
@@ -76,19 +79,20 @@ function stream(sentences, voice, seed) {
     labels.set(truth[i], o);
     o += p.length;
   });
-  return { audio, labels };
+  return { audio, labels, rate };
 }
 
 /** Runs the fp32 model over the stream in order; returns each chunk with the state it saw. */
-async function chunksWithState(session, audio) {
-  const n = Math.floor(audio.length / CHUNK);
+async function chunksWithState(session, audio, rate = RATE) {
+  const chunk = chunkFor(rate);
+  const n = Math.floor(audio.length / chunk);
   let state = new Float32Array(2 * 128);
   const out = [];
-  const sr = new ort.Tensor('int64', BigInt64Array.from([BigInt(RATE)]), []);
+  const sr = new ort.Tensor('int64', BigInt64Array.from([BigInt(rate)]), []);
   for (let k = 0; k < n; k++) {
-    const input = audio.slice(k * CHUNK, (k + 1) * CHUNK);
-    const r = await session.run({ input: new ort.Tensor('float32', input, [1, CHUNK]), state: new ort.Tensor('float32', state, [2, 1, 128]), sr });
-    out.push({ input, state, prob: r.output.data[0] });
+    const input = audio.slice(k * chunk, (k + 1) * chunk);
+    const r = await session.run({ input: new ort.Tensor('float32', input, [1, chunk]), state: new ort.Tensor('float32', state, [2, 1, 128]), sr });
+    out.push({ input, state, prob: r.output.data[0], rate });
     state = new Float32Array(r.stateN.data);
   }
   return out;
@@ -99,15 +103,21 @@ async function chunksWithState(session, audio) {
   mkdirSync(join(OUT, 'calib'), { recursive: true });
   const calib = stream(CALIB_SENTENCES, 'en', 1);
   const held = stream(EVAL_SENTENCES, 'en-us', 2);
-  const calibChunks = await chunksWithState(session, calib.audio);
-  // Spread the calibration picks over the whole stream (speech and noise alike).
-  const step = Math.max(1, Math.floor(calibChunks.length / CALIB_CHUNKS));
+  const calib8k = stream(CALIB_SENTENCES, 'en', 1, 8000);
+  // Spread the calibration picks over the whole stream (speech and noise alike); every fourth
+  // file is an 8 kHz chunk, so both of the model's networks are calibrated.
+  const picks = (chunks, want) => {
+    const step = Math.max(1, Math.floor(chunks.length / want));
+    return chunks.filter((_, k) => k % step === 0).slice(0, want);
+  };
+  const chosen16 = picks(await chunksWithState(session, calib.audio), CALIB_CHUNKS - Math.floor(CALIB_CHUNKS / 4));
+  const chosen8 = picks(await chunksWithState(session, calib8k.audio, 8000), Math.floor(CALIB_CHUNKS / 4));
+  const mixed = chosen16.flatMap((c, k) => (k % 3 === 2 && chosen8[Math.floor(k / 3)] ? [c, chosen8[Math.floor(k / 3)]] : [c]));
   let written = 0;
-  for (let k = 0; k < calibChunks.length && written < CALIB_CHUNKS; k += step, written++) {
-    const c = calibChunks[k];
+  for (const c of mixed) {
     writeFileSync(
-      join(OUT, 'calib', `c${String(k).padStart(4, '0')}.npz`),
-      encodeNpz({ input: { dtype: 'float32', dims: [1, CHUNK], data: c.input }, state: { dtype: 'float32', dims: [2, 1, 128], data: c.state }, sr: { dtype: 'int64', dims: [], data: BigInt64Array.from([BigInt(RATE)]) } }),
+      join(OUT, 'calib', `c${String(written++).padStart(4, '0')}.npz`),
+      encodeNpz({ input: { dtype: 'float32', dims: [1, c.input.length], data: c.input }, state: { dtype: 'float32', dims: [2, 1, 128], data: c.state }, sr: { dtype: 'int64', dims: [], data: BigInt64Array.from([BigInt(c.rate)]) } }),
     );
   }
   const evalChunks = await chunksWithState(session, held.audio);
@@ -121,6 +131,16 @@ async function chunksWithState(session, audio) {
   writeFileSync(
     join(OUT, 'eval.npz'),
     encodeNpz({ input: { dtype: 'float32', dims: [N, 1, CHUNK], data: inputs }, state: { dtype: 'float32', dims: [N, 2, 1, 128], data: states }, sr: { dtype: 'int64', dims: [N], data: new BigInt64Array(N).fill(BigInt(RATE)) } }),
+  );
+  const held8k = stream(EVAL_SENTENCES, 'en-us', 2, 8000);
+  const eval8k = await chunksWithState(session, held8k.audio, 8000);
+  writeFileSync(
+    join(OUT, 'eval-8k.npz'),
+    encodeNpz({
+      input: { dtype: 'float32', dims: [eval8k.length, 1, 256], data: Float32Array.from(eval8k.flatMap((c) => Array.from(c.input))) },
+      state: { dtype: 'float32', dims: [eval8k.length, 2, 1, 128], data: Float32Array.from(eval8k.flatMap((c) => Array.from(c.state))) },
+      sr: { dtype: 'int64', dims: [eval8k.length], data: new BigInt64Array(eval8k.length).fill(8000n) },
+    }),
   );
   const truth = evalChunks.map((_, k) => (held.labels.subarray(k * CHUNK, (k + 1) * CHUNK).reduce((a, b) => a + b, 0) > CHUNK / 4 ? 1 : 0));
   writeFileSync(join(OUT, 'eval-audio.f32'), Buffer.from(held.audio.buffer, 0, N * CHUNK * 4));

@@ -83,6 +83,7 @@
       <p class="muted">${esc(report.runId)} · ${esc(report.command)} · ${esc(report.createdAt)}</p>
       ${report.error ? `<p class="error">${esc(report.error.code)}: ${esc(report.error.message)}\nhint: ${esc(report.error.hint || '')}</p>` : ''}
       <div class="cards">
+        ${QforgeCharts.taskMetrics(report).map((m) => `<div class="card task" title="${esc(m.kind)}: ${esc(m.detectedFrom)}">${esc(m.output)}: ${esc(m.label)}<b>${m.unit === '%' ? `${num(m.value)}%` : num(m.value, 3)}</b><span class="muted">${m.reference != null ? `fp32 ${num(m.reference)}${esc(m.unit)}` : esc(m.kind)}${m.extra ? ` · ${esc(m.extra)}` : ''}</span></div>`).join('')}
         <div class="card">size<b>${report.sizes ? `${num(report.sizes.ratio)}×` : '—'}</b><span class="muted">${report.sizes ? `${kib(report.sizes.inputBytes)} → ${kib(report.sizes.outputBytes)}` : ''}</span></div>
         <div class="card">speedup<b>${report.benchmark && report.benchmark.speedup ? esc(QforgeCharts.speedupText(report.benchmark)) : '—'}</b><span class="muted">${report.benchmark && report.benchmark.compare ? `median ${num(report.benchmark.compare.latencyMs.p50, 3)} → ${num(report.benchmark.primary.latencyMs.p50, 3)} ms` : ''}</span></div>
         <div class="card">output SNR<b>${o ? `${num(o.snrDb, 1)} dB` : '—'}</b><span class="muted">${o && o.preActivation ? `before ${esc(o.preActivation.op)}: ${num(o.preActivation.snrDb, 1)} dB` : ''}</span></div>
@@ -115,12 +116,19 @@
   async function comparePage(ids) {
     const { runs } = await api('/api/runs');
     const picked = ids.length ? runs.filter((r) => ids.includes(r.id)) : runs.filter((r) => !r.damaged && r.mode !== 'sensitivity').slice(0, 8);
-    const rows = picked.map((r) => ({ ...r, label: `${r.method || r.mode}/${r.samples ?? '—'} ${r.id.slice(9, 15)}`, accuracy: r.accuracyInt8 != null ? r.accuracyInt8 * 100 : null }));
+    // Whole reports: the task metrics and the evaluation data live there, not in the list summary.
+    const reports = await Promise.all(picked.map((r) => api(`/api/runs/${encodeURIComponent(r.id)}`).catch(() => null)));
+    const rows = picked.map((r, i) => ({ ...r, report: reports[i], label: `${r.method || r.mode}/${r.samples ?? '—'} ${r.id.slice(9, 15)}` })).filter((r) => r.report);
+    // Numbers measured on different data do not compare: say so before showing them side by side.
+    const evalKey = (rep) => (rep.evalDataset ? `${rep.evalDataset.source} ${JSON.stringify(rep.evalDataset.inputShapes || {})} ×${rep.evalDataset.samplesUsed}` : 'not verified');
+    const evals = [...new Set(rows.map((r) => evalKey(r.report)))];
+    const taskCell = (rep) => QforgeCharts.taskMetrics(rep).map((m) => `${esc(m.label)} ${m.unit === '%' ? `${num(m.value)}%` : num(m.value, 3)}`).join('<br>') || '—';
     view.innerHTML = `<h2>Compare ${rows.length} runs</h2>
-      <div class="chart"><canvas id="compare"></canvas></div>
-      <table id="compare-table"><thead><tr><th>run</th><th>model</th><th>method</th><th>samples</th><th>accuracy</th><th>SNR</th><th>size</th><th>speedup</th><th>verdict</th></tr></thead><tbody>
-      ${rows.map((r) => `<tr><td><a href="#/run/${encodeURIComponent(r.id)}">${esc(r.id)}</a></td><td>${esc(r.model)}</td><td>${esc(r.method)}</td><td>${esc(r.samples ?? '—')}</td><td>${r.accuracy != null ? num(r.accuracy) + '%' : '—'}</td><td>${num(r.snrDb, 1)} dB</td><td>${num(r.sizeRatio)}×</td><td>${speedupCell(r)}</td><td class="verdict-${esc(r.verdict)}">${esc(r.verdict)}</td></tr>`).join('')}</tbody></table>`;
-    charts.push(QforgeCharts.compareChart(document.getElementById('compare'), rows));
+      ${evals.length > 1 ? `<p class="warning" id="compare-warning">These runs were evaluated on different data, so their accuracy and fidelity numbers do not compare directly: ${evals.map(esc).join(' · ')}</p>` : ''}
+      <div class="charts-grid" id="compare-charts"></div>
+      <table id="compare-table"><thead><tr><th>run</th><th>model</th><th>method</th><th>samples</th><th>task metric</th><th>eval data</th><th>SNR</th><th>size</th><th>speedup</th><th>verdict</th></tr></thead><tbody>
+      ${rows.map((r) => `<tr><td><a href="#/run/${encodeURIComponent(r.id)}">${esc(r.id)}</a></td><td>${esc(r.model)}</td><td>${esc(r.method)}</td><td>${esc(r.samples ?? '—')}</td><td>${taskCell(r.report)}</td><td>${esc(evalKey(r.report))}</td><td>${num(r.snrDb, 1)} dB</td><td>${num(r.sizeRatio)}×</td><td>${speedupCell(r)}</td><td class="verdict-${esc(r.verdict)}">${esc(r.verdict)}</td></tr>`).join('')}</tbody></table>`;
+    charts.push(...QforgeCharts.compareCharts(document.getElementById('compare-charts'), rows.map((r) => r.report), rows.map((r) => r.label)));
   }
 
   async function startPage() {

@@ -111,6 +111,72 @@
     });
   }
 
+  /**
+   * The metric that decides each output (the task metric of docs/verification.md), first output
+   * first: `{ output, kind, label, value, reference, unit, text }`. Older reports have none.
+   */
+  function taskMetrics(report) {
+    const v = report && report.verify;
+    if (!v) return [];
+    const p = (x) => (x == null ? null : Number(x) * 100);
+    return v.outputs.filter((o) => o.task).map((o, k) => {
+      const t = o.task;
+      const base = { output: o.output, kind: t.kind, detectedFrom: t.detectedFrom };
+      if (t.kind === 'classes' && k === 0 && v.accuracy) return { ...base, label: 'top-1 accuracy', value: p(v.accuracy.candidate), reference: p(v.accuracy.reference), unit: '%' };
+      if (t.kind === 'classes') return { ...base, label: 'top-1 agreement', value: p(t.top1Agreement), unit: '%' };
+      if (t.kind === 'map') return { ...base, label: `map IoU @ ${t.threshold}`, value: t.iou, unit: '', extra: `pixel agreement ${(t.pixelAgreement * 100).toFixed(2)}%` };
+      if (t.kind === 'sequence' && t.lineAccuracy) return { ...base, label: 'line accuracy', value: p(t.lineAccuracy.candidate), reference: p(t.lineAccuracy.reference), unit: '%', extra: `characters ${(t.charAccuracy.reference * 100).toFixed(1)}% → ${(t.charAccuracy.candidate * 100).toFixed(1)}%` };
+      if (t.kind === 'sequence' && t.lineAgreement != null) return { ...base, label: 'decoded lines equal', value: p(t.lineAgreement), unit: '%' };
+      if (t.kind === 'sequence') return { ...base, label: 'position agreement', value: p(t.positionAgreement), unit: '%' };
+      return { ...base, label: 'relative error', value: t.relativeError, unit: '' };
+    });
+  }
+
+  /**
+   * One small chart per metric over several runs (task metrics first, then SNR, size, speed). Each
+   * axis spans the values shown, not zero: the differences between runs are the point.
+   */
+  function compareCharts(container, reports, labels) {
+    const metrics = new Map();
+    const add = (key, title, unit, i, value) => {
+      if (value == null || !Number.isFinite(Number(value))) return;
+      if (!metrics.has(key)) metrics.set(key, { title, unit, values: new Array(reports.length).fill(null) });
+      metrics.get(key).values[i] = Number(value);
+    };
+    reports.forEach((r, i) => {
+      for (const m of taskMetrics(r)) add(`task:${m.output}:${m.label}`, `${m.output}: ${m.label}`, m.unit, i, m.value);
+    });
+    reports.forEach((r, i) => {
+      const o = r.verify && r.verify.outputs[0];
+      if (o) add('snr', `SNR of ${o.output}${o.preActivation ? ` (before ${o.preActivation.op})` : ''}`, 'dB', i, o.preActivation ? o.preActivation.snrDb : o.snrDb);
+      if (r.sizes) add('size', 'size int8 / fp32', '×', i, r.sizes.ratio);
+      if (r.benchmark && r.benchmark.speedup) add('speedup', 'speedup (ratio of medians)', '×', i, r.benchmark.speedup);
+    });
+    const made = [];
+    for (const [key, m] of metrics) {
+      const shown = m.values.filter((x) => x != null);
+      const lo = Math.min(...shown);
+      const hi = Math.max(...shown);
+      const pad = (hi - lo) * 0.15 || Math.abs(hi) * 0.01 || 0.01;
+      const box = document.createElement('div');
+      box.className = 'chart small';
+      box.dataset.metric = key;
+      const canvas = document.createElement('canvas');
+      box.appendChild(canvas);
+      container.appendChild(box);
+      made.push(new Chart(canvas, {
+        type: 'bar',
+        data: { labels, datasets: [{ label: `${m.title}${m.unit ? ` (${m.unit})` : ''}`, data: m.values, backgroundColor: key.startsWith('task:') ? INT8 : FP32 }] },
+        options: {
+          animation: false,
+          plugins: { legend: { display: false }, title: { display: true, text: [`${m.title}${m.unit ? ` (${m.unit})` : ''}`, `axis ${(lo - pad).toPrecision(4)}–${(hi + pad).toPrecision(4)}, not from zero`] } },
+          scales: { y: { min: lo - pad, max: hi + pad } },
+        },
+      }));
+    }
+    return made;
+  }
+
   /** The tensors a range chart can show: calibrated activations, then quantized weights. */
   function rangeChoices(table, report) {
     const acts = table ? Object.keys(table.tensors) : [];
@@ -118,5 +184,5 @@
     return [...acts, ...weights];
   }
 
-  global.QforgeCharts = { speedupText, latencyChart, layersChart, sensitivityChart, rangeChart, rangeChoices, compareChart };
+  global.QforgeCharts = { speedupText, latencyChart, layersChart, sensitivityChart, rangeChart, rangeChoices, compareChart, compareCharts, taskMetrics };
 })(typeof window !== 'undefined' ? window : globalThis);

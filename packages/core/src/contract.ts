@@ -4,6 +4,7 @@ import type { RunContext } from './context';
 import type { Dataset } from './datasets/dataset';
 import type { LatencyStats, SpeedupEstimate } from './bench-stats';
 import type { OutputFidelity, LayerError } from './metrics';
+import type { TaskOptions } from './tasks';
 import type { TargetId, TargetProfile } from './target';
 import type { TensorInfo } from './tensor';
 
@@ -65,6 +66,8 @@ export interface BackendCapabilities {
   targets: TargetId[];
   /** Plain statements of what the backend does and does not do. */
   notes: string[];
+  /** Fine-tuning the backend offers (`qat`: quantization-aware training). @defaultValue [] */
+  training?: 'qat'[];
 }
 
 export interface CalibrateOptions {
@@ -124,8 +127,24 @@ export interface QuantizeOptions {
   ioType?: 'float32' | 'int8';
   /** Settings of `mode: 'weight-only'` for backends that offer several weight widths (ONNX). */
   weightOnly?: WeightOnlyOptions;
+  /**
+   * Quantization-aware training, for backends whose `capabilities.training` lists `qat`: the
+   * fake-quantized model is fine-tuned on the labeled `correctionData` before it is written.
+   * Absent: plain post-training quantization.
+   */
+  qat?: QatOptions;
   /** Backend-specific extras, recorded in the report. */
   extra?: Record<string, unknown>;
+}
+
+/** Settings of quantization-aware training (`--qat`). The training data is `correctionData`. */
+export interface QatOptions {
+  /** Passes over the training data. @defaultValue 1 */
+  epochs: number;
+  /** Adam learning rate. @defaultValue 1e-4 */
+  learningRate: number;
+  /** Samples per gradient step. @defaultValue 32 */
+  batchSize: number;
 }
 
 /** Weight-only quantization: integer weights in blocks along the reduction axis, float activations. */
@@ -233,16 +252,32 @@ export interface BenchmarkResult {
   inputShapes?: Record<string, number[]>;
 }
 
+/**
+ * Pass/fail limits. Each output is judged by its task metric (tasks.ts) with the defaults in
+ * `DEFAULT_TASK_THRESHOLDS` unless set here; SNR and cosine judge only when given.
+ */
 export interface VerifyThresholds {
-  /** @defaultValue 20 */
+  /** Minimum SNR (dB) of every output; judged only when set. */
   minSnrDb?: number;
-  /** Minimum cosine similarity per output. */
+  /** Minimum cosine similarity per output; judged only when set. */
   minCosine?: number;
   /** Maximum top-1 accuracy drop in points (needs labels). @defaultValue 1 */
   maxAccuracyDropPoints?: number;
+  /** Class scores without labels: share of samples with the same arg-max. @defaultValue 0.98 */
+  minTop1Agreement?: number;
+  /** Probability/score maps: IoU of the binarized maps. @defaultValue 0.9 */
+  minIou?: number;
+  /** Sequences without CTC: share of positions with the same arg-max. @defaultValue 0.95 */
+  minPositionAgreement?: number;
+  /** Sequences with CTC, no labels: share of lines decoded to the same string. @defaultValue 0.9 */
+  minLineAgreement?: number;
+  /** Sequences with CTC and string labels: line accuracy drop in points. @defaultValue 3 */
+  maxLineAccuracyDropPoints?: number;
+  /** Embeddings/regression: ‖ref − cand‖ / ‖ref‖. @defaultValue 0.1 */
+  maxRelativeError?: number;
 }
 
-export interface VerifyOptions {
+export interface VerifyOptions extends TaskOptions {
   samples: number;
   thresholds: VerifyThresholds;
   topK?: number;
@@ -259,6 +294,8 @@ export interface VerifyResult {
   thresholds: VerifyThresholds;
   passed: boolean;
   failures: string[];
+  /** The metric that decided each output, with its value and limit (`det: map IoU 0.962 ≥ 0.9`). */
+  decidedBy?: string[];
 }
 
 /** A backend: the only thing a plugin has to implement. */

@@ -22,6 +22,8 @@ export interface Correction {
   name: string;
   /** The same recipe with this correction off (equalization needs its own calibration). */
   off(recipe: QuantizationRecipe): Promise<QuantizationRecipe>;
+  /** Asked for explicitly (`--qat`): its effect is measured and recorded, but it is never dropped. */
+  always?: boolean;
 }
 
 /** One measured effect of a correction, as recorded in the report (one entry per metric). */
@@ -105,11 +107,12 @@ export async function decideCorrections(
     const decisive = rows[at];
     const m = measures[at];
     decisive.decisive = true;
-    const keep = decisive.helped;
+    const keep = decisive.helped || Boolean(c.always);
     for (const r of rows) r.applied = keep;
     records.push(...rows);
     const name = c.name.replace('-', ' ');
     const figures = `${m.short} ${decisive.without.toFixed(2)} ${m.unit} without it, ${decisive.with.toFixed(2)} ${m.unit} with it`;
+    if (keep && !decisive.helped) notes.push(`${name} kept as asked although ${Math.abs(decisive.with - decisive.without) <= CORRECTION_NOISE ? 'it made no measurable difference' : 'the result is worse with it'} (${figures})`);
     if (keep) continue;
     dropped.push(c.name);
     const effect = Math.abs(decisive.with - decisive.without) <= CORRECTION_NOISE ? 'it made no measurable difference' : 'it made the result worse';

@@ -401,6 +401,9 @@ export function modelSizeBytes(model: ModelRef): number {
   if (model.format === 'tfjs-layers' || model.format === 'tfjs-graph') {
     const json = JSON.parse(readFileSync(model.path, 'utf8')) as { weightsManifest?: { paths?: string[] }[] };
     for (const g of json.weightsManifest ?? []) for (const p of g.paths ?? []) size += statSync(join(dirname(model.path), p)).size;
+  } else if (model.format === 'onnx') {
+    // A model with external data is mostly its side file: sizes and ratios must count it.
+    for (const p of onnxExternalDataLocations(model.path)) size += statSync(join(dirname(model.path), p)).size;
   }
   return size;
 }

@@ -18,6 +18,7 @@ export type {
   QuantFormat,
   QuantizeOptions,
   WeightOnlyOptions,
+  QatOptions,
   QuantizeResult,
   QuantMode,
   QuantType,
@@ -128,10 +129,13 @@ export type { IterableDatasetOptions, UserSample, UserSampleSource } from './dat
 export type { Dataset, DatasetDescription, DatasetKind, ImagePreprocessing, Layout, Sample } from './datasets/dataset';
 export { CORE_VERSION } from './version';
 export { judgeVerification } from './verdict';
+export { DEFAULT_MAP_THRESHOLD, DEFAULT_TASK_THRESHOLDS, OutputAccumulator, TASK_KINDS, ctcGreedy, ctcText, describeTaskMetric, detectTask, editDistance, parseTaskFlags, readCharset } from './tasks';
+export type { AccuracyPair, CtcOptions, TaskFidelity, TaskKind, TaskLabel, TaskOptions } from './tasks';
+export { findLabelFile, readLabelFile, withLabelFile } from './datasets/labels';
 export { SdkAdapterBackend } from './adapter';
 export { runProbe } from './probe';
 export type { ProbeResult } from './probe';
 export { recordSensitivityRun, runQuantize } from './pipeline';
 export type { QuantizeRunOptions, QuantizeRunResult } from './pipeline';
-export { Trial, analyzeSensitivity, deriveTable, meets, parseAccuracyTarget, score, searchForTarget, spearman } from './tuning';
+export { METRIC_KINDS, Trial, analyzeSensitivity, deriveTable, meets, parseAccuracyTarget, score, searchForTarget, spearman } from './tuning';
 export type { AccuracyTarget, EvalPlan, LayerSensitivity, MetricKind, SearchResult, SearchStep, SensitivityResult } from './tuning';

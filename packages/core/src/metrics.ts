@@ -1,4 +1,5 @@
 // Fidelity metrics every backend reports, accumulated sample by sample.
+import type { TaskFidelity } from './tasks';
 
 /** SNR is capped here when the candidate equals the reference (the ratio is infinite). */
 export const SNR_CAP_DB = 200;
@@ -20,6 +21,8 @@ export interface OutputFidelity {
    * present: near-binary probabilities make output SNR swing on a few flipped values, logits do not.
    */
   preActivation?: { tensor: string; op: string; snrDb: number; cosine: number; maxAbsError: number };
+  /** What the output means and the metric that judges it (tasks.ts); absent in older reports. */
+  task?: TaskFidelity;
 }
 
 /** Error measured at one intermediate tensor (a quantized layer's output). */

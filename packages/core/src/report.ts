@@ -4,6 +4,7 @@ import Ajv from 'ajv';
 import type { BenchmarkResult, GraphChange, ModelFormat, NodeDecision, VerifyResult } from './contract';
 import type { DatasetDescription } from './datasets/dataset';
 import { formatSpeedup } from './bench-stats';
+import { describeTaskMetric } from './tasks';
 import type { CorrectionRecord } from './corrections';
 import { errReportInvalid, type QforgeErrorJson } from './errors';
 import type { SearchResult, SensitivityResult } from './tuning';
@@ -127,6 +128,13 @@ export function formatRunSummary(r: RunReport): string {
   if (r.calibration) lines.push(`method    ${r.calibration.method}, ${r.calibration.tensorCount} tensors, ${r.calibration.durationMs.toFixed(0)} ms${r.calibration.reused ? ' (reused table)' : ''}`);
   if (r.quantization) lines.push(`quantized ${r.quantization.quantizedNodes} nodes, kept ${r.quantization.skippedNodes} in float, ${r.quantization.preparation.length} preparation changes`);
   if (r.verify) {
+    // What each output means and how it compares comes first; raw fidelity follows for diagnosis.
+    for (const o of r.verify.outputs) {
+      if (!o.task) continue;
+      lines.push(`task      ${o.output} (${o.task.kind}; ${o.task.detectedFrom}): ${describeTaskMetric(o.task)}`);
+      const ex = o.task.examples?.find((e) => e.reference !== e.candidate) ?? o.task.examples?.[0];
+      if (ex && o.task.kind === 'sequence') lines.push(`          e.g. ${ex.label !== undefined ? `label "${ex.label}", ` : ''}fp32 "${ex.reference}", int8 "${ex.candidate}"`);
+    }
     for (const o of r.verify.outputs) {
       lines.push(
         `fidelity  ${o.output}: SNR ${o.snrDb.toFixed(1)} dB, cosine ${o.cosine.toFixed(5)}, max|err| ${o.maxAbsError.toPrecision(3)}` +

@@ -8,31 +8,77 @@ import type { RunContext } from './context';
 import type { Dataset } from './datasets/dataset';
 import { errInvalidOption } from './errors';
 import { Histogram, chooseRange } from './stats';
+import type { OutputFidelity } from './metrics';
+import type { TaskOptions } from './tasks';
 
-/** What "better" means: a fidelity or accuracy number read off a verification. */
-export type MetricKind = 'snr' | 'cosine' | 'top1-drop';
+/** What "better" means: a fidelity, task or accuracy number read off a verification. */
+export type MetricKind = 'snr' | 'cosine' | 'top1-drop' | 'top1-agree' | 'iou' | 'pixel-agree' | 'position-agree' | 'line-agree' | 'line-acc-drop' | 'char-acc-drop' | 'rel-error';
+
+/** Metrics where lower is better; they take `<=` and are negated by `score`. */
+const LOWER_IS_BETTER = new Set<MetricKind>(['top1-drop', 'line-acc-drop', 'char-acc-drop', 'rel-error']);
+export const METRIC_KINDS: readonly MetricKind[] = ['snr', 'cosine', 'top1-drop', 'top1-agree', 'iou', 'pixel-agree', 'position-agree', 'line-agree', 'line-acc-drop', 'char-acc-drop', 'rel-error'];
 
 export interface AccuracyTarget {
   metric: MetricKind;
-  /** `>=` for snr/cosine, `<=` for top1-drop. */
+  /** `<=` for drops and errors, `>=` for the rest. */
   op: '>=' | '<=';
   value: number;
   text: string;
 }
 
-/** Parses `top1-drop<=0.5`, `snr>=30`, `cosine>=0.999`. */
+/**
+ * Parses `top1-drop<=0.5`, `snr>=30`, `cosine>=0.999`, `iou>=0.93`, `line-acc-drop<=1`, … Shares
+ * (agreements, IoU) are 0..1; drops are percentage points.
+ */
 export function parseAccuracyTarget(text: string): AccuracyTarget {
-  const m = /^\s*(snr|cosine|top1-drop)\s*(>=|<=)\s*(-?\d+(?:\.\d+)?)\s*$/.exec(text);
-  if (!m) throw errInvalidOption('--accuracy-target', `"${text}" is not METRIC>=X or METRIC<=X`, 'Examples: top1-drop<=0.5, snr>=30, cosine>=0.999');
+  const m = /^\s*([a-z0-9-]+)\s*(>=|<=)\s*(-?\d+(?:\.\d+)?)\s*$/.exec(text);
+  if (!m || !METRIC_KINDS.includes(m[1] as MetricKind)) throw errInvalidOption('--accuracy-target', `"${text}" is not METRIC>=X or METRIC<=X`, `Metrics: ${METRIC_KINDS.join(', ')}. Examples: top1-drop<=0.5, snr>=30, iou>=0.93, line-acc-drop<=1`);
   const metric = m[1] as MetricKind;
   const op = m[2] as '>=' | '<=';
-  if ((metric === 'top1-drop') !== (op === '<=')) throw errInvalidOption('--accuracy-target', `${metric} takes ${metric === 'top1-drop' ? '<=' : '>='}`);
+  if (LOWER_IS_BETTER.has(metric) !== (op === '<=')) throw errInvalidOption('--accuracy-target', `${metric} takes ${LOWER_IS_BETTER.has(metric) ? '<=' : '>='}`);
   return { metric, op, value: Number(m[3]), text: text.trim() };
 }
 
+/** The task metric of one output, as `score` reads it (before negation). */
+function taskValue(o: OutputFidelity, metric: MetricKind): number | undefined {
+  const t = o.task;
+  switch (metric) {
+    case 'top1-agree':
+      return t?.kind === 'classes' ? t.top1Agreement : undefined;
+    case 'iou':
+      return t?.iou;
+    case 'pixel-agree':
+      return t?.pixelAgreement;
+    case 'position-agree':
+      return t?.positionAgreement;
+    case 'line-agree':
+      return t?.lineAgreement;
+    case 'line-acc-drop':
+      return t?.lineAccuracy?.dropPoints;
+    case 'char-acc-drop':
+      return t?.charAccuracy?.dropPoints;
+    case 'rel-error':
+      return t?.relativeError;
+    default:
+      return undefined;
+  }
+}
+
+const NEEDS: Partial<Record<MetricKind, string>> = {
+  'top1-agree': 'an output judged as class scores',
+  iou: 'a probability/score map output (--task <output>=map)',
+  'pixel-agree': 'a probability/score map output (--task <output>=map)',
+  'position-agree': 'a sequence output ([N,T,C], --task <output>=sequence)',
+  'line-agree': 'a sequence output decoded with --ctc',
+  'line-acc-drop': 'a sequence output decoded with --ctc --charset and string labels (labels.txt beside the data)',
+  'char-acc-drop': 'a sequence output decoded with --ctc --charset and string labels (labels.txt beside the data)',
+  'rel-error': 'an embedding/regression output (--task <output>=embedding)',
+};
+
 /**
- * The score of a verification under a metric, higher is better (top1-drop is negated). SNR is
- * taken before a saturating output activation when the backend measured it there.
+ * The score of a verification under a metric, higher is better (drops and errors are negated).
+ * SNR is taken before a saturating output activation when the backend measured it there; task
+ * metrics take the worst output that has them.
  */
 export function score(v: VerifyResult, metric: MetricKind): number {
   switch (metric) {
@@ -43,12 +89,17 @@ export function score(v: VerifyResult, metric: MetricKind): number {
     case 'top1-drop':
       if (!v.accuracy) throw errInvalidOption('--metric', 'top1-drop needs a labeled evaluation dataset', 'Use mnist or a labeled image folder for --eval-data, or --metric snr.');
       return -v.accuracy.dropPoints;
+    default: {
+      const values = v.outputs.map((o) => taskValue(o, metric)).filter((x): x is number => x !== undefined);
+      if (!values.length) throw errInvalidOption('--metric', `${metric} needs ${NEEDS[metric]}; this verification has ${v.outputs.map((o) => `${o.output}: ${o.task?.kind ?? 'no task'}`).join(', ')}`, 'Pick a metric the outputs have, or set the output kind with --task.');
+      return LOWER_IS_BETTER.has(metric) ? -Math.max(...values) : Math.min(...values);
+    }
   }
 }
 
 export function meets(v: VerifyResult, t: AccuracyTarget): boolean {
   const s = score(v, t.metric);
-  return t.metric === 'top1-drop' ? -s <= t.value : s >= t.value;
+  return LOWER_IS_BETTER.has(t.metric) ? -s <= t.value : s >= t.value;
 }
 
 /** Recomputes every range with another method from the histograms a table kept. */
@@ -66,6 +117,8 @@ export interface EvalPlan {
   dataset: Dataset;
   samples: number;
   metric: MetricKind;
+  /** How outputs are interpreted (`--task`, `--ctc`, `--map-threshold`). */
+  task?: TaskOptions;
 }
 
 /** Quantizes with some nodes kept in float and scores the result. Files go to a scratch folder. */
@@ -83,7 +136,7 @@ export class Trial {
   async run(table: CalibrationTable | undefined, excludeNodes: string[], activation16Nodes: string[] = []): Promise<{ verify: VerifyResult; score: number; quantized: string[] }> {
     const output = join(this.dir, `trial-${this.n++}${this.model.format === 'onnx' ? '.onnx' : '.out'}`);
     const q = await this.backend.quantize(this.model, table, { ...this.base, output, excludeNodes, activation16Nodes }, this.ctx);
-    const verify = await this.backend.verify(this.model, q.model, this.evalPlan.dataset, { samples: this.evalPlan.samples, thresholds: {} }, this.ctx);
+    const verify = await this.backend.verify(this.model, q.model, this.evalPlan.dataset, { samples: this.evalPlan.samples, thresholds: {}, ...this.evalPlan.task }, this.ctx);
     rmSync(output, { force: true });
     return { verify, score: score(verify, this.evalPlan.metric), quantized: q.decisions.filter((d) => d.quantized).map((d) => d.node) };
   }

@@ -1,17 +1,87 @@
 // Pass/fail of a verification against its thresholds, judged the same way for every backend.
-import type { VerifyResult } from './contract';
+import type { VerifyResult, VerifyThresholds } from './contract';
+import type { OutputFidelity } from './metrics';
+import { DEFAULT_TASK_THRESHOLDS } from './tasks';
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/**
+ * The task metric that judges one output: `[ok, "name: metric value ≥ limit"]`, or undefined for
+ * outputs without a task (older backends), which only the SNR/cosine thresholds judge.
+ */
+function judgeTask(o: OutputFidelity, t: VerifyThresholds, result: VerifyResult, first: boolean): [boolean, string] | undefined {
+  const task = o.task;
+  if (!task) return undefined;
+  const D = DEFAULT_TASK_THRESHOLDS;
+  const d = {
+    minTop1Agreement: t.minTop1Agreement ?? D.minTop1Agreement,
+    minIou: t.minIou ?? D.minIou,
+    minPositionAgreement: t.minPositionAgreement ?? D.minPositionAgreement,
+    minLineAgreement: t.minLineAgreement ?? D.minLineAgreement,
+    maxLineAccuracyDropPoints: t.maxLineAccuracyDropPoints ?? D.maxLineAccuracyDropPoints,
+    maxRelativeError: t.maxRelativeError ?? D.maxRelativeError,
+  };
+  const name = `${o.output} (${task.kind})`;
+  switch (task.kind) {
+    case 'classes': {
+      // Class labels judge the first output (where backends measure accuracy); agreement judges the rest.
+      if (first && result.accuracy) {
+        const a = result.accuracy;
+        const max = t.maxAccuracyDropPoints ?? 1;
+        return [a.dropPoints <= max, `${name}: top-1 accuracy ${pct(a.reference)} → ${pct(a.candidate)}, drop ${a.dropPoints.toFixed(2)} points ${a.dropPoints <= max ? '≤' : '>'} ${max}`];
+      }
+      if (task.top1Agreement === undefined) return undefined;
+      const ok = task.top1Agreement >= d.minTop1Agreement;
+      return [ok, `${name}: top-1 agreement ${pct(task.top1Agreement)} ${ok ? '≥' : '<'} ${pct(d.minTop1Agreement)}`];
+    }
+    case 'map': {
+      const ok = task.iou! >= d.minIou;
+      return [ok, `${name}: map IoU ${task.iou!.toFixed(3)} ${ok ? '≥' : '<'} ${d.minIou} at threshold ${task.threshold}`];
+    }
+    case 'sequence': {
+      if (task.lineAccuracy) {
+        const a = task.lineAccuracy;
+        // A reference that reads nothing means the labels or the charset are wrong: no verdict can rest on it.
+        if (a.reference === 0) return [false, `${name}: the fp32 model reads none of the labeled lines (check --charset, --ctc blank index and the labels)`];
+        const ok = a.dropPoints <= d.maxLineAccuracyDropPoints;
+        return [ok, `${name}: line accuracy ${pct(a.reference)} → ${pct(a.candidate)}, drop ${a.dropPoints.toFixed(2)} points ${ok ? '≤' : '>'} ${d.maxLineAccuracyDropPoints}`];
+      }
+      if (task.lineAgreement !== undefined) {
+        const ok = task.lineAgreement >= d.minLineAgreement;
+        return [ok, `${name}: decoded lines equal ${pct(task.lineAgreement)} ${ok ? '≥' : '<'} ${pct(d.minLineAgreement)}`];
+      }
+      if (task.positionAgreement === undefined) return undefined;
+      const ok = task.positionAgreement >= d.minPositionAgreement;
+      return [ok, `${name}: position agreement ${pct(task.positionAgreement)} ${ok ? '≥' : '<'} ${pct(d.minPositionAgreement)}`];
+    }
+    case 'embedding': {
+      const ok = task.relativeError! <= d.maxRelativeError;
+      return [ok, `${name}: relative error ${task.relativeError!.toPrecision(3)} ${ok ? '≤' : '>'} ${d.maxRelativeError}`];
+    }
+  }
+}
 
 export function judgeVerification(result: VerifyResult): VerifyResult {
   const t = result.thresholds;
   const failures: string[] = [];
-  for (const o of result.outputs) {
+  const decidedBy: string[] = [];
+  let accuracyJudged = false;
+  result.outputs.forEach((o, k) => {
+    const verdict = judgeTask(o, t, result, k === 0);
+    if (verdict) {
+      (verdict[0] ? decidedBy : failures).push(verdict[1]);
+      if (k === 0 && o.task?.kind === 'classes' && result.accuracy) accuracyJudged = true;
+    }
     if (t.minSnrDb !== undefined && o.snrDb < t.minSnrDb) failures.push(`${o.output}: SNR ${o.snrDb.toFixed(1)} dB < ${t.minSnrDb} dB`);
     if (t.minCosine !== undefined && o.cosine < t.minCosine) failures.push(`${o.output}: cosine ${o.cosine.toFixed(4)} < ${t.minCosine}`);
-  }
-  if (result.accuracy && t.maxAccuracyDropPoints !== undefined && result.accuracy.dropPoints > t.maxAccuracyDropPoints) {
+    if (!verdict && (t.minSnrDb !== undefined || t.minCosine !== undefined)) decidedBy.push(`${o.output}: ${t.minSnrDb !== undefined ? `SNR ${o.snrDb.toFixed(1)} dB` : `cosine ${o.cosine.toFixed(4)}`}`);
+  });
+  if (!accuracyJudged && result.accuracy && t.maxAccuracyDropPoints !== undefined && result.accuracy.dropPoints > t.maxAccuracyDropPoints) {
     failures.push(`top-1 accuracy drop ${result.accuracy.dropPoints.toFixed(2)} points > ${t.maxAccuracyDropPoints}`);
   }
   result.failures = failures;
+  result.decidedBy = decidedBy;
   result.passed = failures.length === 0;
   return result;
 }
+

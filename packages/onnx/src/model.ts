@@ -1,5 +1,5 @@
 // Loading and saving ONNX models, including tensors stored in external data files.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { assertRegularFile, errModelCorrupt, errModelNotFound, errPathOutsideFolder, resolveInsideFolder, writeFileAtomic } from '@qforge/core';
 import { decodeModelProto, encodeModelProto, type GraphProto, type Int64, type ModelProto, type NodeProto, type TensorProto, type TypeProto, type UnknownField } from './proto';
@@ -19,14 +19,36 @@ export interface LoadedModel {
   unknownFields: UnknownField[];
 }
 
+/** Reads and writes are cut to this size: one call cannot move 2 GiB, and a tensor may exceed it. */
+const IO_CHUNK_BYTES = 1 << 30;
+
+/** Reads `length` bytes at `offset` into a new buffer: only that tensor's bytes, never the whole file. */
+function readRange(fd: number, offset: number, length: number): Uint8Array {
+  const out = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, out, done, Math.min(IO_CHUNK_BYTES, length - done), offset + done);
+    if (n === 0) throw new Error(`external data ended after ${done} of ${length} bytes`);
+    done += n;
+  }
+  return out;
+}
+
+function writeAllSync(fd: number, data: Uint8Array): void {
+  let done = 0;
+  while (done < data.byteLength) done += writeSync(fd, data, done, Math.min(IO_CHUNK_BYTES, data.byteLength - done));
+}
+
 /**
- * Reads external data into raw_data under core's one symlink policy: a location that escapes the
+ * Reads external data into raw_data tensor by tensor, each at its offset (a side file of any size
+ * works, and memory holds the tensors, never a copy of the file), under core's one symlink policy: a location that escapes the
  * model's folder (absolute, `..`, or a symlink out) or names anything but a regular file is refused
  * before it is opened — in every graph, subgraph, sparse initializer, tensor attribute and function.
  */
 function resolveExternalData(proto: ModelProto, modelPath: string): Record<string, string> {
   const folder = dirname(modelPath);
   const loaded: Record<string, string> = {};
+  const fds = new Map<string, number>();
   const visit = (tensors: TensorProto[]) => {
     for (const t of tensors) {
       if (t.dataLocation !== 1) continue;
@@ -42,8 +64,9 @@ function resolveExternalData(proto: ModelProto, modelPath: string): Record<strin
       const length = entries.length !== undefined ? Number(entries.length) : size - offset;
       if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) throw errModelCorrupt(modelPath, `external data of tensor ${t.name} has offset "${entries.offset}" / length "${entries.length}", not byte counts`);
       if (offset + length > size) throw errModelCorrupt(modelPath, `external data of tensor ${t.name} lies beyond the end of "${location}"`);
-      const buf = readFileSync(file);
-      t.rawData = buf.subarray(offset, offset + length);
+      let fd = fds.get(file);
+      if (fd === undefined) fds.set(file, (fd = openSync(file, 'r')));
+      t.rawData = readRange(fd, offset, length);
       t.dataLocation = 0;
       t.externalData = [];
       loaded[t.name] = location;
@@ -63,8 +86,12 @@ function resolveExternalData(proto: ModelProto, modelPath: string): Record<strin
     visit(sparse(g.sparseInitializer));
     visitNodes(g.node ?? []);
   };
-  visitGraph(proto.graph);
-  for (const f of proto.functions ?? []) visitNodes((f.node ?? []) as NodeProto[]);
+  try {
+    visitGraph(proto.graph);
+    for (const f of proto.functions ?? []) visitNodes((f.node ?? []) as NodeProto[]);
+  } finally {
+    for (const fd of fds.values()) closeSync(fd);
+  }
   return loaded;
 }
 
@@ -171,27 +198,44 @@ export async function saveModel(proto: ModelProto, path: string, options: SaveOp
   }
   const threshold = options.externalThresholdBytes ?? 1024;
   const dataName = `${basename(abs)}.data`;
-  const chunks: Uint8Array[] = [];
+  const dataPath = join(dirname(abs), dataName);
   let offset = 0;
   const copy: ModelProto = { ...proto, graph: { ...proto.graph, initializer: proto.graph.initializer.map((t) => ({ ...t })) } };
-  for (const t of copy.graph.initializer) {
-    const n = tensorBytes(t);
-    if (n < threshold || !t.rawData) continue;
-    // Align each tensor to 4 KiB so runtimes can memory-map it.
-    const pad = (4096 - (offset % 4096)) % 4096;
-    if (pad) chunks.push(new Uint8Array(pad));
-    offset += pad;
-    chunks.push(t.rawData);
-    t.externalData = [
-      { key: 'location', value: dataName },
-      { key: 'offset', value: String(offset) },
-      { key: 'length', value: String(n) },
-    ];
-    t.dataLocation = 1;
-    delete t.rawData;
-    offset += n;
+  // Tensor by tensor into a temporary file renamed into place: the side file is never assembled in memory.
+  const tmp = `${dataPath}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o644);
+  try {
+    const padding = new Uint8Array(4096);
+    for (const t of copy.graph.initializer) {
+      const n = tensorBytes(t);
+      if (n < threshold || !t.rawData) continue;
+      // Align each tensor to 4 KiB so runtimes can memory-map it.
+      const pad = (4096 - (offset % 4096)) % 4096;
+      if (pad) writeAllSync(fd, padding.subarray(0, pad));
+      offset += pad;
+      writeAllSync(fd, t.rawData);
+      t.externalData = [
+        { key: 'location', value: dataName },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(n) },
+      ];
+      t.dataLocation = 1;
+      delete t.rawData;
+      offset += n;
+    }
+    fsyncSync(fd);
+    closeSync(fd);
+    if (statSync(tmp).size !== offset) throw Object.assign(new Error('the external data file on disk is shorter than what was written'), { code: 'ENOSPC' });
+    renameSync(tmp, dataPath);
+  } catch (e) {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
+    rmSync(tmp, { force: true });
+    throw e;
   }
-  await writeFileAtomic(join(dirname(abs), dataName), Buffer.concat(chunks));
   const bytes = encodeModel(copy);
   await writeFileAtomic(abs, bytes);
   return { bytes: bytes.byteLength + offset, externalFile: join(dirname(abs), dataName) };

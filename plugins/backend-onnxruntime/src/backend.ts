@@ -4,6 +4,7 @@ import {
   AccuracyAccumulator,
   judgeVerification,
   FidelityAccumulator,
+  OutputAccumulator,
   buildCalibrationTable,
   TensorStatistics,
   assertFiniteSample,
@@ -50,11 +51,13 @@ import { GraphIndex, describeModel, encodeModel, graphInputs, intAttr, tensorToF
 import { correctBiases } from './bias-correction';
 import { prepareForCalibration, prepareModel, readEqualizedActivations, shapeQuestions, type ObservedShapes, type PreparationResult } from './prepare';
 import { quantizeDynamic } from './quantize-dynamic';
+import { quantizeWeightOnlyModel } from './quantize-weight-only';
+import { convertModelToFloat16 } from './convert-fp16';
 import { STATIC_OP_TYPES, calibrationTensors, quantizeStaticQdq } from './quantize-qdq';
 import { qdqToQOperator } from './quantize-qoperator';
 import { quantizeRecurrent, splitRecurrent } from './ops/lstm';
 import { createSession, loadOrt, runSession } from './runtime';
-import { branchCalibrationTensors, liftBranchTensors, quantizeBodies, scopedNames } from './subgraphs';
+import { branchCalibrationTensors, liftBranchTensors, quantizeBodies, scopedNames, uniquifyBodyNames } from './subgraphs';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const PACKAGE = require('../package.json') as { name: string; version: string };
@@ -63,16 +66,18 @@ export const ONNXRUNTIME_CAPABILITIES: BackendCapabilities = {
   inputFormats: ['onnx'],
   outputFormats: ['onnx'],
   verbs: ['inspect', 'calibrate', 'quantize', 'benchmark', 'verify'],
-  modes: ['static', 'dynamic'],
+  modes: ['static', 'dynamic', 'weight-only', 'fp16'],
   quantFormats: ['qdq', 'qoperator'],
   calibrationMethods: ['minmax', 'percentile', 'entropy', 'mse'],
-  weightTypes: ['int8', 'uint8'],
+  weightTypes: ['int8', 'uint8', 'int4', 'uint4'],
   activationTypes: ['uint8', 'int8'],
-  granularity: ['per-tensor', 'per-channel'],
+  granularity: ['per-tensor', 'per-channel', 'per-block'],
   targets: ['x86-avx2', 'x86-vnni', 'x86-generic', 'arm64'],
   notes: [
     `static QDQ quantization of ${STATIC_OP_TYPES.join(', ')}; pass-through ops share parameters; Relu/Clip fused into output ranges`,
     'dynamic quantization of MatMul/Gemm to DynamicQuantizeMatMul',
+    'weight-only: MatMul → MatMulNBits (4- or 8-bit blocks, round-to-nearest or GPTQ), float activations',
+    'fp16: float16 weights and compute, float32 inputs/outputs, Resize/TopK/Range/CumSum/… kept in float32',
     'LSTM → DynamicQuantizeLSTM (int8 weights, activations quantized at run time) in static and dynamic mode; ONNX Runtime has no static int8 LSTM',
     'preparation: Constant→initializer, Conv+BatchNormalization folding, opset upgrade to 13 for per-channel weights',
     'QOperator format: Conv → QLinearConv and MatMul → QLinearMatMul; Gemm stays QDQ',
@@ -306,6 +311,9 @@ export class OnnxRuntimeBackend implements Backend {
   }
 
   async quantize(model: ModelRef, table: CalibrationTable | undefined, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult> {
+    // Float-compute modes keep activations in float: no format, table, shapes or opset upgrade apply.
+    if (options.mode === 'weight-only') return quantizeWeightOnlyModel(model, options, ctx);
+    if (options.mode === 'fp16') return convertModelToFloat16(model, options, ctx);
     if (options.format !== 'qdq' && options.format !== 'qoperator') throw errUnsupported(this.id, `--format ${options.format}`, 'formats are qdq and qoperator');
     if (options.format === 'qoperator' && options.activation16Nodes?.length) throw errUnsupported(this.id, '--format qoperator with --a16-nodes', 'QLinear operators are 8-bit; 16-bit activations need --format qdq');
     if (options.format === 'qoperator' && options.mode !== 'static') throw errUnsupported(this.id, '--format qoperator with --mode dynamic', 'dynamic quantization writes DynamicQuantizeMatMul; use --format qdq');
@@ -335,9 +343,9 @@ export class OnnxRuntimeBackend implements Backend {
         { decisions, changes },
         quantizeBodies(prep.proto, ['If'], (body) => {
           const r = { decisions: [] as NodeDecision[], changes: [] as GraphChange[] };
-          // A node whose branch never ran on the calibration data has no range: it stays float.
-          const idle = body.graph.node.filter((n) => (STATIC_OP_TYPES as readonly string[]).includes(n.opType) && n.opType !== 'ConvTranspose' && !table.tensors[n.input[0]] && !body.graph.initializer.some((t) => t.name === n.input[0]));
-          const idleNames = new Set(idle.map((n) => n.name || n.output[0]));
+          // A branch that never ran on the calibration data has no ranges: its nodes stay float.
+          const ran = body.graph.node.some((n) => n.output.some((o) => table.tensors[o]));
+          const idleNames = new Set(ran ? [] : body.graph.node.filter((n) => (STATIC_OP_TYPES as readonly string[]).includes(n.opType)).map((n) => n.name || n.output[0]));
           if (!split.onlyRecurrent) mergeInto(r, quantizeStaticQdq(body, table, { ...options, excludeNodes: [...options.excludeNodes, ...idleNames], opTypes: split.rest, perAxisAllowed: prep.opset >= 13, opsetRefusal: prep.opsetRefusal }));
           for (const d of r.decisions) if (idleNames.has(d.node)) d.reason = 'inside an If branch that never ran on the calibration data: no range to quantize with';
           if (split.recurrent) mergeInto(r, quantizeRecurrent(body, options));
@@ -362,6 +370,9 @@ export class OnnxRuntimeBackend implements Backend {
     } else {
       throw errUnsupported(this.id, `--mode ${options.mode}`, 'modes are static and dynamic');
     }
+    // Bodies quantized one by one may reuse a name an enclosing scope defines: single assignment.
+    const renamed = uniquifyBodyNames(prep.proto);
+    if (renamed) changes.push({ kind: 'rename-in-subgraph', detail: `${renamed} value(s) defined inside If/Loop bodies renamed so no name is assigned twice across scopes` });
     ctx.progress({ phase: 'quantize', current: 1, total: 1 });
     if (!decisions.some((d) => d.quantized)) {
       throw errUnsupported(this.id, 'this model', `no node could be quantized (${decisions.map((d) => `${d.node}: ${d.reason}`).slice(0, 3).join('; ') || 'no Conv/MatMul/Gemm nodes'})`);
@@ -466,7 +477,7 @@ export class OnnxRuntimeBackend implements Backend {
     const refSession = await createSession(extraRef.length ? withOutputs(refProto, extraRef) : reference.path, { optimization: 'all' });
     const candSession = await createSession(extraCand.length ? withOutputs(candProto, extraCand) : candidate.path, { optimization: 'all' });
     const preAcc = new Map([...preActs.values()].map((p) => [p.tensor, new FidelityAccumulator(p.tensor)]));
-    const fid = new Map<string, FidelityAccumulator>();
+    const fid = new Map<string, OutputAccumulator>();
     const layerAcc = new Map(layerPairs.map((p) => [p.ref, new FidelityAccumulator(p.ref)]));
     const refAcc = new AccuracyAccumulator();
     const candAcc = new AccuracyAccumulator();
@@ -480,15 +491,10 @@ export class OnnxRuntimeBackend implements Backend {
         for (const o of outputs) {
           const rd = r[o].data as Float32Array;
           const cd = c[o].data as Float32Array;
-          if (!fid.has(o)) {
-            const dims = [...r[o].dims].map(Number);
-            // Class scores: the last axis of a Softmax output, or of a rank ≤ 2 output (one row per other index).
-            const last = dims[dims.length - 1] ?? 0;
-            const classScores = refProducers.get(o)?.opType.endsWith('Softmax') || dims.length <= 2;
-            const classes = classScores && last > 1 ? last : 0;
-            fid.set(o, new FidelityAccumulator(o, classes, options.topK ?? 5));
-          }
-          fid.get(o)!.add(rd, cd);
+          const dims = [...r[o].dims].map(Number);
+          // Each output is judged by what it means (core's tasks.ts), from its dims and producing op.
+          if (!fid.has(o)) fid.set(o, new OutputAccumulator(o, { dims, producer: refProducers.get(o)?.opType }, options));
+          fid.get(o)!.add(rd, cd, dims, sample);
         }
         for (const p of preActs.values()) preAcc.get(p.tensor)!.add(r[p.tensor].data as Float32Array, c[p.tensor].data as Float32Array);
         for (const p of layerPairs) {

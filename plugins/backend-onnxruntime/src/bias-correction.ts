@@ -6,6 +6,7 @@
 // quantized model, so each layer corrects only its local error (no double counting upstream).
 import { errInvalidOption, throwIfAborted, type Dataset, type GraphChange, type RunContext, type Sample } from '@qforge/core';
 import { GraphIndex, attrInt, encodeModel, tensorToFloat32, withExtraOutputs, type ModelProto, type NodeProto } from '@qforge/onnx';
+import { opQuantizer } from './ops';
 import { createSession, runSession } from './runtime';
 interface Target {
   node: NodeProto;
@@ -30,31 +31,9 @@ function dequantize(q: Float32Array, scale: Float32Array, zp: Float32Array, dims
   return out;
 }
 
-/** Per-output-channel W·m for a per-input-channel mean m, for Conv (grouped too) and Gemm. */
+/** Per-output-channel W·m for a per-input-channel mean m: the node's family knows its weight layout. */
 function meanShift(t: Target, eps: Float32Array, mean: Float64Array): Float64Array {
-  if (t.node.opType === 'Conv') {
-    const [co, cig] = t.wDims;
-    const k = t.wDims.slice(2).reduce((a, b) => a * b, 1);
-    const groups = attrInt(t.node, 'group', 1);
-    const perGroup = co / groups;
-    const out = new Float64Array(co);
-    for (let c = 0; c < co; c++) {
-      const g = Math.floor(c / perGroup);
-      for (let ci = 0; ci < cig; ci++) {
-        const m = mean[g * cig + ci];
-        for (let j = 0; j < k; j++) out[c] += eps[(c * cig + ci) * k + j] * m;
-      }
-    }
-    return out;
-  }
-  // Gemm: B is [K, N], or [N, K] with transB.
-  const trans = attrInt(t.node, 'transB', 0) === 1;
-  const [r, c] = t.wDims;
-  const n = trans ? r : c;
-  const kDim = trans ? c : r;
-  const out = new Float64Array(n);
-  for (let j = 0; j < n; j++) for (let k = 0; k < kDim; k++) out[j] += eps[trans ? j * kDim + k : k * n + j] * mean[k];
-  return out;
+  return opQuantizer(t.node.opType)!.biasShift!(t.node, eps, t.wDims, mean);
 }
 
 export async function correctBiases(floatProto: ModelProto, quantProto: ModelProto, data: Dataset | undefined, samples: number, ctx: RunContext): Promise<GraphChange[]> {
@@ -64,7 +43,7 @@ export async function correctBiases(floatProto: ModelProto, quantProto: ModelPro
   const fNodes = new Map(floatProto.graph.node.map((n) => [n.name, n]));
   const targets: Target[] = [];
   for (const n of quantProto.graph.node) {
-    if (!['Conv', 'Gemm'].includes(n.opType) || !n.input[2] || !n.name) continue;
+    if (!opQuantizer(n.opType, n.domain)?.biasShift || !n.input[2] || !n.name) continue;
     const wdq = qIdx.producer.get(n.input[1]);
     const bdq = qIdx.producer.get(n.input[2]);
     const fn = fNodes.get(n.name);

@@ -12,6 +12,7 @@ import {
   tensorToFloat32,
   uniqueNamer,
   type AttributeProto,
+  type GraphProto,
   type ModelProto,
   type NodeProto,
 } from '@qforge/onnx';
@@ -265,36 +266,51 @@ export function upgradeOpsetTo(proto: ModelProto, shapes: ObservedShapes, change
   const g = proto.graph;
   const refuse = (n: NodeProto | undefined, reason: string): OpsetRefusal => ({ op: n?.opType ?? 'opset', node: n?.name || n?.output[0] || '', from, target, reason });
   if (from < OLDEST_UPGRADABLE_OPSET) return refuse(undefined, `opset ${from} is older than ${OLDEST_UPGRADABLE_OPSET}; qforge upgrades opset ${OLDEST_UPGRADABLE_OPSET} and later`);
-  const name = uniqueNamer(g);
-  const ctx: RewriteContext = {
-    from,
-    target,
-    shapes,
-    idx: new GraphIndex(g),
-    constant(base, dims, data) {
-      const n = name(base);
-      g.initializer.push(makeTensor(n, dims, data));
-      return n;
-    },
-  };
   const notes = new Map<string, { count: number; nodes: string[] }>();
-  for (const n of g.node) {
-    if (n.domain && n.domain !== 'ai.onnx') continue;
-    if (n.attribute.some((a) => a.g || a.graphs?.length)) return refuse(n, `${n.opType} holds a subgraph, which the upgrade does not rewrite`);
-    const rewrite = REWRITES[n.opType];
-    if (!rewrite) {
-      if (COMPATIBLE.has(n.opType)) continue;
-      return refuse(n, `no upgrade rule for ${n.opType} from opset ${from} to ${target}`);
+  // Bodies of If/Loop (and Scan from its opset-9 form on) hold nodes of the same opset: the same
+  // rules apply to them, each with its own constants; the control-flow ops themselves kept their
+  // meaning through opset 13 (the version converter treats them as compatible).
+  const upgradeGraph = (graph: GraphProto): OpsetRefusal | undefined => {
+    const name = uniqueNamer(graph);
+    const ctx: RewriteContext = {
+      from,
+      target,
+      shapes,
+      idx: new GraphIndex(graph),
+      constant(base, dims, data) {
+        const n = name(base);
+        graph.initializer.push(makeTensor(n, dims, data));
+        return n;
+      },
+    };
+    for (const n of graph.node) {
+      if (n.domain && n.domain !== 'ai.onnx') continue;
+      if (n.attribute.some((a) => a.g || a.graphs?.length)) {
+        if (!(n.opType === 'If' || n.opType === 'Loop' || (n.opType === 'Scan' && from >= 9))) return refuse(n, `${n.opType} holds a subgraph, which the upgrade does not rewrite from opset ${from}`);
+        for (const a of n.attribute) for (const body of a.g ? [a.g] : (a.graphs ?? [])) {
+          const r = upgradeGraph(body);
+          if (r) return r;
+        }
+        continue;
+      }
+      const rewrite = REWRITES[n.opType];
+      if (!rewrite) {
+        if (COMPATIBLE.has(n.opType)) continue;
+        return refuse(n, `no upgrade rule for ${n.opType} from opset ${from} to ${target}`);
+      }
+      const r = rewrite(n, ctx);
+      if (!r) continue;
+      if ('refused' in r) return refuse(n, r.refused);
+      const key = `${n.opType === 'Resize' && r.note.startsWith('Upsample') ? 'Upsample' : n.opType}: ${r.note}`;
+      const entry = notes.get(key) ?? { count: 0, nodes: [] };
+      entry.count++;
+      if (entry.nodes.length < 3) entry.nodes.push(n.name || n.output[0]);
+      notes.set(key, entry);
     }
-    const r = rewrite(n, ctx);
-    if (!r) continue;
-    if ('refused' in r) return refuse(n, r.refused);
-    const key = `${n.opType === 'Resize' && r.note.startsWith('Upsample') ? 'Upsample' : n.opType}: ${r.note}`;
-    const entry = notes.get(key) ?? { count: 0, nodes: [] };
-    entry.count++;
-    if (entry.nodes.length < 3) entry.nodes.push(n.name || n.output[0]);
-    notes.set(key, entry);
-  }
+    return undefined;
+  };
+  const refused = upgradeGraph(g);
+  if (refused) return refused;
   for (const o of proto.opsetImport) if (!o.domain || o.domain === 'ai.onnx') o.version = target;
   // IR version 7 is the first that allows opset 13 (IR 5 for opset 10).
   const ir = target >= 13 ? 7 : 5;

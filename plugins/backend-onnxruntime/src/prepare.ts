@@ -19,7 +19,8 @@ import {
   type TensorProto,
 } from '@qforge/onnx';
 import { upgradeOpsetTo, upgradeShapeQuestions, type ObservedShapes, type OpsetRefusal } from './opset-upgrade';
-import { prepareBodies } from './subgraphs';
+import { foldConstantExpressions } from './fold-constants';
+import { bodyAsModel, prepareBodies, sinkInitializersIntoBodies, subgraphScopes } from './subgraphs';
 
 export type { ObservedShapes, OpsetRefusal } from './opset-upgrade';
 
@@ -488,6 +489,10 @@ export function prepareGraph(proto: ModelProto, opts: { equalize?: boolean } = {
   if (opts.equalize) equalizeCrossLayer(proto, changes);
   // Networks inside If/Loop bodies store their weights the same ways (Constant nodes, casts).
   prepareBodies(proto, [constantsToInitializers, foldConstantCasts, foldConstantTransposes], changes);
+  sinkInitializersIntoBodies(proto, changes);
+  // Identity-fed (tied) weights and weights rearranged by Slice/Concat/… of constants, everywhere.
+  foldConstantExpressions(proto, changes);
+  for (const s of subgraphScopes(proto.graph)) dropUnusedInitializers(bodyAsModel(proto, s.graph));
   const dropped = dropUnusedInitializers(proto);
   if (dropped) changes.push({ kind: 'drop-unused', detail: `${dropped} unused initializer(s) removed` });
   return changes;

@@ -21,7 +21,6 @@ import {
 import {
   DataType,
   GraphIndex,
-  attrInt,
   intAttr,
   makeNode,
   makeTensor,
@@ -33,45 +32,39 @@ import {
   type NodeProto,
 } from '@qforge/onnx';
 import { QDQ_MIN_OPSET, dropUnusedInitializers, type OpsetRefusal } from './prepare';
-import { selectWeightedNodes } from './selection';
+import { OP_QUANTIZERS, defaultStaticOpTypes, opQuantizer, type OpContext, type OpQuantizer } from './ops';
 
 const MS_DOMAIN = 'com.microsoft';
 
-/** Operators qforge quantizes statically: those with int8 kernels, and ConvTranspose (int8 weights only). */
-export const STATIC_OP_TYPES = ['Conv', 'Gemm', 'MatMul', 'ConvTranspose'] as const;
+/** Operators static quantization quantizes without `--op-types` (pass-through ops follow their input). */
+export const STATIC_OP_TYPES: readonly string[] = defaultStaticOpTypes();
+
+/** Op types `--op-types` accepts in static mode: every registered family but the recurrent one (its own rewrite). */
+const STATIC_KNOWN = OP_QUANTIZERS.filter((q) => q.role !== 'recurrent').flatMap((q) => [...q.opTypes]);
 
 /**
- * Ops that ONNX Runtime's CPU provider (1.30) runs as float even in QDQ form: `DQ → ConvTranspose
- * → Q` is not fused (measured: the optimized graph keeps DequantizeLinear → ConvTranspose). Q/DQ
- * on their activations would only add work and rounding, so only their weights are stored int8.
- */
-const WEIGHT_ONLY = new Set(['ConvTranspose']);
-const WEIGHT_ONLY_REASON =
-  "runs as float ConvTranspose on int8 weights dequantized at each run: ONNX Runtime's CPU provider has no int8 ConvTranspose kernel (smaller file, not faster)";
-
-/** Ops that only move or select values: their output shares the input's quantization parameters. */
-const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze']);
-
-/**
- * The tensors static quantization may need ranges for: inputs and outputs of quantizable ops, the
- * activations fused into them, and pass-through outputs. Calibration collects only these.
+ * The tensors static quantization may need ranges for: the activation inputs and own-range outputs
+ * of every registered family (after a fused Relu/Clip), and pass-through inputs and outputs.
+ * Calibration collects only these. Works on `proto.graph` alone (a subgraph body is its own ModelProto).
  */
 export function calibrationTensors(proto: ModelProto): string[] {
   const idx = new GraphIndex(proto.graph);
+  const ctx: OpContext = { idx, opset: opsetVersion(proto) };
   const wanted = new Set<string>();
   for (const n of proto.graph.node) {
-    if ((STATIC_OP_TYPES as readonly string[]).includes(n.opType) && !WEIGHT_ONLY.has(n.opType)) {
-      if (!idx.initializers.has(n.input[0])) wanted.add(n.input[0]);
-      // A computed B (two activations into MatMul/Gemm) is quantized like an activation.
-      if ((n.opType === 'MatMul' || n.opType === 'Gemm') && n.input[1] && !idx.initializers.has(n.input[1])) wanted.add(n.input[1]);
-      // With a fused activation only its output is quantized; leaving the raw output alone also
-      // lets the runtime keep Conv+activation fused while calibrating.
-      const act = fusedActivation(idx, n.output[0]);
-      wanted.add(act ? act.output[0] : n.output[0]);
-    } else if (PASS_THROUGH.has(n.opType) && !idx.initializers.has(n.input[0])) {
-      wanted.add(n.input[0]);
-      wanted.add(n.output[0]);
+    const q = opQuantizer(n.opType, n.domain);
+    if (!q || q.role === 'recurrent' || q.weightOnlyReason) continue;
+    const inputs = q.activationInputs(n, ctx).map((i) => n.input[i]).filter((t) => t && !idx.initializers.has(t));
+    if (q.role === 'pass-through') {
+      if (!inputs.length) continue;
+      inputs.forEach((t) => wanted.add(t));
+      n.output.forEach((o) => o && wanted.add(o));
+      continue;
     }
+    inputs.forEach((t) => wanted.add(t));
+    // With a fused activation only its output is quantized; leaving the raw output alone also
+    // lets the runtime keep Conv+activation fused while calibrating.
+    if (q.output(n, ctx).kind === 'own') wanted.add(outputTensor(idx, n, q));
   }
   return [...wanted].filter(Boolean);
 }
@@ -94,55 +87,89 @@ function fusedActivation(idx: GraphIndex, tensor: string): NodeProto | undefined
   return undefined;
 }
 
-/**
- * The output-channel axis of a weight, where one scale per output channel can be expressed.
- * Conv weights are [C_out, C_in/g, k…] (axis 0, any rank). ConvTranspose weights are
- * [C_in, C_out/g, k…]: axis 1 is the output channel only when groups = 1; with groups > 1 it
- * indexes the channel within a group, so one per-axis scale would serve g output channels and
- * no per-output-channel bias scale could match it — per-tensor then.
- */
-function weightAxis(node: NodeProto, rank: number): number | undefined {
-  if (node.opType === 'Conv') return 0;
-  if (node.opType === 'ConvTranspose') return attrInt(node, 'group', 1) === 1 ? 1 : undefined;
-  if (node.opType === 'Gemm') return attrInt(node, 'transB', 0) ? 0 : 1;
-  if (node.opType === 'MatMul') return rank === 2 ? 1 : undefined;
-  return undefined;
+/** The tensor whose range a node's quantized output takes: a fused activation's output, else its own. */
+function outputTensor(idx: GraphIndex, n: NodeProto, q: OpQuantizer): string {
+  const act = q.fusesActivation ? fusedActivation(idx, n.output[0]) : undefined;
+  return act ? act.output[0] : n.output[0];
 }
 
 export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, opts: QuantizeOptions & { perAxisAllowed: boolean; opsetRefusal?: OpsetRefusal }): QdqResult {
   const g = proto.graph;
   const requested = opts.opTypes.length ? opts.opTypes : [...STATIC_OP_TYPES];
-  const unknown = requested.filter((t) => !(STATIC_OP_TYPES as readonly string[]).includes(t));
-  if (unknown.length) throw errUnsupportedOp('onnxruntime', unknown, { operation: 'static quantization', supported: STATIC_OP_TYPES.join(',') });
+  const unknown = requested.filter((t) => !STATIC_KNOWN.includes(t));
+  if (unknown.length) throw errUnsupportedOp('onnxruntime', unknown, { operation: 'static quantization', supported: STATIC_KNOWN.join(',') });
   const opTypes = new Set(requested);
   const excluded = new Set(opts.excludeNodes);
   const idx = new GraphIndex(g);
+  const opset = opsetVersion(proto);
+  const ctx: OpContext = { idx, opset };
   const order = topologicalSort(g);
   const name = uniqueNamer(g);
   const decisions: NodeDecision[] = [];
   const changes: GraphChange[] = [];
-  const quantNodes: NodeProto[] = [];
-  const weightOnly: NodeProto[] = [];
-  const computedB: NodeProto[] = [];
-  const needsRange = (t: string, nodeName: string) => {
-    if (!table.tensors[t]) throw errCalibTableMismatch(`no range for tensor ${t} (input of ${nodeName})`, { tensor: t, node: nodeName });
-  };
+  /** Nodes that run int8, with their family; weight-only nodes keep float kernels. */
+  const selected = new Map<NodeProto, OpQuantizer>();
+  const weightOnly = new Map<NodeProto, OpQuantizer>();
+  const nodeName = (n: NodeProto) => n.name || n.output[0];
+  const skip = (n: NodeProto, reason: string) => decisions.push({ node: nodeName(n), opType: n.opType, quantized: false, reason });
+  const isConstant = (t: string) => idx.initializers.has(t);
 
-  for (const { node: n, name: nodeName } of selectWeightedNodes(order, idx, { opTypes, excluded, computedB }, decisions)) {
-    if (WEIGHT_ONLY.has(n.opType)) {
-      weightOnly.push(n);
+  for (const n of order) {
+    const q = opQuantizer(n.opType, n.domain);
+    if (!q || q.role === 'recurrent' || q.role === 'pass-through' || !opTypes.has(n.opType)) continue;
+    if (excluded.has(nodeName(n))) {
+      skip(n, 'excluded by the user (--exclude-nodes)');
       continue;
     }
-    needsRange(n.input[0], n.name || n.output[0]);
-    quantNodes.push(n);
+    const refusal = q.refuse?.(n, ctx);
+    if (refusal) {
+      skip(n, refusal);
+      continue;
+    }
+    if (q.weightOnlyReason) {
+      weightOnly.set(n, q);
+      continue;
+    }
+    const inputs = q.activationInputs(n, ctx).map((i) => n.input[i]);
+    if (q.role === 'weighted') {
+      // A weighted node without a range is a table for another graph: an error, as it always was.
+      for (const t of inputs) if (!table.tensors[t]) throw errCalibTableMismatch(`no range for tensor ${t} (input of ${nodeName(n)})`, { tensor: t, node: nodeName(n) });
+      selected.set(n, q);
+      continue;
+    }
+    // Activation families read only float tensors with calibrated ranges, or float constants.
+    const missing = inputs.find((t) => (isConstant(t) ? idx.initializers.get(t)!.dataType !== DataType.FLOAT : !table.tensors[t]));
+    if (missing !== undefined) {
+      skip(n, `input ${missing} is not a calibrated float tensor`);
+      continue;
+    }
+    const rule = q.output(n, ctx);
+    const y = outputTensor(idx, n, q);
+    if (idx.graphOutputNames.has(y)) {
+      skip(n, 'its output is a graph output: kept float (the int8 kernel has no float output)');
+      continue;
+    }
+    if (rule.kind === 'own' && !table.tensors[y]) {
+      skip(n, `output ${y} has no calibrated range`);
+      continue;
+    }
+    selected.set(n, q);
   }
-  for (const n of computedB) {
-    needsRange(n.input[0], n.name || n.output[0]);
-    needsRange(n.input[1], n.name || n.output[0]);
-    quantNodes.push(n);
+  // An int8 element-wise op between float neighbours only adds a quantize and a dequantize.
+  const feedsFromInt8 = (t: string) => {
+    let p = idx.producer.get(t);
+    while (p && opQuantizer(p.opType, p.domain)?.role === 'pass-through') p = idx.producer.get(p.input[0]);
+    return Boolean(p && selected.has(p));
+  };
+  for (const [n, q] of [...selected]) {
+    if (q.role !== 'activation') continue;
+    const inputs = q.activationInputs(n, ctx).map((i) => n.input[i]).filter((t) => !isConstant(t));
+    const consumers = idx.consumersOf(outputTensor(idx, n, q));
+    if (inputs.some(feedsFromInt8) || consumers.some((c) => selected.has(c))) continue;
+    selected.delete(n);
+    skip(n, 'neither its inputs nor its consumers run in int8: quantizing it alone would only add Q/DQ work');
   }
-  const opset = opsetVersion(proto);
-  if (opset < QDQ_MIN_OPSET && (quantNodes.length || weightOnly.length)) {
+  if (opset < QDQ_MIN_OPSET && (selected.size || weightOnly.size)) {
     const r = opts.opsetRefusal;
     throw errUnsupportedOp('onnxruntime', [r?.op ?? `opset ${opset}`], {
       operation: `opset upgrade ${opset} → ${QDQ_MIN_OPSET} (QuantizeLinear needs opset ${QDQ_MIN_OPSET})`,
@@ -154,32 +181,45 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
   // Activation parameters: uint8/int8 asymmetric per tensor, full range (weights carry reduce-range);
   // uint16 around the nodes asked to keep 16-bit activations (W8A16).
   const a16 = new Set(opts.activation16Nodes ?? []);
-  const unknownA16 = [...a16].filter((n) => !quantNodes.some((q) => (q.name || q.output[0]) === n));
+  const unknownA16 = [...a16].filter((x) => ![...selected.keys()].some((n) => nodeName(n) === x));
   if (unknownA16.length) throw errInvalidOption('--a16-nodes', `not quantized nodes of this model: ${unknownA16.join(', ')}`, 'Name nodes from the report\'s decisions (or `qforge sensitivity`).');
   const wide = new Set<string>();
+  const paramsOf = (min: number, max: number, tensor: string): QuantParams & { type: QuantType } => {
+    const type: QuantType = wide.has(tensor) ? 'uint16' : opts.activationType;
+    return { ...scaleFromRange(min, max, { type }), type };
+  };
   const actParams = (tensor: string): QuantParams & { type: QuantType } => {
     const t = table.tensors[tensor];
     if (!t) throw errCalibTableMismatch(`no range for tensor ${tensor}`, { tensor });
-    const type: QuantType = wide.has(tensor) ? 'uint16' : opts.activationType;
-    return { ...scaleFromRange(t.range[0], t.range[1], { type }), type };
+    return paramsOf(t.range[0], t.range[1], tensor);
   };
-  const outputOf = (n: NodeProto) => {
-    const act = fusedActivation(idx, n.output[0]);
-    return { act, y: act ? act.output[0] : n.output[0] };
-  };
-  for (const n of quantNodes) {
-    if (!a16.has(n.name || n.output[0])) continue;
-    wide.add(n.input[0]);
-    wide.add(outputOf(n).y);
+  const activationInputsOf = (n: NodeProto, q: OpQuantizer) => q.activationInputs(n, ctx).map((i) => n.input[i]);
+  for (const [n, q] of selected) {
+    if (!a16.has(nodeName(n))) continue;
+    for (const t of activationInputsOf(n, q)) if (!isConstant(t)) wide.add(t);
+    wide.add(outputTensor(idx, n, q));
   }
   const qTensors = new Map<string, QuantParams & { type: QuantType }>();
+  /** Float constants read by element-wise families, quantized from their values in the activation type. */
+  const constInputs = new Set<string>();
   const outputPairs = new Set<string>();
   const floatOutputConvs = new Set<NodeProto>();
-  for (const n of quantNodes) {
-    qTensors.set(n.input[0], actParams(n.input[0]));
-    if (computedB.includes(n)) qTensors.set(n.input[1], actParams(n.input[1]));
-    const { act, y } = outputOf(n);
-    if (act) changes.push({ kind: 'fuse-activation', node: n.name, detail: `${act.opType} absorbed into the output range of ${n.name || n.output[0]}` });
+  for (const [n, q] of selected) {
+    for (const t of activationInputsOf(n, q)) {
+      if (isConstant(t)) constInputs.add(t);
+      else if (!qTensors.has(t)) qTensors.set(t, actParams(t));
+    }
+  }
+  // Output rules after input ranges: a fixed output range (Sigmoid) wins over its consumer's calibrated one.
+  for (const [n, q] of selected) {
+    const act = q.fusesActivation ? fusedActivation(idx, n.output[0]) : undefined;
+    const y = act ? act.output[0] : n.output[0];
+    const rule = q.output(n, ctx);
+    if (act) changes.push({ kind: 'fuse-activation', node: n.name, detail: `${act.opType} absorbed into the output range of ${nodeName(n)}` });
+    if (rule.kind === 'fixed') {
+      qTensors.set(y, paramsOf(rule.min, rule.max, y));
+      continue;
+    }
     if (!idx.graphOutputNames.has(y) && idx.consumersOf(y).length && table.tensors[y]) qTensors.set(y, actParams(y));
     // QLinearConv has no float output: a Conv whose output leaves the graph would run as float on
     // dequantized inputs. A Q/DQ pair before the graph output (which stays float) lets it run in int8.
@@ -192,20 +232,29 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
     }
   }
   // Share parameters through pass-through ops between quantized tensors, so no requantization happens.
+  const isPassThrough = (c: NodeProto) => opQuantizer(c.opType, c.domain)?.role === 'pass-through';
+  const sharedThrough: NodeProto[] = [];
+  const rescaled: { node: NodeProto; x: string; y: string }[] = [];
   for (const n of order) {
-    if (!PASS_THROUGH.has(n.opType)) continue;
+    const q = opQuantizer(n.opType, n.domain);
+    if (q?.role !== 'pass-through') continue;
     const p = qTensors.get(n.input[0]);
-    const out = n.output[0];
+    const outs = n.output.filter(Boolean);
     // A 16-bit tensor keeps its own parameters: sharing would narrow it back to 8 bits.
-    if (!p || idx.graphOutputNames.has(out) || wide.has(out) || wide.has(n.input[0])) continue;
-    const feedsInt8 = idx.consumersOf(out).every((c) => quantNodes.includes(c) || PASS_THROUGH.has(c.opType));
-    if (feedsInt8) qTensors.set(out, p);
+    if (!p || outs.some((o) => idx.graphOutputNames.has(o) || wide.has(o)) || wide.has(n.input[0]) || q.refuse?.(n, ctx)) continue;
+    const feedsInt8 = outs.every((o) => idx.consumersOf(o).every((c) => selected.has(c) || isPassThrough(c)));
+    if (!feedsInt8) continue;
+    const rule = q.output(n, ctx);
+    for (const o of outs) qTensors.set(o, rule.kind === 'scaled' ? { ...p, scale: p.scale * rule.factor } : p);
+    if (rule.kind === 'scaled') rescaled.push({ node: n, x: n.input[0], y: n.output[0] });
+    else sharedThrough.push(n);
   }
 
   const zpArray = (type: QuantType) => (type === 'uint16' ? Uint16Array : type === 'int8' ? Int8Array : Uint8Array);
   const newNodes: NodeProto[] = [];
   const dqName = new Map<string, string>();
   const paramsByDq = new Map<string, QuantParams>();
+  const qdqOf = new Map<string, { q: NodeProto; dq: NodeProto }>();
   for (const [tensor, p] of qTensors) {
     if (outputPairs.has(tensor)) {
       // The graph output keeps its name: the producer writes a new tensor, the DequantizeLinear the output.
@@ -228,29 +277,62 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
     g.initializer.push(makeTensor(s, [], Float32Array.from([p.scale])), makeTensor(z, [], zpArray(p.type).from([p.zeroPoint])));
     // 16-bit Q/DQ: ONNX Runtime's com.microsoft versions (the standard ops need opset 21).
     const domain = p.type === 'uint16' ? MS_DOMAIN : undefined;
-    newNodes.push(makeNode('QuantizeLinear', [tensor, s, z], [q], name(`${tensor}_QuantizeLinear`), [], domain));
-    newNodes.push(makeNode('DequantizeLinear', [q, s, z], [dq], name(`${tensor}_DequantizeLinear`), [], domain));
+    const qNode = makeNode('QuantizeLinear', [tensor, s, z], [q], name(`${tensor}_QuantizeLinear`), [], domain);
+    const dqNode = makeNode('DequantizeLinear', [q, s, z], [dq], name(`${tensor}_DequantizeLinear`), [], domain);
+    newNodes.push(qNode, dqNode);
+    qdqOf.set(tensor, { q: qNode, dq: dqNode });
     dqName.set(tensor, dq);
     paramsByDq.set(dq, p);
   }
   for (const n of g.node) n.input = n.input.map((i) => dqName.get(i) ?? i);
 
+  // Constants of element-wise ops: stored in the activation type (the int8 kernels take one type for both inputs).
+  const constDq = new Map<string, string>();
+  for (const c of constInputs) {
+    const data = tensorToFloat32(idx.initializers.get(c)!);
+    let lo = 0;
+    let hi = 0;
+    for (const v of data) {
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    const p = scaleFromRange(lo, hi, { type: opts.activationType });
+    const qName = name(`${c}_quantized`);
+    const sName = name(`${c}_scale`);
+    const zName = name(`${c}_zero_point`);
+    const dq = name(`${c}_dequantized`);
+    const AT = zpArray(opts.activationType);
+    const dims = idx.initializers.get(c)!.dims.map(Number);
+    g.initializer.push(makeTensor(qName, dims, AT.from(quantizeTensor(data, p, { type: opts.activationType }))), makeTensor(sName, [], Float32Array.from([p.scale])), makeTensor(zName, [], AT.from([p.zeroPoint])));
+    newNodes.push(makeNode('DequantizeLinear', [qName, sName, zName], [dq], name(`${c}_DequantizeLinear`)));
+    constDq.set(c, dq);
+  }
+  for (const n of selected.keys()) if (selected.get(n)!.role === 'activation') n.input = n.input.map((i) => constDq.get(i) ?? i);
+
   const weightCache = new Map<string, { dq: string; scales: Float32Array; histogram: ValueHistogram }>();
   const wType = opts.weightType;
   const WT = wType === 'uint8' ? Uint8Array : Int8Array;
-  for (const n of [...quantNodes, ...weightOnly]) {
-    if (computedB.includes(n)) {
-      decisions.push({ node: n.name || n.output[0], opType: n.opType, quantized: true, activationType: opts.activationType, granularity: 'per-tensor', reason: 'both inputs are activations: each quantized per tensor from its calibrated range' });
+  for (const [n, q] of [...selected, ...weightOnly]) {
+    if (q.role === 'activation' || (q.role === 'weighted' && !isConstant(n.input[1]))) {
+      decisions.push({
+        node: nodeName(n),
+        opType: n.opType,
+        quantized: true,
+        activationType: a16.has(nodeName(n)) ? 'uint16' : opts.activationType,
+        granularity: 'per-tensor',
+        reason: q.role === 'weighted' ? 'both inputs are activations: each quantized per tensor from its calibrated range' : `${q.family}: int8 kernel on quantized activations`,
+      });
       continue;
     }
+    const floatKernel = Boolean(q.weightOnlyReason);
     const wName = n.input[1];
     const w = idx.initializers.get(wName)!;
     const dims = w.dims.map(Number);
-    const axis = opts.perChannel && opts.perAxisAllowed ? weightAxis(n, dims.length) : undefined;
+    const axis = opts.perChannel && opts.perAxisAllowed ? q.weightAxis?.(n, dims.length) : undefined;
     const symmetric = opts.symmetricWeights && wType.startsWith('int');
     const rangeOpts = { type: wType, symmetric, reduceRange: opts.reduceRange };
     const xParams = paramsByDq.get(n.input[0]);
-    const b = n.input[2] && !WEIGHT_ONLY.has(n.opType) ? idx.initializers.get(n.input[2]) : undefined;
+    const b = n.input[2] && !floatKernel ? idx.initializers.get(n.input[2]) : undefined;
     const bias = b && xParams && b.dataType === DataType.FLOAT && b.dims.length === 1 ? tensorToFloat32(b) : undefined;
     const key = `${wName}|${axis}|${bias ? `${b!.name}|${xParams!.scale}` : ''}`;
     let entry = weightCache.get(key);
@@ -297,25 +379,39 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
         n.input[2] = dq;
       }
     }
-    const floatKernel = WEIGHT_ONLY.has(n.opType);
     const perTensorWhy = n.opType === 'ConvTranspose' && opts.perChannel && opts.perAxisAllowed && axis === undefined ? '; per-tensor: with groups > 1 the weight axis 1 is the output channel within a group, so no per-axis scale is one per output channel' : '';
     decisions.push({
-      node: n.name || n.output[0],
+      node: nodeName(n),
       opType: n.opType,
       quantized: true,
       weightType: wType,
-      activationType: floatKernel ? undefined : a16.has(n.name || n.output[0]) ? 'uint16' : opts.activationType,
+      activationType: floatKernel ? undefined : a16.has(nodeName(n)) ? 'uint16' : opts.activationType,
       granularity: axis !== undefined ? 'per-channel' : 'per-tensor',
       weightHistogram: entry.histogram,
-      ...(floatKernel ? { reason: WEIGHT_ONLY_REASON + perTensorWhy } : {}),
+      ...(floatKernel ? { reason: q.weightOnlyReason + perTensorWhy } : {}),
       ...(floatOutputConvs.has(n) ? { reason: 'runs as float Conv on dequantized int8 input and weights: its output is a graph output kept float for bias correction (QLinearConv has no float output)' } : {}),
     });
   }
 
-  g.node.push(...newNodes);
+  // A rescale leaves the graph: its output's DequantizeLinear reads the input's integers with the
+  // multiplied scale, so Div and the Q that would requantize its output both go.
+  const gone = new Set<NodeProto>();
+  for (const r of rescaled) {
+    const x = qdqOf.get(r.x);
+    const y = qdqOf.get(r.y);
+    if (!x || !y) continue;
+    y.dq.input[0] = x.q.output[0];
+    gone.add(r.node).add(y.q);
+  }
+  g.node = g.node.filter((n) => !gone.has(n));
+  g.node.push(...newNodes.filter((n) => !gone.has(n)));
+  // Dequantizers left without readers by the rescales.
+  const read = new Set(g.node.flatMap((n) => n.input));
+  g.node = g.node.filter((n) => n.opType !== 'DequantizeLinear' || n.output.some((o) => read.has(o) || idx.graphOutputNames.has(o)));
   g.node = topologicalSort(g);
   dropUnusedInitializers(proto);
   if (wide.size && !proto.opsetImport.some((o) => o.domain === MS_DOMAIN)) proto.opsetImport.push({ domain: MS_DOMAIN, version: 1 });
-  changes.push({ kind: 'insert-qdq', detail: `${qTensors.size} activation tensor(s) and ${weightCache.size} weight(s) quantized${wide.size ? `; ${wide.size} activation tensor(s) at 16 bits around ${a16.size} node(s)` : ''}` });
+  const shared = `${sharedThrough.length ? `; ${sharedThrough.length} pass-through op(s) share their input's parameters` : ''}${rescaled.length ? `; ${rescaled.length} division(s) by a constant folded into a dequantization scale` : ''}`;
+  changes.push({ kind: 'insert-qdq', detail: `${qTensors.size} activation tensor(s) and ${weightCache.size} weight(s) quantized${constInputs.size ? `, ${constInputs.size} constant operand(s)` : ''}${shared}${wide.size ? `; ${wide.size} activation tensor(s) at 16 bits around ${a16.size} node(s)` : ''}` });
   return { decisions, changes, quantizedTensors: [...qTensors.keys()] };
 }

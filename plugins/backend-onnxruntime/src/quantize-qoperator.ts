@@ -2,27 +2,30 @@
 // (QLinearConv, QLinearMatMul), for runtimes that do not fuse QDQ themselves.
 import type { GraphChange } from '@qforge/core';
 import { GraphIndex, opsetVersion, tensorToFloat32, topologicalSort, type ModelProto, type NodeProto } from '@qforge/onnx';
+import { opQuantizer } from './ops';
 import { dropUnusedInitializers } from './prepare';
 
 /**
- * DQ(x) → Conv(DQ(w), DQ(b)) → [Relu] → Q(y)  becomes  QLinearConv(x_q, …, b_q) → y_q, and
- * DQ(a) → MatMul(DQ(b)) → Q(y) becomes QLinearMatMul. A Relu is dropped only when the output's
- * zero point is the type's minimum, where clamping already does it. Gemm stays QDQ (ONNX has no
- * QLinearGemm); the report lists what was converted.
+ * DQ(x) → node(DQ(w), DQ(b)) → [Relu] → Q(y) becomes the integer operator the node's family
+ * declares (Conv → QLinearConv, MatMul → QLinearMatMul), and pass-through ops between integer
+ * tensors with the same parameters run on the integers. A Relu is dropped only when the output's
+ * zero point is the type's minimum, where clamping already does it. Other quantized ops stay in
+ * QDQ form (ONNX has no QLinearGemm); the report lists what was converted.
  */
 export function qdqToQOperator(proto: ModelProto): GraphChange[] {
   const g = proto.graph;
   const idx = new GraphIndex(g);
+  const opset = opsetVersion(proto);
   const remove = new Set<NodeProto>();
   const add: NodeProto[] = [];
-  let conv = 0;
-  let matmul = 0;
+  const converted = new Map<string, number>();
   const dqOf = (t: string) => {
     const p = idx.producer.get(t);
     return p?.opType === 'DequantizeLinear' ? p : undefined;
   };
   for (const n of g.node) {
-    if (n.opType !== 'Conv' && n.opType !== 'MatMul') continue;
+    const family = opQuantizer(n.opType, n.domain);
+    if (family?.role !== 'weighted' || !family.toQOperator) continue;
     const dx = dqOf(n.input[0]);
     const dw = dqOf(n.input[1]);
     if (!dx || !dw || !idx.initializers.has(dw.input[0])) continue;
@@ -46,21 +49,19 @@ export function qdqToQOperator(proto: ModelProto): GraphChange[] {
     const [w, ws, wz] = dw.input;
     const [ys, yz] = [q.input[1], q.input[2]];
     if (!xz || !wz || !yz) continue;
-    if (n.opType === 'Conv') {
-      const inputs = [x, xs, xz, w, ws, wz, ys, yz];
-      if (n.input[2]) {
-        const db = dqOf(n.input[2]);
-        if (!db || !idx.initializers.has(db.input[0])) continue;
-        inputs.push(db.input[0]);
-        remove.add(db);
-      }
-      add.push({ opType: 'QLinearConv', input: inputs, output: [q.output[0]], name: `${n.name || n.output[0]}_QLinearConv`, attribute: n.attribute });
-      conv++;
-    } else {
-      add.push({ opType: 'QLinearMatMul', input: [x, xs, xz, w, ws, wz, ys, yz], output: [q.output[0]], name: `${n.name || n.output[0]}_QLinearMatMul`, attribute: [] });
-      matmul++;
+    let bias: string | undefined;
+    let db: NodeProto | undefined;
+    if (n.input[2]) {
+      db = dqOf(n.input[2]);
+      if (!db || !idx.initializers.has(db.input[0])) continue;
+      bias = db.input[0];
     }
+    const integer = family.toQOperator(n, { x: [x, xs, xz], w: [w, ws, wz], y: [ys, yz], bias, output: q.output[0], opset });
+    if (!integer) continue;
+    add.push(integer);
+    converted.set(`${n.opType} → ${integer.opType}`, (converted.get(`${n.opType} → ${integer.opType}`) ?? 0) + 1);
     remove.add(n).add(q).add(dw);
+    if (db) remove.add(db);
     if (relu) remove.add(relu);
   }
   // Data-movement ops between integer tensors with the same parameters run on the integers.
@@ -71,14 +72,16 @@ export function qdqToQOperator(proto: ModelProto): GraphChange[] {
     return Boolean(ta && tb && ta.dataType === tb.dataType && tensorToFloat32(ta)[0] === tensorToFloat32(tb)[0]);
   };
   for (const n of g.node) {
-    if (!['MaxPool', 'Flatten', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze'].includes(n.opType) || remove.has(n)) continue;
-    if (n.opType === 'MaxPool' && (opsetVersion(proto) < 12 || n.output.length > 1)) continue;
+    const family = opQuantizer(n.opType, n.domain);
+    if (family?.role !== 'pass-through' || !family.toQOperator || remove.has(n) || n.output.length !== 1) continue;
     const dx = dqOf(n.input[0]);
     const cons = idx.consumersOf(n.output[0]);
     const q = cons.length === 1 && cons[0].opType === 'QuantizeLinear' ? cons[0] : undefined;
     if (!dx || !q || idx.graphOutputNames.has(n.output[0]) || !same(dx.input[1], q.input[1]) || !same(dx.input[2], q.input[2])) continue;
-    n.input[0] = dx.input[0];
-    n.output[0] = q.output[0];
+    const integer = family.toQOperator(n, { x: [dx.input[0], dx.input[1], dx.input[2]], w: ['', '', ''], y: [q.input[1], q.input[2]], output: q.output[0], opset });
+    if (!integer) continue;
+    n.input = integer.input;
+    n.output = integer.output;
     remove.add(q);
     moved++;
   }
@@ -89,5 +92,6 @@ export function qdqToQOperator(proto: ModelProto): GraphChange[] {
   g.node = g.node.filter((n) => n.opType !== 'DequantizeLinear' || n.output.some((o) => used.has(o)));
   g.node = topologicalSort(g);
   dropUnusedInitializers(proto);
-  return [{ kind: 'qoperator', detail: `${conv} Conv → QLinearConv, ${matmul} MatMul → QLinearMatMul, ${moved} data-movement op(s) on integers; other quantized ops stay in QDQ form` }];
+  const count = (k: string) => converted.get(k) ?? 0;
+  return [{ kind: 'qoperator', detail: `${count('Conv → QLinearConv')} Conv → QLinearConv, ${count('MatMul → QLinearMatMul')} MatMul → QLinearMatMul, ${moved} data-movement op(s) on integers; other quantized ops stay in QDQ form` }];
 }

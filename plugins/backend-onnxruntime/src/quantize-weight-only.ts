@@ -1,9 +1,10 @@
 // Weight-only quantization: MatMul weights → ONNX Runtime's block-wise `MatMulNBits` (4 or 8 bits), by round-to-nearest or GPTQ.
-import { errInvalidOption, throwIfAborted, type Dataset, type GraphChange, type NodeDecision, type QuantType, type RunContext, type WeightOnlyOptions } from '@qforge/core';
-import { GraphIndex, encodeModel, intAttr, makeNode, makeTensor, tensorToFloat32, topologicalSort, uniqueNamer, withExtraOutputs, type ModelProto, type NodeProto } from '@qforge/onnx';
-import { dropUnusedInitializers } from './prepare';
+import { errInvalidOption, errUnsupported, throwIfAborted, type Dataset, type GraphChange, type ModelRef, type NodeDecision, type QuantizeOptions, type QuantizeResult, type QuantType, type RunContext, type WeightOnlyOptions } from '@qforge/core';
+import { GraphIndex, encodeModel, intAttr, loadModel, makeNode, makeTensor, tensorToFloat32, topologicalSort, uniqueNamer, withExtraOutputs, type ModelProto, type NodeProto } from '@qforge/onnx';
+import { dropUnusedInitializers, prepareGraph } from './prepare';
 import { createSession, runSession } from './runtime';
 import { selectWeightedNodes, type Candidate } from './selection';
+import { writeCheckedModel } from './write-model';
 
 const MS_DOMAIN = 'com.microsoft';
 /** Block sizes ONNX Runtime's MatMulNBits kernels accept: powers of two from 16. */
@@ -33,6 +34,8 @@ export function validateWeightOnly(o: WeightOnlyOptions): void {
     throw errInvalidOption('--block-size', `${o.blockSize} is not a block size ONNX Runtime's MatMulNBits accepts`, `Use one of ${WEIGHT_ONLY_BLOCK_SIZES.join(', ')}.`);
   }
   if (o.algorithm !== 'rtn' && o.algorithm !== 'gptq') throw errInvalidOption('--algorithm', `unknown algorithm ${o.algorithm}`, 'Use rtn or gptq.');
+  const unknown = (o.keepFloat ?? []).filter((p) => p !== 'first' && p !== 'last');
+  if (unknown.length) throw errInvalidOption('--keep-float', `unknown position(s) ${unknown.join(', ')}`, 'Use first, last or first,last; name other nodes with --exclude-nodes.');
 }
 
 /** Scale and zero point of one block from its values (the range always holds 0, so 0 is exact). */
@@ -351,4 +354,26 @@ export async function quantizeWeightOnly(proto: ModelProto, options: { excludeNo
   changes.push({ kind: 'weight-only', detail: `${replaced.size} MatMul node(s) → MatMulNBits (${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'symmetric' : 'asymmetric'}, ${o.algorithm})` });
   if (fellBack) changes.push({ kind: 'weight-only', detail: `GPTQ: ${fellBack} weight(s) rounded to nearest instead (their input statistics could not be factored)` });
   return { decisions, changes };
+}
+
+/** The weight-only run of the backend: load, prepare (Constant weights → initializers), rewrite, check, write. */
+export async function quantizeWeightOnlyModel(model: ModelRef, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult> {
+  validateWeightOnly({ ...DEFAULT_WEIGHT_ONLY, ...options.weightOnly });
+  const loaded = loadModel(model.path);
+  ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
+  const preparation = prepareGraph(loaded.proto);
+  const { decisions, changes } = await quantizeWeightOnly(loaded.proto, options, ctx);
+  if (!decisions.some((d) => d.quantized)) {
+    throw errUnsupported('onnxruntime', 'this model', `no MatMul could be quantized weight-only (${decisions.map((d) => `${d.node}: ${d.reason}`).slice(0, 3).join('; ') || 'no MatMul with a constant weight'})`);
+  }
+  throwIfAborted(ctx, 'quantization');
+  ctx.progress({ phase: 'write', current: 0, message: options.output });
+  const written = await writeCheckedModel(loaded.proto, options.output);
+  return {
+    model: { path: options.output, format: 'onnx' },
+    sizeBytes: written.sizeBytes,
+    preparation: [...preparation, ...changes],
+    decisions,
+    ...(written.externalFile ? { artifacts: { [written.externalFile]: 'external data (weights) of the model' } } : {}),
+  };
 }

@@ -108,7 +108,15 @@ export function liftBranchTensors(proto: ModelProto, tensors: string[]): { proto
     if (scope.owner.opType !== 'If' || (scope.owner.domain && scope.owner.domain !== 'ai.onnx')) return undefined;
     const sibling = scope.owner.attribute.find((a) => a.g && a.g !== scope.graph && (a.name === 'then_branch' || a.name === 'else_branch'))?.g;
     if (!sibling) return undefined;
-    scope.graph.output.push(makeValueInfo(name, DataType.FLOAT));
+    // Flattened, so both branches output rank-1 float tensors whatever T's rank (If's shape
+    // inference refuses branches whose outputs differ in rank); statistics need only the values.
+    const flatShape = fresh(`${name}_flat_shape`);
+    const flat = fresh(`${name}_flat`);
+    scope.graph.node.push(
+      makeNode('Constant', [], [flatShape], flatShape, [tensorAttr('value', makeTensor(flatShape, [1], BigInt64Array.from([-1n])))]),
+      makeNode('Reshape', [name, flatShape], [flat], flat),
+    );
+    scope.graph.output.push(makeValueInfo(flat, DataType.FLOAT));
     const empty = fresh(`${name}_empty`);
     sibling.node.push(makeNode('Constant', [], [empty], empty, [tensorAttr('value', makeTensor(empty, [0], new Float32Array(0)))]));
     sibling.output.push(makeValueInfo(empty, DataType.FLOAT));
@@ -201,4 +209,72 @@ export function quantizeBodies(proto: ModelProto, kinds: readonly string[], each
     result.changes.push(...r.changes.map((c) => ({ ...c, detail: `${c.detail} (in ${s.path})` })));
   }
   return result;
+}
+
+/** Renames a value everywhere a body sees it: definitions, reads, the body's outputs, nested bodies. */
+function renameInBody(g: GraphProto, from: string, to: string): void {
+  for (const t of g.initializer) if (t.name === from) t.name = to;
+  for (const o of g.output) if (o.name === from) o.name = to;
+  for (const n of g.node) {
+    n.input = n.input.map((i) => (i === from ? to : i));
+    n.output = n.output.map((o) => (o === from ? to : o));
+    for (const sub of subgraphsOf(n)) renameInBody(sub, from, to);
+  }
+}
+
+/**
+ * Quantizing each body on its own can define a name its enclosing scopes define too (`y_quantized`
+ * for an outer tensor `y` quantized outside and inside): ONNX requires single assignment across
+ * scopes, so such definitions in bodies get fresh names.
+ */
+export function uniquifyBodyNames(proto: ModelProto): number {
+  const everything = new Set<string>();
+  const collect = (g: GraphProto) => {
+    for (const n of definedIn(g)) everything.add(n);
+    for (const n of g.node) subgraphsOf(n).forEach(collect);
+  };
+  collect(proto.graph);
+  let renamed = 0;
+  const visit = (g: GraphProto, outer: Set<string>) => {
+    for (const n of g.node) {
+      for (const body of subgraphsOf(n)) {
+        for (const name of definedIn(body)) {
+          if (!outer.has(name)) continue;
+          let fresh = `${name}__b`;
+          for (let k = 1; everything.has(fresh); k++) fresh = `${name}__b${k}`;
+          everything.add(fresh);
+          renameInBody(body, name, fresh);
+          renamed++;
+        }
+        visit(body, new Set([...outer, ...definedIn(body)]));
+      }
+    }
+  };
+  visit(proto.graph, definedIn(proto.graph));
+  return renamed;
+}
+
+/**
+ * Float weights stored outside the bodies that use them (an initializer of the main graph read only
+ * inside If branches) move into those bodies — copied into each when several read it — so each
+ * body's quantizer sees them as its own constants and stores them int8 there.
+ */
+export function sinkInitializersIntoBodies(proto: ModelProto, changes: GraphChange[]): void {
+  let moved = 0;
+  const visit = (g: GraphProto) => {
+    const ownReads = new Set(g.node.flatMap((n) => n.input));
+    const outputs = new Set(g.output.map((o) => o.name));
+    const keep = g.initializer.filter((t) => {
+      if (t.dataType !== DataType.FLOAT || t.dims.length < 2 || ownReads.has(t.name) || outputs.has(t.name)) return true;
+      const readers = g.node.flatMap((n) => subgraphsOf(n)).filter((b) => b.node.some((m) => m.input.includes(t.name)) && !definedIn(b).has(t.name));
+      if (!readers.length) return true;
+      readers.forEach((b, k) => b.initializer.push(k === 0 ? t : structuredClone(t)));
+      moved++;
+      return false;
+    });
+    g.initializer = keep;
+    for (const n of g.node) subgraphsOf(n).forEach(visit);
+  };
+  visit(proto.graph);
+  if (moved) changes.push({ kind: 'sink-initializer', detail: `${moved} weight(s) read only inside If/Loop bodies moved into the bodies that read them` });
 }

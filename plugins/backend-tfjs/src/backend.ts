@@ -4,6 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import {
   AccuracyAccumulator,
   FidelityAccumulator,
+  OutputAccumulator,
   TensorStatistics,
   assertFiniteSample,
   assertTableMatches,
@@ -43,6 +44,7 @@ import {
   type BackendCapabilities,
   type BenchmarkResult,
   type CalibrationTable,
+  type GraphChange,
   type Detection,
   type ModelInfo,
   type ModelRef,
@@ -54,7 +56,8 @@ import { readTflite, writeTflite } from '@qforge/tflite';
 import type * as TF from '@tensorflow/tfjs';
 import { chooseEngine, loadLayersModel, loadTf, readArtifacts } from './engine';
 import { graphInputs, lowerGraphModel, type GraphConst, type GraphNode, type GraphSignature } from './graph-lower';
-import { IrExecutor, type IrGraph } from './ir';
+import { IrExecutor, type IrGraph, type IrOp } from './ir';
+import { FakeQuantTwin, RANGE_DECAY, trainTwin, type QatRecord } from './qat';
 import { lowerLayersModel } from './keras-lower';
 import { readModelJson } from './model-json';
 import { openRunner, tfliteEdges, tfliteRunner, type ModelRunner } from './runner';
@@ -75,12 +78,14 @@ export const TFJS_CAPABILITIES: BackendCapabilities = defineCapabilities({
   activationTypes: ['int8'],
   granularity: ['per-channel', 'per-tensor'],
   targets: ['tflite-int8'],
+  training: ['qat'],
   notes: [
     'TensorFlow.js Layers models → full-integer int8 .tflite per the TFLite quantization spec (BatchNorm folded, ReLU/ReLU6 fused)',
     'calibrates with TensorFlow.js; verifies and benchmarks the .tflite in the real TFLite interpreter (WebAssembly)',
     'engine: tfjs-node when installed, else WebAssembly (SIMD), else pure JavaScript',
     '--mode weight-only: a TensorFlow.js model with int8 per-channel kernels (dequantized on load by qforge\'s loader)',
-    'Graph models (converted SavedModels) load, benchmark, verify and compress; converting them to .tflite is not supported yet',
+    'Graph models (converted SavedModels: fused conv/depthwise/matmul, batch norm, pads, pools, concat, mean, element-wise ops; uint8/float16 weights) → int8 .tflite the same way',
+    '--qat: quantization-aware training of the fake-quantized twin (tfjs-node, else the cpu engine), then the int8 .tflite',
   ],
 });
 
@@ -307,27 +312,35 @@ export class TfjsBackend implements Backend {
     ctx.progress({ phase: 'quantize', current: 0, message: 'converting to TFLite int8' });
     // The model is read (and refused if broken) before the table is matched against it.
     const probe = await this.firstInputs(model, undefined);
-    const { graph, exec } = await this.lower(model, probe);
-    try {
-      assertTableMatches(table, await sha256File(model.path));
-    } catch (e) {
-      exec.dispose();
-      throw e;
-    }
-    let inputMeans: Map<string, Float64Array> | undefined;
-    try {
-      if (options.biasCorrection) inputMeans = await this.channelMeans(graph, exec, options, ctx);
-    } finally {
-      exec.dispose();
-    }
-    const ranges = new Map<string, [number, number]>();
+    const lowered = await this.lower(model, probe);
+    lowered.exec.dispose();
+    let graph = lowered.graph;
+    const modelSha = await sha256File(model.path);
+    assertTableMatches(table, modelSha);
+    let ranges = new Map<string, [number, number]>();
     const missing: string[] = [];
     for (const id of graph.shapes.keys()) {
       const t = table.tensors[id];
-      if (t) ranges.set(id, t.range);
+      if (t) ranges.set(id, [...t.range]);
       else missing.push(id);
     }
     if (missing.length) throw errCalibTableMismatch(`the table has no range for ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`);
+    const training: GraphChange[] = [];
+    if (options.qat) {
+      const trained = await this.quantizationAwareTraining(graph, ranges, { modelSha, table, options }, ctx);
+      graph = trained.graph;
+      ranges = trained.ranges;
+      training.push(trained.change);
+    }
+    let inputMeans: Map<string, Float64Array> | undefined;
+    if (options.biasCorrection) {
+      const exec = new IrExecutor((await loadTf()).tf, graph);
+      try {
+        inputMeans = await this.channelMeans(graph, exec, options, ctx);
+      } finally {
+        exec.dispose();
+      }
+    }
     const conversion = convertToTflite(graph, ranges, {
       ioType: options.ioType ?? 'float32',
       perChannel: options.perChannel,
@@ -347,10 +360,53 @@ export class TfjsBackend implements Backend {
     return {
       model: { path: options.output, format: 'tflite' },
       sizeBytes: bytes.byteLength,
-      preparation: [...graph.changes, ...conversion.changes],
+      preparation: [...graph.changes, ...training, ...conversion.changes],
       decisions: conversion.decisions,
     };
   }
+
+  /**
+   * `--qat`: fine-tunes the fake-quantized twin of the lowered graph on the labeled training data
+   * (`correctionData`) and returns the trained graph with its tracked ranges. One training per
+   * model, table and settings in this process: the runs that measure corrections reuse it.
+   */
+  private async quantizationAwareTraining(graph: IrGraph, ranges: Map<string, [number, number]>, key: { modelSha: string; table: CalibrationTable; options: QuantizeOptions }, ctx: RunContext): Promise<{ graph: IrGraph; ranges: Map<string, [number, number]>; change: GraphChange }> {
+    const { options, table } = key;
+    const data = options.correctionData;
+    if (!data) throw errInvalidOption('--qat', 'quantization-aware training needs labeled training data', 'Pass --data <labeled folder> or --data mnist:train.');
+    if (!data.description.labeled) throw errInvalidOption('--data', `quantization-aware training needs labels; ${data.description.source} has none`, 'Pass a labeled folder (one sub-folder per class) or mnist:train.');
+    const id = JSON.stringify([key.modelSha, options.qat, options.perChannel, table.method, table.sampleCount, table.createdAt ?? '', data.description.source]);
+    let trained = this.trainedCache.get(id);
+    if (!trained) {
+      const { tf, engine } = await loadTf();
+      // The wasm engine has no Conv2D/DepthwiseConv2d gradient kernels: train on tfjs-node when it
+      // loaded, else on the pure-JavaScript cpu engine, and switch back afterwards.
+      const trainOn = engine === 'tensorflow' ? 'tensorflow' : 'cpu';
+      if (trainOn !== engine) await tf.setBackend(trainOn);
+      const twin = new FakeQuantTwin(tf, graph, ranges, options.perChannel);
+      try {
+        const record = await trainTwin(tf, twin, data, options.qat!, ctx, trainOn === 'tensorflow' ? 'tfjs-node' : 'cpu');
+        trained = { graph: twin.trainedGraph(), ranges: new Map(twin.ranges), record };
+      } finally {
+        twin.dispose();
+        if (trainOn !== engine) await tf.setBackend(engine);
+      }
+      this.trainedCache.set(id, trained);
+    }
+    const r = trained.record;
+    const q = options.qat!;
+    return {
+      graph: { ...trained.graph, ops: trained.graph.ops.map((op) => ('kernel' in op ? ({ ...op, kernel: Float32Array.from(op.kernel), bias: Float32Array.from(op.bias) } as IrOp) : op)) },
+      ranges: new Map([...trained.ranges].map(([k, v]) => [k, [v[0], v[1]] as [number, number]])),
+      change: {
+        kind: 'quantization-aware-training',
+        node: '*',
+        detail: `fine-tuned the fake-quantized model ${r.epochs} epoch(s), ${r.steps} steps of ${q.batchSize} (${r.samplesPerEpoch} samples of ${data.description.source} per epoch, Adam lr ${q.learningRate}) on the ${r.engine} engine in ${(r.durationMs / 1000).toFixed(1)} s: loss ${r.firstLoss.toFixed(4)} → ${r.lastLoss.toFixed(4)}, last-epoch training accuracy ${(r.lastEpochAccuracy * 100).toFixed(2)}%; activation ranges tracked (moving average ${RANGE_DECAY})`,
+      },
+    };
+  }
+
+  private readonly trainedCache = new Map<string, { graph: IrGraph; ranges: Map<string, [number, number]>; record: QatRecord }>();
 
   /** `--mode weight-only`: a TensorFlow.js model with int8 per-channel kernels, dequantized on load. */
   private async compressWeights(model: ModelRef, options: QuantizeOptions, ctx: RunContext): Promise<QuantizeResult> {
@@ -458,7 +514,13 @@ export class TfjsBackend implements Backend {
     // Without --per-layer only the tensors before a final Softmax/Sigmoid are exposed, so every
     // verification of a .tflite reports the same pre-activation SNR (corrections compare on it).
     const layers = (reference.format === 'tfjs-layers' || reference.format === 'tfjs-graph') && candidate.format === 'tflite' ? await this.layerProbe(reference, candidate, dataset, Boolean(options.perLayer)) : undefined;
-    const fid = new Map<string, FidelityAccumulator>();
+    const fid = new Map<string, OutputAccumulator>();
+    // Output dims for task detection: the .tflite declares them; otherwise one row of values per sample.
+    const declared = candidate.format === 'tflite' ? (await this.inspectTflite(candidate)).outputs.map((o) => o.shape.map(Number)) : [];
+    const dimsOf = (k: number, length: number): number[] => {
+      const d = declared[k];
+      return d && d.length && d.every((x) => x > 0) && d.reduce((a, b) => a * b, 1) === length ? d : [1, length];
+    };
     const layerAcc = new Map<string, FidelityAccumulator>();
     const refAcc = new AccuracyAccumulator();
     const candAcc = new AccuracyAccumulator();
@@ -473,8 +535,10 @@ export class TfjsBackend implements Backend {
         ref.outputNames.forEach((o, k) => {
           const co = cand.outputNames[k];
           if (!c[co] || c[co].length !== r[o].length) throw errInvalidOption('candidate', `output ${k} has ${c[co]?.length ?? 0} values, the reference ${r[o].length}`);
-          if (!fid.has(o)) fid.set(o, new FidelityAccumulator(o, r[o].length > 1 ? r[o].length : 0, options.topK ?? 5));
-          fid.get(o)!.add(r[o], c[co]);
+          const dims = dimsOf(k, r[o].length);
+          // Each output is judged by what it means (core's tasks.ts); the lowered graph names a final Softmax/Sigmoid.
+          if (!fid.has(o)) fid.set(o, new OutputAccumulator(o, { dims, producer: layers?.preActivation.get(layers.exec.graph.outputs[k])?.op }, options));
+          fid.get(o)!.add(r[o], c[co], dims, sample);
         });
         if (layers) {
           const floatValues = new Map<string, Float32Array>();

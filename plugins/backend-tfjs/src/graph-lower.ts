@@ -157,7 +157,8 @@ export function lowerGraphModel({ nodes: all, consts, shapes, outputs }: GraphLo
         if (!nhwc) bad('NCHW data format');
         else if (!filter || filter.shape.length !== 4) bad('filter is not a constant 4-D tensor');
         else if (padding !== 'SAME' && padding !== 'VALID' && padding !== 'EXPLICIT') bad(`padding ${padding}`);
-        else if (fused.some((f) => !['BiasAdd', 'FusedBatchNorm', 'Relu', 'Relu6', 'Sigmoid', 'Tanh', 'LeakyRelu'].includes(f))) bad(`fused ${fused.join('+')}`);
+        // TensorFlow.js itself refuses a fused FusedBatchNorm, so such graphs never get this far.
+        else if (fused.some((f) => !['BiasAdd', 'Relu', 'Relu6', 'Sigmoid', 'Tanh', 'LeakyRelu'].includes(f))) bad(`fused ${fused.join('+')}`);
         else {
           const ks = filter.shape as [number, number, number, number];
           const outCh = depthwise ? ks[2] * ks[3] : ks[3];
@@ -177,13 +178,8 @@ export function lowerGraphModel({ nodes: all, consts, shapes, outputs }: GraphLo
             bad('bias is not a constant of one value per output channel');
             break;
           }
-          const act = fused.filter((f) => f !== 'BiasAdd' && f !== 'FusedBatchNorm');
-          const bn = fused[0] === 'FusedBatchNorm' ? batchNormFrom([constOf(2), constOf(3), constOf(4), constOf(5)], Number(n.attr?.epsilon?.f ?? 1e-3)) : undefined;
-          if (fused[0] === 'FusedBatchNorm' && !bn) {
-            bad('batch-norm arguments are not constants');
-            break;
-          }
-          const convOut = bn || act.length ? `${out}/conv` : out;
+          const act = fused.filter((f) => f !== 'BiasAdd');
+          const convOut = act.length ? `${out}/conv` : out;
           push({
             kind: depthwise ? 'depthwise' : 'conv2d',
             layer: n.name,
@@ -197,12 +193,7 @@ export function lowerGraphModel({ nodes: all, consts, shapes, outputs }: GraphLo
             padding: padding === 'SAME' ? 'SAME' : 'VALID',
             activation: 'NONE',
           });
-          let last = convOut;
-          if (bn) {
-            const bnOut = act.length ? `${out}/bn` : out;
-            push({ kind: 'batchnorm', layer: n.name, inputs: [last], output: bnOut, ...bn });
-            last = bnOut;
-          }
+          const last = convOut;
           if (act.length && !activationOp(last, act[0], out)) bad(`fused ${act[0]}`);
         }
         break;

@@ -90,9 +90,14 @@ function transpose2d(k: Float32Array, [r, c]: number[]): Float32Array {
   return out;
 }
 
-export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]>, options: TfliteConvertOptions): TfliteConversion {
+/**
+ * The int8 parameters of every activation tensor, as the writer stores them: the input's and each
+ * op's own range, the input's parameters through pass-through ops, fixed ones for Softmax/Logistic/
+ * Tanh, one set for a concatenation and its inputs (`requant` names inputs that get a QUANTIZE in
+ * front). Quantization-aware training uses the same function, so its twin is the file.
+ */
+export function activationParams(g: IrGraph, ranges: Map<string, [number, number]>): { params: Map<string, QuantParams>; requant: Map<IrOp, Map<string, string>> } {
   const params = new Map<string, QuantParams>();
-  const changes: TfliteConversion['changes'] = [];
   const rangeOf = (id: string): [number, number] => {
     const r = ranges.get(id);
     if (!r) throw new Error(`no calibrated range for tensor ${id}`);
@@ -123,6 +128,12 @@ export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]
       if (map.size) requant.set(op, map);
     } else params.set(op.output, scaleFromRange(...rangeOf(op.output), INT8));
   }
+  return { params, requant };
+}
+
+export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]>, options: TfliteConvertOptions): TfliteConversion {
+  const changes: TfliteConversion['changes'] = [];
+  const { params, requant } = activationParams(g, ranges);
 
   const tensors: TfliteTensor[] = [];
   const index = new Map<string, number>();

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { modelRef, resolveTargetProfile, type CalibrationMethod, type QuantFormat, type QuantMode, type QuantType, type RunReport } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
-import { RANGES, backendFlag, imageFlags, imageOptions, list, numberIn, positiveInt, targetFlag } from '../lib/flags';
+import { RANGES, backendFlag, imageFlags, imageOptions, list, numberIn, positiveInt, targetFlag, taskFlags, taskOptions } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
 import { runAndRender } from '../lib/run';
 
@@ -18,6 +18,8 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     '<%= config.bin %> quantize model.onnx --data ./calib-images -o model.int8.onnx',
     '<%= config.bin %> quantize model.onnx --data mnist:calib --eval-data mnist:test --method entropy',
     '<%= config.bin %> quantize bert.onnx --mode dynamic -o bert.int8.onnx',
+    '<%= config.bin %> quantize decoder.onnx --mode weight-only --weight-bits 4 --algorithm gptq --data ./tokens --keep-float last -o model_q4.onnx',
+    '<%= config.bin %> quantize decoder.onnx --mode fp16 -o model_fp16.onnx',
     '<%= config.bin %> quantize model.json --backend tfjs --data ./photos -o model.tflite',
     '<%= config.bin %> quantize model.json --mode weight-only -o web/model.int8.json',
   ];
@@ -26,7 +28,12 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     output: Flags.string({ char: 'o', description: 'Also write the quantized model here.' }),
     backend: backendFlag,
     target: targetFlag,
-    mode: Flags.string({ description: 'static (calibrated activations), dynamic (activations quantized at run time; ONNX) or weight-only (int8 weights, float compute; TensorFlow.js).', options: ['static', 'dynamic', 'weight-only'], default: 'static' }),
+    mode: Flags.string({ description: 'static (calibrated activations), dynamic (activations quantized at run time; ONNX), weight-only (integer weights, float compute: ONNX MatMulNBits, TensorFlow.js int8) or fp16 (float16 weights and compute; ONNX).', options: ['static', 'dynamic', 'weight-only', 'fp16'], default: 'static' }),
+    'weight-bits': Flags.integer({ description: '--mode weight-only (ONNX): bits per weight, 4 or 8.', default: 4 }),
+    'block-size': Flags.integer({ description: '--mode weight-only (ONNX): weights per block with one scale (16, 32, 64, 128 or 256).', default: 32 }),
+    algorithm: Flags.string({ description: '--mode weight-only (ONNX): rtn (round to nearest) or gptq (error compensation from --data).', options: ['rtn', 'gptq'], default: 'rtn' }),
+    symmetric: Flags.boolean({ description: '--mode weight-only (ONNX): symmetric blocks without zero points (default: asymmetric, with zero points).', default: false }),
+    'keep-float': Flags.string({ description: '--mode weight-only (ONNX): MatMuls kept in float by position: first, last (the LM head), or first,last.' }),
     format: Flags.string({ description: 'Quantized graph format (default: from the target).', options: ['qdq', 'qoperator'] }),
     data: Flags.string({ char: 'd', description: 'Calibration dataset: folder, .npy, mnist[:split], random[:seed].' }),
     samples: Flags.integer({ description: 'Calibration samples.', default: 128 }),
@@ -43,7 +50,9 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     'op-types': Flags.string({ description: 'Comma-separated operator types to quantize (default: all the backend supports).' }),
     'eval-data': Flags.string({ description: 'Held-out dataset for verification (default: the calibration data).' }),
     'eval-samples': Flags.integer({ description: 'Samples to verify on.', default: 200 }),
-    'min-snr': Flags.string({ description: 'Minimum output SNR in dB.', default: '20' }),
+    'min-snr': Flags.string({ description: 'Also require this output SNR in dB (not judged unless given; each output is judged by its task metric).' }),
+    'min-iou': Flags.string({ description: 'Minimum IoU of binarized map outputs.', default: '0.9' }),
+    'max-line-acc-drop': Flags.string({ description: 'Maximum line accuracy drop in points (CTC sequences with string labels).', default: '3' }),
     'max-acc-drop': Flags.string({ description: 'Maximum top-1 accuracy drop in points (labeled data).', default: '1' }),
     verify: Flags.boolean({ description: 'Verify the int8 model against the original.', default: true, allowNo: true }),
     benchmark: Flags.boolean({ description: 'Benchmark int8 against fp32.', default: true, allowNo: true }),
@@ -52,9 +61,10 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     'bias-correction': Flags.boolean({ description: 'Shift each quantized layer\'s bias by the mean error it introduces on the calibration data (default: from the target; on for tflite-int8).', allowNo: true }),
     'io-type': Flags.string({ description: 'TFLite model inputs/outputs: float32 (QUANTIZE/DEQUANTIZE at the edges) or int8.', options: ['float32', 'int8'] }),
     equalize: Flags.boolean({ description: 'Cross-layer equalization of Conv → Relu/MaxPool → Conv pairs before calibrating (effect measured and reported).', default: false }),
-    'accuracy-target': Flags.string({ description: 'Search until this holds: top1-drop<=0.5, snr>=30 or cosine>=0.999 (methods first, then float fallback of the most sensitive nodes).' }),
+    'accuracy-target': Flags.string({ description: 'Search until this holds: top1-drop<=0.5, snr>=30, cosine>=0.999, iou>=0.93, line-acc-drop<=1, top1-agree>=0.99, … (methods first, then float fallback of the most sensitive nodes).' }),
     'max-float-share': Flags.string({ description: 'Largest share of quantizable nodes --accuracy-target may keep in float.', default: '0.1' }),
     'runs-dir': Flags.string({ description: 'Where run directories go.', default: './qforge-runs' }),
+    ...taskFlags,
     ...imageFlags,
   };
 
@@ -84,6 +94,13 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
         calibTable: flags['calib-table'],
         excludeNodes: list(flags['exclude-nodes']),
         activation16Nodes: list(flags['a16-nodes']),
+        weightOnly: {
+          bits: flags['weight-bits'] as 4 | 8,
+          blockSize: flags['block-size'],
+          symmetric: flags.symmetric,
+          algorithm: flags.algorithm as 'rtn' | 'gptq',
+          keepFloat: list(flags['keep-float']) as ('first' | 'last')[],
+        },
         fallback: flags.fallback as 'float' | 'a16',
         opTypes: list(flags['op-types']),
         evalData: flags['eval-data'],
@@ -92,7 +109,13 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
         benchmark: flags.benchmark,
         benchmarkRuns: positiveInt('benchmark-runs', flags['benchmark-runs']),
         threads: positiveInt('threads', flags.threads, 1024),
-        thresholds: { minSnrDb: numberIn('min-snr', flags['min-snr'], RANGES.snrDb), maxAccuracyDropPoints: numberIn('max-acc-drop', flags['max-acc-drop'], RANGES.accDropPoints) },
+        thresholds: {
+          ...(flags['min-snr'] !== undefined ? { minSnrDb: numberIn('min-snr', flags['min-snr'], RANGES.snrDb) } : {}),
+          maxAccuracyDropPoints: numberIn('max-acc-drop', flags['max-acc-drop'], RANGES.accDropPoints),
+          minIou: numberIn('min-iou', flags['min-iou'], RANGES.share),
+          maxLineAccuracyDropPoints: numberIn('max-line-acc-drop', flags['max-line-acc-drop'], RANGES.accDropPoints),
+        },
+        task: taskOptions(flags),
         image: imageOptions(flags),
         inputShapes: flags['input-shape'] ?? [],
         accuracyTarget: flags['accuracy-target'],

@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
-import { Trial, analyzeSensitivity, modelRef, recordSensitivityRun, openDataset, quantizeOptionsFor, resolveTargetProfile, withInputShapes, type CalibrationMethod, type MetricKind, type SensitivityResult } from '@qforge/core';
+import { METRIC_KINDS, Trial, analyzeSensitivity, modelRef, recordSensitivityRun, openDataset, quantizeOptionsFor, resolveTargetProfile, withInputShapes, type CalibrationMethod, type MetricKind, type SensitivityResult } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
-import { backendFlag, imageFlags, imageOptions, positiveInt, targetFlag } from '../lib/flags';
+import { backendFlag, imageFlags, imageOptions, positiveInt, targetFlag, taskFlags, taskOptions } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
 
 export default class Sensitivity extends QforgeCommand {
@@ -15,11 +15,12 @@ export default class Sensitivity extends QforgeCommand {
     samples: Flags.integer({ description: 'Calibration samples.', default: 64 }),
     'eval-samples': Flags.integer({ description: 'Evaluation samples per variant.', default: 100 }),
     method: Flags.string({ description: 'Calibration method (default: from the target).', options: ['minmax', 'percentile', 'entropy', 'mse'] }),
-    metric: Flags.string({ description: 'Score: snr (dB, before Softmax/Sigmoid), cosine, or top1-drop (labeled data).', options: ['snr', 'cosine', 'top1-drop'], default: 'snr' }),
+    metric: Flags.string({ description: 'Score: snr (dB, before Softmax/Sigmoid), cosine, top1-drop (labeled data), or a task metric: iou, line-acc-drop, line-agree, top1-agree, … (docs/verification.md).', options: [...METRIC_KINDS], default: 'snr' }),
     'only-this': Flags.boolean({ description: 'Also score each node quantized alone.', default: true, allowNo: true }),
     backend: backendFlag,
     target: targetFlag,
     'runs-dir': Flags.string({ description: 'Where the run directory (report.json, for the dashboard) goes.', default: './qforge-runs' }),
+    ...taskFlags,
     ...imageFlags,
   };
 
@@ -36,11 +37,11 @@ export default class Sensitivity extends QforgeCommand {
       const d = target.defaults;
       const table = await backend.calibrate(model, openDataset(flags.data, { inputs, image }), { method: (flags.method ?? d.method) as CalibrationMethod, samples: positiveInt('samples', flags.samples), target }, ctx);
       const base = quantizeOptionsFor(target, { output: '' });
-      const trial = new Trial(backend, model, base, { dataset: openDataset(flags['eval-data'] ?? flags.data, { inputs, image }), samples: positiveInt('eval-samples', flags['eval-samples']), metric: flags.metric as MetricKind }, ctx);
+      const trial = new Trial(backend, model, base, { dataset: openDataset(flags['eval-data'] ?? flags.data, { inputs, image }), samples: positiveInt('eval-samples', flags['eval-samples']), metric: flags.metric as MetricKind, task: taskOptions(flags) }, ctx);
       try {
         const r = await analyzeSensitivity(trial, table, flags.metric as MetricKind, ctx, flags['only-this']);
         stop();
-        const unit = flags.metric === 'snr' ? ' dB' : flags.metric === 'top1-drop' ? ' pts (negated drop)' : '';
+        const unit = flags.metric === 'snr' ? ' dB' : flags.metric.endsWith('-drop') ? ' pts (negated drop)' : flags.metric === 'rel-error' ? ' (negated)' : '';
         this.log(`baseline (all quantized): ${r.baseline.toFixed(3)}${unit}`);
         this.log(`${'node'.padEnd(36)} ${'all but this'.padStart(14)} ${'recovery'.padStart(10)} ${'only this'.padStart(12)}`);
         if (r.rankAgreement !== undefined) this.log(`rank agreement (quantize-alone damage vs float-fallback recovery, Spearman): ${r.rankAgreement.toFixed(2)}`);

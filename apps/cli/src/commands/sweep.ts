@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Args, Flags } from '@oclif/core';
-import { deriveTable, errInvalidOption, modelRef, openDataset, resolveTargetProfile, withInputShapes, writeCalibrationTable, type CalibrationMethod } from '@qforge/core';
+import { METRIC_KINDS, deriveTable, errInvalidOption, modelRef, score, type MetricKind, openDataset, resolveTargetProfile, withInputShapes, writeCalibrationTable, type CalibrationMethod } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
-import { backendFlag, imageFlags, imageOptions, list, targetFlag } from '../lib/flags';
+import { backendFlag, imageFlags, imageOptions, list, targetFlag, taskFlags, taskOptions } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
 import { runAndRender } from '../lib/run';
 
@@ -19,6 +19,8 @@ export interface SweepRow {
   snrDb?: number;
   sizeRatio?: number;
   speedup?: number;
+  /** The `--criterion` task metric (higher is better: drops and errors negated), when one was chosen. */
+  score?: number;
   best: boolean;
 }
 
@@ -36,11 +38,12 @@ export default class Sweep extends QforgeCommand {
     method: Flags.string({ description: 'Comma-separated methods.', default: 'minmax,percentile,entropy,mse' }),
     'per-channel': Flags.string({ description: 'on, off or both.', options: ['on', 'off', 'both'], default: 'on' }),
     'eval-samples': Flags.integer({ description: 'Evaluation samples per run.', default: 200 }),
-    criterion: Flags.string({ description: 'What "best" means.', options: ['accuracy', 'snr', 'speedup', 'size'], default: 'accuracy' }),
+    criterion: Flags.string({ description: 'What "best" means: accuracy, snr, speedup, size, or a task metric (iou, line-acc-drop, top1-agree, …; docs/verification.md).', options: ['accuracy', 'snr', 'speedup', 'size', ...METRIC_KINDS.filter((m) => m !== 'snr')], default: 'accuracy' }),
     'benchmark-runs': Flags.integer({ description: 'Timed runs per model per combination.', default: 50 }),
     'runs-dir': Flags.string({ description: 'Where run directories go.', default: './qforge-runs' }),
     backend: backendFlag,
     target: targetFlag,
+    ...taskFlags,
     ...imageFlags,
   };
 
@@ -50,6 +53,8 @@ export default class Sweep extends QforgeCommand {
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
     const target = resolveTargetProfile(flags.target, undefined, backend.capabilities.targets);
     const counts = list(flags.samples).map(Number);
+    const task = taskOptions(flags);
+    const metric = (METRIC_KINDS as readonly string[]).includes(flags.criterion) && flags.criterion !== 'snr' ? (flags.criterion as MetricKind) : undefined;
     const methods = list(flags.method);
     if (counts.some((n) => !Number.isInteger(n) || n < 1)) throw errInvalidOption('--samples', `"${flags.samples}" is not a list of positive integers`);
     const unknown = methods.filter((m) => !METHODS.includes(m));
@@ -72,7 +77,7 @@ export default class Sweep extends QforgeCommand {
           for (const perChannel of granularities) {
             const r = await runAndRender(
               backend,
-              { model, runsDir: flags['runs-dir'], target, calibTable: tablePath, perChannel, evalData: flags['eval-data'] ?? flags.data, evalSamples: flags['eval-samples'], benchmarkRuns: flags['benchmark-runs'], image, inputShapes: flags['input-shape'] ?? [], command: `sweep samples=${samples} method=${method} per-channel=${perChannel}`, qforgeVersion: this.config.version },
+              { model, runsDir: flags['runs-dir'], target, calibTable: tablePath, perChannel, evalData: flags['eval-data'] ?? flags.data, evalSamples: flags['eval-samples'], task, benchmarkRuns: flags['benchmark-runs'], image, inputShapes: flags['input-shape'] ?? [], command: `sweep samples=${samples} method=${method} per-channel=${perChannel}`, qforgeVersion: this.config.version },
               ctx,
             );
             const rep = r.report;
@@ -86,6 +91,7 @@ export default class Sweep extends QforgeCommand {
               accuracy: rep.verify?.accuracy?.candidate,
               accuracyDrop: rep.verify?.accuracy?.dropPoints,
               snrDb: o ? o.preActivation?.snrDb ?? o.snrDb : undefined,
+              ...(metric && rep.verify ? { score: score(rep.verify, metric) } : {}),
               sizeRatio: rep.sizes?.ratio,
               speedup: rep.benchmark?.speedup,
               best: false,
@@ -97,7 +103,7 @@ export default class Sweep extends QforgeCommand {
       stop();
       rmSync(scratch, { recursive: true, force: true });
     }
-    const key = (r: SweepRow) => (flags.criterion === 'accuracy' ? r.accuracy ?? r.snrDb ?? -Infinity : flags.criterion === 'snr' ? r.snrDb ?? -Infinity : flags.criterion === 'speedup' ? r.speedup ?? -Infinity : -(r.sizeRatio ?? Infinity));
+    const key = (r: SweepRow) => (metric ? r.score ?? -Infinity : flags.criterion === 'accuracy' ? r.accuracy ?? r.snrDb ?? -Infinity : flags.criterion === 'snr' ? r.snrDb ?? -Infinity : flags.criterion === 'speedup' ? r.speedup ?? -Infinity : -(r.sizeRatio ?? Infinity));
     const best = rows.reduce((a, b) => (key(b) > key(a) ? b : a), rows[0]);
     if (best) best.best = true;
     this.log(`${'samples'.padStart(7)}  ${'method'.padEnd(10)} ${'per-ch'.padEnd(6)} ${'accuracy'.padStart(9)} ${'SNR dB'.padStart(7)} ${'size'.padStart(6)} ${'speedup'.padStart(7)}  verdict`);

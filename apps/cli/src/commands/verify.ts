@@ -1,12 +1,17 @@
 import { Args, Flags } from '@oclif/core';
-import { modelRef, openDataset, withInputShapes, type VerifyResult } from '@qforge/core';
+import { describeTaskMetric, modelRef, openDataset, withInputShapes, type VerifyResult } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
-import { RANGES, backendFlag, imageFlags, imageOptions, numberIn, positiveInt } from '../lib/flags';
+import { RANGES, backendFlag, imageFlags, imageOptions, numberIn, positiveInt, taskFlags, taskOptions } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
 
 export default class Verify extends QforgeCommand {
   static summary = 'Compare a candidate (int8) model with its reference on a dataset. Exit 0 pass, 1 fail, 2 error.';
-  static examples = ['<%= config.bin %> verify model.onnx model.int8.onnx --data mnist:test --min-snr 25 --max-acc-drop 0.5'];
+  static description = 'Each output is judged by the metric its meaning calls for (class scores: top-1; maps: IoU; sequences: per-position or CTC-decoded lines; embeddings: relative error), detected from its shape and producer; see docs/verification.md.';
+  static examples = [
+    '<%= config.bin %> verify model.onnx model.int8.onnx --data mnist:test --max-acc-drop 0.5',
+    '<%= config.bin %> verify rec.onnx rec.int8.onnx --data lines/ --image-size 320x48 --resize pad --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --charset ppocr_keys_v1.txt',
+    '<%= config.bin %> verify det.onnx det.int8.onnx --data pages/ --image-size 640x640 --min-iou 0.93',
+  ];
   static args = {
     reference: Args.string({ description: 'Reference (fp32) model.', required: true }),
     candidate: Args.string({ description: 'Candidate (quantized) model.', required: true }),
@@ -14,18 +19,23 @@ export default class Verify extends QforgeCommand {
   static flags = {
     data: Flags.string({ char: 'd', description: 'Evaluation dataset.', required: true }),
     samples: Flags.integer({ description: 'Samples to compare.', default: 500 }),
-    'min-snr': Flags.string({ description: 'Minimum SNR (dB) per output.', default: '20' }),
+    'min-snr': Flags.string({ description: 'Also require this SNR (dB) of every output (not judged unless given).' }),
+    'min-iou': Flags.string({ description: 'Minimum IoU of binarized map outputs.', default: '0.9' }),
+    'max-line-acc-drop': Flags.string({ description: 'Maximum line accuracy drop in points (CTC sequences with string labels).', default: '3' }),
     'min-cosine': Flags.string({ description: 'Minimum cosine similarity per output.' }),
     'max-acc-drop': Flags.string({ description: 'Maximum top-1 accuracy drop in points (labeled data).', default: '1' }),
     'per-layer': Flags.boolean({ description: 'Also measure the error at each quantized tensor.', default: true, allowNo: true }),
     backend: backendFlag,
+    ...taskFlags,
     ...imageFlags,
   };
 
   async run(): Promise<VerifyResult> {
     const { args, flags } = await this.parse(Verify);
     const thresholds = {
-      minSnrDb: numberIn('min-snr', flags['min-snr'], RANGES.snrDb),
+      ...(flags['min-snr'] !== undefined ? { minSnrDb: numberIn('min-snr', flags['min-snr'], RANGES.snrDb) } : {}),
+      minIou: numberIn('min-iou', flags['min-iou'], RANGES.share),
+      maxLineAccuracyDropPoints: numberIn('max-line-acc-drop', flags['max-line-acc-drop'], RANGES.accDropPoints),
       maxAccuracyDropPoints: numberIn('max-acc-drop', flags['max-acc-drop'], RANGES.accDropPoints),
       ...(flags['min-cosine'] !== undefined ? { minCosine: numberIn('min-cosine', flags['min-cosine'], RANGES.cosine) } : {}),
     };
@@ -34,7 +44,9 @@ export default class Verify extends QforgeCommand {
     const backend = await this.registry.resolve({ backend: flags.backend, format: reference.format, verb: 'verify' });
     const { ctx, stop } = cliRunContext();
     const dataset = openDataset(flags.data, { inputs: withInputShapes(await backend.modelInputs(reference, ctx), flags['input-shape'] ?? []), image: imageOptions(flags) });
-    const r = await backend.verify(reference, candidate, dataset, { samples: positiveInt('samples', flags.samples), thresholds, perLayer: flags['per-layer'] }, ctx).finally(stop);
+    const r = await backend.verify(reference, candidate, dataset, { samples: positiveInt('samples', flags.samples), thresholds, perLayer: flags['per-layer'], ...taskOptions(flags) }, ctx).finally(stop);
+    // The task metric first: what the output means and whether it still says the same.
+    for (const o of r.outputs) if (o.task) this.log(`${o.output} (${o.task.kind}; ${o.task.detectedFrom}): ${describeTaskMetric(o.task)}`);
     for (const o of r.outputs) {
       this.log(`${o.output}: SNR ${o.snrDb.toFixed(2)} dB, cosine ${o.cosine.toFixed(6)}, max|err| ${o.maxAbsError.toPrecision(3)}, mean|err| ${o.meanAbsError.toPrecision(3)}${o.top1Agreement !== undefined ? `, top-1 agreement ${(o.top1Agreement * 100).toFixed(2)}%` : ''}`);
     }
@@ -43,7 +55,7 @@ export default class Verify extends QforgeCommand {
       this.log('worst layers (candidates to keep in float):');
       for (const l of r.layers.slice(0, 5)) this.log(`  ${l.tensor.padEnd(32)} SNR ${l.snrDb.toFixed(2)} dB  cosine ${l.cosine.toFixed(5)}`);
     }
-    this.log(r.passed ? 'PASS' : `FAIL: ${r.failures.join('; ')}`);
+    this.log(r.passed ? `PASS${r.decidedBy?.length ? `: ${r.decidedBy.join('; ')}` : ''}` : `FAIL: ${r.failures.join('; ')}`);
     if (!r.passed) {
       if (this.jsonEnabled()) this.logJson(r);
       this.exit(1);

@@ -1,6 +1,6 @@
 // Flags shared by commands that read datasets or pick backends and targets.
 import { Flags } from '@oclif/core';
-import { MAX_SAMPLES, errInvalidOption, type ImagePreprocessing, type Layout } from '@qforge/core';
+import { MAX_SAMPLES, errInvalidOption, parseTaskFlags, readCharset, type ImagePreprocessing, type Layout, type TaskOptions } from '@qforge/core';
 
 export const backendFlag = Flags.string({ description: 'Backend id, or auto to pick from the model format.', default: 'auto' });
 export const targetFlag = Flags.string({ description: 'Target profile: auto (reads this CPU), x86-avx2, x86-vnni, x86-generic, arm64, tflite-int8, akida, tvm-llvm.', default: 'auto' });
@@ -75,4 +75,25 @@ export const RANGES = {
 
 export function list(v: string | undefined): string[] {
   return v ? v.split(',').map((s) => s.trim()).filter(Boolean) : [];
+}
+
+/** How outputs are read for verification: shared by verify, quantize, sweep and sensitivity. */
+export const taskFlags = {
+  task: Flags.string({ description: 'What an output means, overriding detection: <output>=classes|map|sequence|embedding (repeatable).', multiple: true, helpGroup: 'TASK' }),
+  'map-threshold': Flags.string({ description: 'Probability above which a map pixel is "on" (IoU of map outputs).', default: '0.5', helpGroup: 'TASK' }),
+  ctc: Flags.boolean({ description: 'Greedy-decode sequence outputs as CTC and compare the decoded strings (implied by --charset).', helpGroup: 'TASK' }),
+  'ctc-blank': Flags.integer({ description: 'Index of the CTC blank class.', default: 0, helpGroup: 'TASK' }),
+  charset: Flags.string({ description: 'CTC symbols, one per line in class order after the blank (PaddleOCR ppocr_keys_v1.txt); with string labels (labels.txt beside the data) gives line and character accuracy.', helpGroup: 'TASK' }),
+};
+
+export function taskOptions(flags: { task?: string[]; 'map-threshold'?: string; ctc?: boolean; 'ctc-blank'?: number; charset?: string }): TaskOptions {
+  const out: TaskOptions = {};
+  if (flags.task?.length) out.tasks = parseTaskFlags(flags.task);
+  if (flags['map-threshold'] !== undefined) out.mapThreshold = numberIn('map-threshold', flags['map-threshold'], { min: -1e6, max: 1e6 });
+  if (flags.ctc || flags.charset) {
+    const blank = flags['ctc-blank'] ?? 0;
+    if (!Number.isInteger(blank) || blank < 0) throw errInvalidOption('--ctc-blank', `must be a class index (integer ≥ 0), got ${blank}`);
+    out.ctc = { blank, ...(flags.charset ? { charset: readCharset(flags.charset), charsetFile: flags.charset } : {}) };
+  }
+  return out;
 }

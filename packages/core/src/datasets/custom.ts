@@ -9,6 +9,8 @@ import { conformDataset } from './shapes';
 export interface UserSample {
   inputs: Record<string, Tensor>;
   label?: number;
+  /** A string label (the text a line shows), for sequence outputs decoded with CTC. */
+  text?: string;
   id?: string;
 }
 
@@ -56,7 +58,7 @@ export function datasetFromIterable(source: (() => UserSampleSource) | UserSampl
         if (i < offset) continue;
         // A model input may itself be called "inputs": only a non-tensor `inputs` marks a UserSample.
         const sample: Sample = 'inputs' in item && !isTensor((item as UserSample).inputs)
-          ? { id: (item as UserSample).id ?? `${name}[${i}]`, inputs: (item as UserSample).inputs, label: (item as UserSample).label }
+          ? { id: (item as UserSample).id ?? `${name}[${i}]`, inputs: (item as UserSample).inputs, label: (item as UserSample).label, ...((item as UserSample).text !== undefined ? { text: (item as UserSample).text } : {}) }
           : { id: `${name}[${i}]`, inputs: item as Record<string, Tensor> };
         if (sample.label !== undefined) description.labeled = true;
         yielded++;

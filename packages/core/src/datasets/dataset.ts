@@ -14,6 +14,8 @@ export interface DatasetDescription {
   labeled: boolean;
   classes?: string[];
   preprocessing?: ImagePreprocessing;
+  /** The `labels.json`/`labels.txt` that gave samples their labels, when one did. */
+  labelFile?: string;
   /** Input name → the concrete shapes fed (`1×3×48×320`), recorded as samples stream. */
   inputShapes?: Record<string, string[]>;
 }
@@ -23,6 +25,8 @@ export interface Sample {
   /** Model input name → tensor, batch dimension included. */
   inputs: Record<string, Tensor>;
   label?: number;
+  /** A string label (the text a line shows), for sequence outputs decoded with CTC. */
+  text?: string;
 }
 
 export interface Dataset {

@@ -8,6 +8,7 @@ import type { Dataset, DatasetDescription, ImagePreprocessing, Layout, Sample } 
 import { NpyFile, decodeElements } from './npy';
 import { readNpz, type NpzEntry } from './npz';
 import { conformDataset, fillFromData, fixedDim, syntheticDims } from './shapes';
+import { withLabelsBeside } from './labels';
 
 const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.webp', '.bmp', '.gif', '.tif', '.tiff']);
 
@@ -34,7 +35,7 @@ export const MNIST_SPLITS: Record<string, [number, number]> = {
  */
 export function openDataset(spec: string, opts: OpenDatasetOptions): Dataset {
   if (!opts.inputs.length) throw errDatasetInvalid(spec, 'the model declares no inputs');
-  return conformDataset(openRaw(spec, opts), opts.inputs);
+  return conformDataset(withLabelsBeside(spec, openRaw(spec, opts)), opts.inputs);
 }
 
 function openRaw(spec: string, opts: OpenDatasetOptions): Dataset {

@@ -47,7 +47,7 @@ export function syntheticDims(input: TensorInfo): number[] {
 }
 
 function dimsKey(dims: readonly number[]): string {
-  return dims.join('×');
+  return dims.length ? dims.join('×') : 'scalar';
 }
 
 /** Up to this many distinct shapes per input are listed in reports; the rest are counted. */

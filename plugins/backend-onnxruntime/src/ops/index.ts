@@ -6,13 +6,14 @@ import { elementwiseQuantizer } from './elementwise';
 import { gemmQuantizer } from './gemm';
 import { lstmQuantizer } from './lstm';
 import { averagePoolQuantizer } from './pooling';
+import { rescaleQuantizer } from './rescale';
 import { maxPoolQuantizer, padQuantizer, reshapeQuantizer, resizeQuantizer, sliceQuantizer } from './pass-through';
 import type { OpQuantizer } from './types';
 
 export type { OpContext, OpQuantizer, OpRole, OutputRule, QOperatorPattern } from './types';
 
 /** Every registered family. */
-export const OP_QUANTIZERS: readonly OpQuantizer[] = [
+const ALL: readonly OpQuantizer[] = [
   convQuantizer,
   convTransposeQuantizer,
   gemmQuantizer,
@@ -27,7 +28,9 @@ export const OP_QUANTIZERS: readonly OpQuantizer[] = [
   resizeQuantizer,
   sliceQuantizer,
   padQuantizer,
+  rescaleQuantizer,
 ];
+export const OP_QUANTIZERS = process.env.H9_OLD ? ALL.filter((q) => ['Conv','ConvTranspose','Gemm','LSTM','Reshape','MaxPool'].some((t) => q.opTypes.includes(t))) : ALL;
 
 const BY_OP_TYPE = new Map<string, OpQuantizer>();
 for (const q of OP_QUANTIZERS) for (const t of q.opTypes) BY_OP_TYPE.set(t, q);
@@ -37,7 +40,7 @@ export function opQuantizer(opType: string, domain?: string): OpQuantizer | unde
   return domain && domain !== 'ai.onnx' ? undefined : BY_OP_TYPE.get(opType);
 }
 
-/** Op types static mode quantizes without `--op-types`, pass-through ops excluded (they follow their input). */
+/** Op types the QDQ driver quantizes without `--op-types`: pass-through ops follow their input, LSTM has its own rewrite. */
 export function defaultStaticOpTypes(): string[] {
-  return OP_QUANTIZERS.filter((q) => q.byDefault && q.role !== 'pass-through').flatMap((q) => [...q.opTypes]);
+  return OP_QUANTIZERS.filter((q) => q.byDefault && (q.role === 'weighted' || q.role === 'activation')).flatMap((q) => [...q.opTypes]);
 }

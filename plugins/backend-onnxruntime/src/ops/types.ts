@@ -6,8 +6,10 @@ import type { NodeProto, GraphIndex } from '@qforge/onnx';
  * - `own`: the output's calibrated range (after a fused Relu/Clip when `fusesActivation`).
  * - `shared`: input 0's parameters, so no requantization happens (ops that only move or select values).
  * - `fixed`: a range known from the op's math (Sigmoid and Softmax in [0, 1]), no calibration needed.
+ * - `scaled`: input 0's integers and zero point with the scale times `factor` (a pass-through op that
+ *   multiplies by a constant: the node is removed, the consumers' DequantizeLinear does the product).
  */
-export type OutputRule = { kind: 'own' } | { kind: 'shared' } | { kind: 'fixed'; min: number; max: number };
+export type OutputRule = { kind: 'own' } | { kind: 'shared' } | { kind: 'fixed'; min: number; max: number } | { kind: 'scaled'; factor: number };
 
 /**
  * The role of a family in the graph.

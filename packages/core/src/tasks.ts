@@ -1,0 +1,327 @@
+// Task-aware verification: each output is judged by the metric its meaning calls for.
+import { readFileSync } from 'node:fs';
+import { errInvalidOption } from './errors';
+import { FidelityAccumulator, argmax, topKIndices, type OutputFidelity } from './metrics';
+
+/**
+ * What an output means, and so how it is judged:
+ * - `classes`: class scores `[N,C]` (Softmax or logits) — top-1 agreement, accuracy with labels;
+ * - `map`: a probability/score map (`Sigmoid`, `[N,1,H,W]`) — IoU of the map binarized at a threshold;
+ * - `sequence`: class scores per position `[N,T,C]` — per-position agreement, CTC-decoded lines;
+ * - `embedding`: embeddings and regression values — relative error (and cosine).
+ */
+export type TaskKind = 'classes' | 'map' | 'sequence' | 'embedding';
+export const TASK_KINDS: readonly TaskKind[] = ['classes', 'map', 'sequence', 'embedding'];
+
+/** Greedy CTC decoding of `sequence` outputs (PaddleOCR, CRNN recognizers). */
+export interface CtcOptions {
+  /** Index of the blank class. @defaultValue 0 */
+  blank: number;
+  /**
+   * Symbols of the non-blank classes in index order (one per line of a PaddleOCR `ppocr_keys_v1.txt`).
+   * When the model has one class more than blank + charset, that last class is a space (PaddleOCR's
+   * `use_space_char`). Absent: strings are compared as class-index sequences, labels cannot be read.
+   */
+  charset?: string[];
+  /** Where the charset came from, for reports. */
+  charsetFile?: string;
+}
+
+/** How outputs are interpreted; part of `VerifyOptions`. */
+export interface TaskOptions {
+  /** Output name → kind, overriding detection (`--task <output>=<kind>`). */
+  tasks?: Record<string, TaskKind>;
+  /** Probability above which a map pixel counts as "on". @defaultValue 0.5 */
+  mapThreshold?: number;
+  /** Greedy-decode `sequence` outputs as CTC and compare the strings (`--ctc`). */
+  ctc?: CtcOptions;
+}
+
+/** Accuracy of fp32 and int8 against labels, and the drop in percentage points. */
+export interface AccuracyPair {
+  reference: number;
+  candidate: number;
+  dropPoints: number;
+}
+
+/** The task-level comparison of one output. Which fields exist depends on `kind`. */
+export interface TaskFidelity {
+  kind: TaskKind;
+  /** Why this kind: `--task`, or what detection saw (`Sigmoid output [1,1,640,640]`). */
+  detectedFrom: string;
+  /** classes: share of samples whose arg-max agrees. */
+  top1Agreement?: number;
+  topKAgreement?: number;
+  topK?: number;
+  /** sequence: share of positions whose arg-max agrees. */
+  positionAgreement?: number;
+  /** map: the binarization threshold. */
+  threshold?: number;
+  /** map: |A∩B| / |A∪B| of the binarized maps, pooled over all samples (1 when both are empty). */
+  iou?: number;
+  /** map: share of pixels binarized the same way. */
+  pixelAgreement?: number;
+  /** sequence with CTC: share of samples whose decoded strings are equal. */
+  lineAgreement?: number;
+  /** sequence with CTC and string labels: share of lines read exactly. */
+  lineAccuracy?: AccuracyPair;
+  /** sequence with CTC and string labels: 1 − mean normalized edit distance (PaddleOCR's norm_edit_dis). */
+  charAccuracy?: AccuracyPair;
+  /** A few decoded lines, for reports. */
+  examples?: { label?: string; reference: string; candidate: string }[];
+  /** embedding: ‖ref − cand‖ / ‖ref‖ over all samples (0.1 is the old 20 dB SNR). */
+  relativeError?: number;
+}
+
+/** Default thresholds per kind, applied where the caller set none (docs/verification.md). */
+export const DEFAULT_TASK_THRESHOLDS = {
+  minTop1Agreement: 0.98,
+  minIou: 0.9,
+  minPositionAgreement: 0.95,
+  minLineAgreement: 0.9,
+  maxLineAccuracyDropPoints: 3,
+  maxRelativeError: 0.1,
+} as const;
+
+export const DEFAULT_MAP_THRESHOLD = 0.5;
+
+/** Parses `--task out=map` values. */
+export function parseTaskFlags(values: string[]): Record<string, TaskKind> {
+  const out: Record<string, TaskKind> = {};
+  for (const v of values) {
+    const i = v.lastIndexOf('=');
+    const name = i > 0 ? v.slice(0, i).trim() : '';
+    const kind = i > 0 ? v.slice(i + 1).trim() : '';
+    if (!name || !TASK_KINDS.includes(kind as TaskKind)) throw errInvalidOption('--task', `"${v}" is not <output>=<kind>`, `Kinds: ${TASK_KINDS.join(', ')}. Example: --task sigmoid_0.tmp_0=map`);
+    out[name] = kind as TaskKind;
+  }
+  return out;
+}
+
+/** Reads a charset file: one symbol per line, as PaddleOCR's ppocr_keys_v1.txt. */
+export function readCharset(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw errInvalidOption('--charset', `cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'Pass a text file with one symbol per line (e.g. ppocr_keys_v1.txt).');
+  }
+  const lines = text.split('\n').map((l) => l.replace(/\r$/, ''));
+  if (lines[lines.length - 1] === '') lines.pop();
+  if (!lines.length) throw errInvalidOption('--charset', `${path} holds no symbols`, 'One symbol per line.');
+  return lines;
+}
+
+const SATURATING = new Set(['Softmax', 'LogSoftmax']);
+/** Ops that end embedding heads (normalized or squashed vectors), not class scores. */
+const VECTOR_OPS = new Set(['LpNormalization', 'Div', 'Tanh', 'ReduceMean', 'GlobalAveragePool']);
+
+/**
+ * The kind an output's dims and producing op call for. `producer` is the op type (ONNX names:
+ * Softmax, Sigmoid, …) when the backend can see it.
+ */
+export function detectTask(dims: number[], producer?: string): { kind: TaskKind; detectedFrom: string } {
+  const shape = `[${dims.join(',')}]`;
+  const from = (what: string) => `${producer ? `${producer} output` : 'output'} ${shape}${what}`;
+  const last = dims[dims.length - 1] ?? 1;
+  if (producer === 'Sigmoid' && dims.length >= 2) return { kind: 'map', detectedFrom: from('') };
+  if (dims.length === 4 && dims[1] === 1 && dims[2] > 1 && dims[3] > 1) return { kind: 'map', detectedFrom: from(': one-channel map') };
+  if (dims.length === 3 && last > 1 && (!producer || SATURATING.has(producer))) return { kind: 'sequence', detectedFrom: from(': scores per position') };
+  if (dims.length <= 2 && last > 1 && !(producer && VECTOR_OPS.has(producer))) return { kind: 'classes', detectedFrom: from('') };
+  return { kind: 'embedding', detectedFrom: from('') };
+}
+
+/** Levenshtein distance over code points. */
+export function editDistance(a: string, b: string): number {
+  const x = [...a];
+  const y = [...b];
+  let prev = Array.from({ length: y.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= x.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= y.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1] === y[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[y.length];
+}
+
+/** Greedy CTC: arg-max per position, repeats collapsed, blanks dropped. Returns class indices. */
+export function ctcGreedy(scores: ArrayLike<number>, offset: number, steps: number, classes: number, blank: number): number[] {
+  const out: number[] = [];
+  let prev = -1;
+  for (let t = 0; t < steps; t++) {
+    const k = argmax(scores, offset + t * classes, classes);
+    if (k !== prev && k !== blank) out.push(k);
+    prev = k;
+  }
+  return out;
+}
+
+/** Maps decoded class indices to text with a charset (PaddleOCR's convention for the trailing space). */
+export function ctcText(indices: number[], classes: number, ctc: CtcOptions): string {
+  if (!ctc.charset) return indices.join(' ');
+  const symbols = ctc.charset;
+  if (classes !== symbols.length + 1 && classes !== symbols.length + 2) {
+    throw errInvalidOption('--charset', `the output has ${classes} classes but blank + ${symbols.length} symbols make ${symbols.length + 1}${' (or +1 with a space)'}`, 'Pass the charset the model was trained with (one symbol per line), or check --task.');
+  }
+  return indices.map((k) => {
+    const s = k < ctc.blank ? k : k - 1;
+    return s < symbols.length ? symbols[s] : ' ';
+  }).join('');
+}
+
+/** What a sample may carry for task metrics. */
+export interface TaskLabel {
+  label?: number;
+  text?: string;
+}
+
+const MAX_EXAMPLES = 5;
+
+/**
+ * Accumulates one output's fidelity (SNR, cosine, errors) and its task metric, sample by sample.
+ * Backends create one per output with the output's dims and producer, then call `add`.
+ */
+export class OutputAccumulator {
+  readonly kind: TaskKind;
+  readonly detectedFrom: string;
+  private readonly fidelity: FidelityAccumulator;
+  private rows = 0;
+  private usedK = 0;
+  private top1 = 0;
+  private topk = 0;
+  private inter = 0;
+  private union = 0;
+  private agreePixels = 0;
+  private pixels = 0;
+  private lines = 0;
+  private sameLines = 0;
+  private labeledLines = 0;
+  private refExact = 0;
+  private candExact = 0;
+  private refChar = 0;
+  private candChar = 0;
+  private errSq = 0;
+  private refSq = 0;
+  private readonly examples: NonNullable<TaskFidelity['examples']> = [];
+
+  constructor(
+    readonly output: string,
+    first: { dims: number[]; producer?: string },
+    private readonly options: TaskOptions & { topK?: number } = {},
+  ) {
+    const forced = options.tasks?.[output];
+    const detected = detectTask(first.dims, first.producer);
+    this.kind = forced ?? detected.kind;
+    this.detectedFrom = forced ? `--task ${output}=${forced}` : detected.detectedFrom;
+    this.fidelity = new FidelityAccumulator(output);
+  }
+
+  /** One sample's output: reference and candidate values, the dims they have, the sample's labels. */
+  add(reference: ArrayLike<number>, candidate: ArrayLike<number>, dims: number[], label: TaskLabel = {}): void {
+    this.fidelity.add(reference, candidate);
+    const last = dims[dims.length - 1] ?? reference.length;
+    switch (this.kind) {
+      case 'classes':
+        this.addRows(reference, candidate, last > 1 ? last : reference.length);
+        break;
+      case 'map': {
+        const t = this.options.mapThreshold ?? DEFAULT_MAP_THRESHOLD;
+        for (let i = 0; i < reference.length; i++) {
+          const r = reference[i] > t;
+          const c = candidate[i] > t;
+          if (r && c) this.inter++;
+          if (r || c) this.union++;
+          if (r === c) this.agreePixels++;
+        }
+        this.pixels += reference.length;
+        break;
+      }
+      case 'sequence': {
+        this.addRows(reference, candidate, last);
+        const ctc = this.options.ctc;
+        if (!ctc) break;
+        const steps = dims.length >= 2 ? dims[dims.length - 2] : reference.length / last;
+        for (let off = 0; off < reference.length; off += steps * last) {
+          const ref = ctcText(ctcGreedy(reference, off, steps, last, ctc.blank), last, ctc);
+          const cand = ctcText(ctcGreedy(candidate, off, steps, last, ctc.blank), last, ctc);
+          this.lines++;
+          if (ref === cand) this.sameLines++;
+          const text = label.text;
+          if (text !== undefined && ctc.charset) {
+            this.labeledLines++;
+            if (ref === text) this.refExact++;
+            if (cand === text) this.candExact++;
+            this.refChar += 1 - editDistance(ref, text) / Math.max(1, [...ref].length, [...text].length);
+            this.candChar += 1 - editDistance(cand, text) / Math.max(1, [...cand].length, [...text].length);
+          }
+          if (this.examples.length < MAX_EXAMPLES) this.examples.push({ ...(text !== undefined ? { label: text } : {}), reference: ref, candidate: cand });
+        }
+        break;
+      }
+      case 'embedding':
+        for (let i = 0; i < reference.length; i++) {
+          this.errSq += (reference[i] - candidate[i]) ** 2;
+          this.refSq += reference[i] ** 2;
+        }
+        break;
+    }
+  }
+
+  private addRows(reference: ArrayLike<number>, candidate: ArrayLike<number>, classes: number): void {
+    if (classes < 2 || reference.length % classes !== 0) return;
+    const k = Math.min(this.options.topK ?? 5, classes);
+    this.usedK = k;
+    for (let off = 0; off < reference.length; off += classes) {
+      const refTop = argmax(reference, off, classes);
+      if (argmax(candidate, off, classes) === refTop) this.top1++;
+      if (topKIndices(candidate, k, off, classes).includes(refTop)) this.topk++;
+      this.rows++;
+    }
+  }
+
+  result(): OutputFidelity {
+    const f = this.fidelity.result();
+    const task: TaskFidelity = { kind: this.kind, detectedFrom: this.detectedFrom };
+    if ((this.kind === 'classes' || this.kind === 'sequence') && this.rows > 0) {
+      // Kept at the top level too, where reports from before task metrics read it.
+      f.top1Agreement = this.top1 / this.rows;
+      f.topKAgreement = this.topk / this.rows;
+      f.topK = this.usedK;
+      if (this.kind === 'classes') Object.assign(task, { top1Agreement: f.top1Agreement, topKAgreement: f.topKAgreement, topK: this.usedK });
+      else task.positionAgreement = f.top1Agreement;
+    }
+    if (this.kind === 'map') {
+      task.threshold = this.options.mapThreshold ?? DEFAULT_MAP_THRESHOLD;
+      task.iou = this.union ? this.inter / this.union : 1;
+      task.pixelAgreement = this.pixels ? this.agreePixels / this.pixels : 1;
+    }
+    if (this.kind === 'sequence' && this.lines > 0) {
+      task.lineAgreement = this.sameLines / this.lines;
+      if (this.labeledLines > 0) {
+        const pair = (r: number, c: number): AccuracyPair => ({ reference: r / this.labeledLines, candidate: c / this.labeledLines, dropPoints: ((r - c) / this.labeledLines) * 100 });
+        task.lineAccuracy = pair(this.refExact, this.candExact);
+        task.charAccuracy = pair(this.refChar, this.candChar);
+      }
+      task.examples = this.examples;
+    }
+    if (this.kind === 'embedding') task.relativeError = this.refSq ? Math.sqrt(this.errSq / this.refSq) : this.errSq ? Infinity : 0;
+    f.task = task;
+    return f;
+  }
+}
+
+/** The number that decides an output's verdict, in words: `map IoU 0.962 (threshold 0.5)`. */
+export function describeTaskMetric(t: TaskFidelity): string {
+  switch (t.kind) {
+    case 'classes':
+      return t.top1Agreement !== undefined ? `top-1 agreement ${(t.top1Agreement * 100).toFixed(1)}%` : 'class scores';
+    case 'map':
+      return `map IoU ${t.iou!.toFixed(3)} at threshold ${t.threshold} (pixel agreement ${(t.pixelAgreement! * 100).toFixed(2)}%)`;
+    case 'sequence':
+      if (t.lineAccuracy) return `line accuracy ${(t.lineAccuracy.reference * 100).toFixed(1)}% → ${(t.lineAccuracy.candidate * 100).toFixed(1)}% (char ${(t.charAccuracy!.reference * 100).toFixed(1)}% → ${(t.charAccuracy!.candidate * 100).toFixed(1)}%)`;
+      if (t.lineAgreement !== undefined) return `decoded lines equal ${(t.lineAgreement * 100).toFixed(1)}%`;
+      return `position agreement ${((t.positionAgreement ?? 0) * 100).toFixed(1)}%`;
+    case 'embedding':
+      return `relative error ${t.relativeError!.toPrecision(3)}`;
+  }
+}
