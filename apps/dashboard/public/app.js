@@ -26,8 +26,10 @@
   const clearCharts = () => { while (charts.length) { const c = charts.pop(); if (c) c.destroy(); } };
   const selected = new Set();
 
+  // Few, narrow columns so the list fits the window: each run is named by its model and the options
+  // that tell it apart; long errors are cut (the whole text is in the tooltip and on the run page).
   const columns = [
-    ['model', 'model'], ['backend', 'backend'], ['target', 'target'], ['mode', 'mode'], ['method', 'method'], ['samples', 'samples'],
+    ['run', 'label'], ['backend · target', 'backend'], ['samples', 'samples'],
     ['size', 'sizeRatio'], ['latency fp32 → int8', 'speedup'], ['SNR', 'snrDb'], ['accuracy', 'accuracyInt8'], ['verdict', 'verdict'], ['time', 'createdAt'],
   ];
   let sortKey = 'createdAt';
@@ -44,15 +46,16 @@
       <div class="toolbar"><input id="filter" placeholder="filter runs…" value="${esc(filter)}" aria-label="filter">
       <button id="compare-btn" ${selected.size < 2 ? 'disabled' : ''}>Compare selected (${selected.size})</button>
       <span class="muted">${runs.length} runs</span></div>
-      <table id="runs"><thead><tr><th></th>${columns.map(([t, k]) => `<th data-key="${k}">${t}${sortKey === k ? (sortDir > 0 ? ' ▲' : ' ▼') : ''}</th>`).join('')}</tr></thead>
+      <div class="table-wrap"><table id="runs"><thead><tr><th></th>${columns.map(([t, k]) => `<th data-key="${k}">${t}${sortKey === k ? (sortDir > 0 ? ' ▲' : ' ▼') : ''}</th>`).join('')}</tr></thead>
       <tbody>${shown.map((r) => r.damaged
-        ? `<tr class="damaged" data-id="${esc(r.id)}"><td></td><td colspan="${columns.length}">${esc(r.id)} — damaged: ${esc(r.problem)}</td></tr>`
+        ? `<tr class="damaged" data-id="${esc(r.id)}"><td></td><td colspan="${columns.length}"><span class="trunc wide" title="${esc(r.problem)}">${esc(r.id)} — damaged: ${esc(r.problem)}</span></td></tr>`
         : `<tr data-id="${esc(r.id)}"><td>${r.mode === 'sensitivity' ? '' : `<input type="checkbox" class="pick" value="${esc(r.id)}" ${selected.has(r.id) ? 'checked' : ''} aria-label="select ${esc(r.id)}">`}</td>
-          <td><a href="#/run/${encodeURIComponent(r.id)}">${esc(r.model)}</a></td><td>${esc(r.backend)}</td><td>${esc(r.target)}</td><td>${esc(r.mode)}</td><td>${esc(r.method)}</td><td>${esc(r.samples ?? '—')}</td>
-          <td>${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} (${num(r.sizeRatio)}×)</td>
-          <td>${num(r.fp32Ms, 3)} → ${num(r.int8Ms, 3)} ms (${speedupCell(r)})</td>
-          <td>${num(r.snrDb, 1)} dB</td><td>${r.accuracyInt8 != null ? `${pct(r.accuracyFp32)} → ${pct(r.accuracyInt8)}` : '—'}</td>
-          <td class="verdict-${esc(r.verdict)}">${esc(r.verdict)}${r.error ? ` <span class="muted">${esc(r.error)}</span>` : ''}</td><td>${esc((r.createdAt || '').replace('T', ' ').slice(0, 19))}</td></tr>`).join('')}</tbody></table>`;
+          <td class="run-name"><a href="#/run/${encodeURIComponent(r.id)}" title="${esc(r.id)}">${esc(r.label || r.model)}</a><br><span class="muted">${esc([r.mode, r.method].filter(Boolean).join(' · '))}</span></td>
+          <td>${esc(r.backend)}<br><span class="muted">${esc(r.target)}</span></td><td class="num">${esc(r.samples ?? '—')}</td>
+          <td class="num">${num(r.sizeRatio)}×<br><span class="muted">${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)}</span></td>
+          <td class="num">${speedupCell(r)}<br><span class="muted">${num(r.fp32Ms, 3)} → ${num(r.int8Ms, 3)} ms</span></td>
+          <td class="num">${num(r.snrDb, 1)} dB</td><td class="num">${r.accuracyInt8 != null ? `${pct(r.accuracyFp32)} →<br>${pct(r.accuracyInt8)}` : '—'}</td>
+          <td class="verdict-${esc(r.verdict)}">${esc(r.verdict)}${r.error ? `<br><span class="muted trunc" title="${esc(r.error)}">${esc(r.error)}</span>` : ''}</td><td class="num">${esc((r.createdAt || '').slice(0, 10))}<br><span class="muted">${esc((r.createdAt || '').slice(11, 19))}</span></td></tr>`).join('')}</tbody></table></div>`;
     view.querySelectorAll('th[data-key]').forEach((th) => th.addEventListener('click', () => {
       const k = th.dataset.key;
       sortDir = sortKey === k ? -sortDir : 1;
@@ -143,10 +146,18 @@
         <label for="evalData">evaluation data</label><select id="evalData" name="evalData">${opts(['mnist:test', ...c.datasets.filter((d) => d !== 'mnist:test')])}</select>
         <label for="backend">backend</label><select id="backend" name="backend">${opts(c.backends)}</select>
         <label for="target">target</label><select id="target" name="target">${opts(c.targets)}</select>
-        <label for="mode">mode</label><select id="mode" name="mode">${opts(['static', 'dynamic'])}</select>
+        <label for="mode">mode</label><select id="mode" name="mode">${opts(['static', 'dynamic', 'weight-only'])}</select>
         <label for="method">method</label><select id="method" name="method">${opts(['minmax', 'percentile', 'entropy', 'mse'])}</select>
         <label for="samples">samples</label><input id="samples" name="samples" type="number" min="1" value="64">
         <label for="evalSamples">evaluation samples</label><input id="evalSamples" name="evalSamples" type="number" min="1" value="200">
+        <fieldset class="data-options"><legend>Data options (as the CLI's flags; empty = from the model)</legend>
+          <label for="inputShape">input shape</label><input id="inputShape" name="inputShape" placeholder="1,3,224,224 or input:1,3,224,224 (; between inputs)">
+          <label for="imageSize">image size</label><input id="imageSize" name="imageSize" placeholder="224x224" pattern="[0-9]+x[0-9]+">
+          <label for="layout">layout</label><select id="layout" name="layout">${opts(['', 'NCHW', 'NHWC'])}</select>
+          <label for="mean">mean</label><input id="mean" name="mean" placeholder="0.485,0.456,0.406">
+          <label for="std">std</label><input id="std" name="std" placeholder="0.229,0.224,0.225">
+          <label for="resize">resize</label><select id="resize" name="resize">${opts(['', 'cover', 'contain', 'fill', 'pad'])}</select>
+        </fieldset>
         <span></span><button type="submit" ${c.canStart ? '' : 'disabled'}>Start</button>
       </form>
       <div id="job" hidden><p id="phase">starting…</p><progress id="progress" max="1" value="0"></progress><p id="job-result"></p></div>`;
@@ -156,6 +167,9 @@
       const body = Object.fromEntries(f.entries());
       body.samples = Number(body.samples);
       body.evalSamples = Number(body.evalSamples);
+      // Empty data options mean "from the model": they are left out, as an unset flag would be.
+      for (const k of ['inputShape', 'imageSize', 'layout', 'mean', 'std', 'resize']) if (!String(body[k] ?? '').trim()) delete body[k];
+      if (body.inputShape) body.inputShape = body.inputShape.split(';').map((x) => x.trim()).filter(Boolean);
       const job = document.getElementById('job');
       const result = document.getElementById('job-result');
       job.hidden = false;

@@ -10,10 +10,17 @@ export interface StartRunRequest {
   evalData?: string;
   backend: string;
   target: string;
-  mode: 'static' | 'dynamic';
+  mode: 'static' | 'dynamic' | 'weight-only';
   method: 'minmax' | 'percentile' | 'entropy' | 'mse';
   samples: number;
   evalSamples: number;
+  /** The CLI's data options, same spelling and meaning as its flags (--input-shape, --image-size, --layout, --mean, --std, --resize). */
+  inputShape?: string[];
+  imageSize?: string;
+  layout?: 'NCHW' | 'NHWC';
+  mean?: string;
+  std?: string;
+  resize?: 'cover' | 'contain' | 'fill' | 'pad';
 }
 
 /** Supplied by the host (the CLI): runs the quantize pipeline and returns the new run's id. */

@@ -13,6 +13,10 @@ export interface RunSummary {
   id: string;
   damaged: boolean;
   problem?: string;
+  /** What the list calls the run: the model, and the options that tell it apart from other runs of that model. */
+  label?: string;
+  /** Options as short text, the ones a label may draw on. */
+  settings?: Record<string, string>;
   createdAt?: string;
   status?: string;
   verdict?: string;
@@ -155,38 +159,62 @@ export class RunStore {
         out.push({ id: name, damaged: true, problem: `report.json cannot be summarized: ${(e as Error).message.slice(0, 200)}` });
       }
     }
+    labelRuns(out);
     return out.sort((a, b) => String(b.createdAt ?? '').localeCompare(String(a.createdAt ?? '')));
   }
 }
 
-export function summarize(id: string, r: RunReport): RunSummary {
-  const o = r.options as Record<string, unknown>;
-  const out0 = r.verify?.outputs[0];
-  return {
-    id,
-    damaged: false,
-    createdAt: r.createdAt,
-    status: r.status,
-    verdict: r.verdict,
-    command: r.command,
-    model: r.input.path.split('/').pop(),
-    backend: r.backend.id,
-    target: r.target.id,
-    mode: String(o.mode ?? (r.sensitivity ? 'sensitivity' : '')),
-    method: r.calibration?.method ?? (o.mode === 'dynamic' ? '—' : String(o.method ?? '')),
-    samples: r.calibration?.sampleCount,
-    fp32Bytes: r.sizes?.inputBytes,
-    int8Bytes: r.sizes?.outputBytes,
-    sizeRatio: r.sizes?.ratio,
-    fp32Ms: r.benchmark?.compare?.latencyMs.p50,
-    int8Ms: r.benchmark?.primary.latencyMs.p50,
-    speedup: r.benchmark?.speedup,
-    speedupLow: r.benchmark?.speedupEstimate?.low,
-    speedupHigh: r.benchmark?.speedupEstimate?.high,
-    crossRuntime: r.benchmark?.crossRuntime ? true : undefined,
-    snrDb: out0?.snrDb,
-    accuracyFp32: r.verify?.accuracy?.reference,
-    accuracyInt8: r.verify?.accuracy?.candidate,
-    error: r.error ? `${r.error.code}: ${r.error.message}` : undefined,
-  };
+/** Folder-free names that say nothing alone (every export is model.onnx): the parent folder joins them. */
+const GENERIC_MODEL = /^(model|saved_model|graph|network|net)\.(onnx|json|tflite)$/i;
+
+/** The model a run read, named so two models in different folders do not look alike. */
+export function modelName(path: string): string {
+  const parts = path.split(/[\\/]/).filter(Boolean);
+  const base = parts.pop() ?? path;
+  return GENERIC_MODEL.test(base) && parts.length ? `${parts.pop()}/${base}` : base;
 }
+
+/** Options that never tell runs apart usefully (paths and ids), left out of labels. */
+const UNLABELED = new Set(['output', 'runsDir', 'model', 'command', 'qforgeVersion', 'startedAt', 'benchmarkRuns', 'calibTable']);
+
+function settingsOf(r: RunReport): Record<string, string> {
+  const out: Record<string, string> = { backend: r.backend.id, target: r.target.id };
+  for (const [k, v] of Object.entries(r.options as Record<string, unknown>)) {
+    if (UNLABELED.has(k) || v === undefined || v === null) continue;
+    let text: string;
+    if (typeof v === 'string') text = /[\\/]/.test(v) ? (v.split(/[\\/]/).filter(Boolean).pop() ?? v) : v;
+    else if (typeof v === 'number' || typeof v === 'boolean') text = String(v);
+    else if (Array.isArray(v) && v.every((x) => typeof x === 'string' || typeof x === 'number')) text = v.join(',');
+    else continue;
+    out[k] = text.length > 40 ? `${text.slice(0, 39)}…` : text;
+  }
+  if (r.calibration?.sampleCount !== undefined) out.samples = String(r.calibration.sampleCount);
+  return out;
+}
+
+/**
+ * Names each run by its model plus the settings that differ among the runs of that model (a sweep's
+ * rows then read "mnist-cnn.onnx · method=entropy samples=64" instead of the same name 12 times).
+ */
+export function labelRuns(runs: RunSummary[]): void {
+  const groups = new Map<string, RunSummary[]>();
+  // Runs of one model and one command compare; a sensitivity analysis is not a variant of a quantize run.
+  for (const r of runs) if (!r.damaged && r.model) {
+    const key = `${r.model}\0${String(r.command ?? '').split(' ')[0]}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  for (const group of groups.values()) {
+    const rank = (k: string) => (LABEL_ORDER.indexOf(k) < 0 ? LABEL_ORDER.length : LABEL_ORDER.indexOf(k));
+    const keys = [...new Set(group.flatMap((r) => Object.keys(r.settings ?? {})))]
+      .filter((k) => new Set(group.map((r) => r.settings?.[k] ?? '')).size > 1)
+      .sort((a, b) => rank(a) - rank(b));
+    for (const r of group) {
+      const parts = keys.slice(0, 4).flatMap((k) => (r.settings?.[k] !== undefined ? [`${k}=${r.settings[k]}`] : []));
+      const kind = String(r.command ?? '').split(' ')[0];
+      r.label = [r.model, kind && kind !== 'quantize' ? kind : '', parts.join(' ')].filter(Boolean).join(' · ');
+    }
+  }
+}
+
+/** The options people vary most, first in labels. */
+const LABEL_ORDER = ['mode', 'method', 'samples', 'data', 'target', 'backend', 'perChannel', 'activationType', 'weightType', 'reduceRange', 'format', 'excludeNodes', 'opTypes', 'biasCorrection', 'equalize'];

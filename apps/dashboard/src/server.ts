@@ -59,10 +59,17 @@ const startRunSchema = {
     evalData: { type: 'string', minLength: 1, maxLength: 4096 },
     backend: { type: 'string', pattern: '^[a-z0-9-]+$', default: 'auto' },
     target: { type: 'string', enum: ['auto', ...Object.keys(TARGET_PROFILES)], default: 'auto' },
-    mode: { type: 'string', enum: ['static', 'dynamic'], default: 'static' },
+    mode: { type: 'string', enum: ['static', 'dynamic', 'weight-only'], default: 'static' },
     method: { type: 'string', enum: ['minmax', 'percentile', 'entropy', 'mse'], default: 'minmax' },
     samples: { type: 'integer', minimum: 1, maximum: 100000, default: 64 },
     evalSamples: { type: 'integer', minimum: 1, maximum: 100000, default: 200 },
+    // The CLI's data flags, checked here by shape and again by the CLI's own parsers.
+    inputShape: { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^([A-Za-z0-9_.:/-]+:)?[0-9]+(,[0-9]+)*$', maxLength: 256 } },
+    imageSize: { type: 'string', pattern: '^[0-9]{1,5}x[0-9]{1,5}$' },
+    layout: { type: 'string', enum: ['NCHW', 'NHWC'] },
+    mean: { type: 'string', pattern: '^-?[0-9.]+(,-?[0-9.]+){0,3}$' },
+    std: { type: 'string', pattern: '^[0-9.]+(,[0-9.]+){0,3}$' },
+    resize: { type: 'string', enum: ['cover', 'contain', 'fill', 'pad'] },
   },
 } as const;
 

@@ -1,5 +1,5 @@
 // The dashboard in a real headless Chromium (Debian's package, driven by playwright-core).
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -33,6 +33,7 @@ maybe('dashboard in Chromium', () => {
   let page: Page;
   let firstRun: string;
   let sensitivityRun: string;
+  const launched: StartRunRequest[] = [];
 
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
@@ -51,7 +52,8 @@ maybe('dashboard in Chromium', () => {
     writeFileSync(join(runsDir, '20260101T000000Z-broken-onnxruntime-dead', 'report.json'), '{ "kind": "qforge.run-rep');
     mkdirSync(join(runsDir, '20260101T000001Z-writing-onnxruntime-beef'));
     const launch = async (req: StartRunRequest, ctx: RunContext) => {
-      const r = await runQuantize(backend, { model: modelRef(req.model), runsDir, target: resolveTargetProfile(req.target), data: req.data, samples: req.samples, method: req.method, evalData: req.evalData, evalSamples: req.evalSamples, benchmarkRuns: 20 }, ctx);
+      launched.push(req);
+      const r = await runQuantize(backend, { model: modelRef(req.model), runsDir, target: resolveTargetProfile(req.target), data: req.data, samples: req.samples, method: req.method, evalData: req.evalData, evalSamples: req.evalSamples, benchmarkRuns: 20, inputShapes: req.inputShape ?? [] }, ctx);
       return { runId: r.report.runId };
     };
     dash = await startDashboard({ runsDir, allow: [EXAMPLES], launch, backends: ['auto', 'onnxruntime'] });
@@ -78,9 +80,22 @@ maybe('dashboard in Chromium', () => {
     await page.fill('#filter', 'percentile');
     await page.waitForFunction(() => document.querySelectorAll('#runs tbody tr').length === 1);
     await page.fill('#filter', '');
+    // Runs of one model are told apart by the options that differ (not all named mnist-cnn.onnx).
+    const labels = await page.locator('#runs td.run-name a').allTextContents();
+    expect(labels.filter((l) => /mnist-cnn\.onnx · .*method=minmax/.test(l))).toHaveLength(1);
+    expect(labels.filter((l) => /mnist-cnn\.onnx · .*method=percentile/.test(l))).toHaveLength(1);
+    // The list fits the window: nothing scrolls sideways and the verdict column is on screen.
+    const fit = await page.evaluate(() => ({ page: document.documentElement.scrollWidth, view: window.innerWidth, verdict: document.querySelector('th[data-key="verdict"]')!.getBoundingClientRect().right }));
+    expect(fit.page).toBeLessThanOrEqual(fit.view);
+    expect(fit.verdict).toBeLessThanOrEqual(fit.view);
     await page.click('th[data-key="samples"]');
     await page.waitForFunction(() => document.querySelector('th[data-key="samples"]')?.textContent?.includes('▲'));
     await page.screenshot({ path: join(SHOTS, 'runs-list.png'), fullPage: true });
+    // Narrower windows too (a laptop split screen).
+    await page.setViewportSize({ width: 1024, height: 800 });
+    expect(await page.evaluate(() => document.querySelector('th[data-key="verdict"]')!.getBoundingClientRect().right <= window.innerWidth)).toBe(true);
+    await page.screenshot({ path: join(SHOTS, 'runs-list-1024.png'), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   it('shows a run page with its charts, options and artifacts', async () => {
@@ -124,8 +139,13 @@ maybe('dashboard in Chromium', () => {
     await page.click('#compare-btn');
     await page.waitForSelector('#compare-table tbody tr');
     await expect(page.locator('#compare-table tbody tr').count()).resolves.toBe(2);
-    const bars = await page.evaluate(() => (window as unknown as { Chart: { getChart(el: Element | null): { data: { labels: unknown[] } } | undefined } }).Chart.getChart(document.getElementById('compare'))?.data.labels.length);
-    expect(bars).toBe(2);
+    // One small chart per metric, each with a bar per run; the task metric (MNIST: top-1 accuracy) comes first.
+    const charts = await page.evaluate(() =>
+      [...document.querySelectorAll('#compare-charts .chart')].map((box) => ({ metric: (box as HTMLElement).dataset.metric, bars: (window as unknown as { Chart: { getChart(el: Element | null): { data: { labels: unknown[] } } | undefined } }).Chart.getChart(box.querySelector('canvas'))?.data.labels.length })),
+    );
+    expect(charts.length).toBeGreaterThanOrEqual(3);
+    expect(charts[0].metric).toMatch(/^task:.*top-1 accuracy/);
+    for (const c of charts) expect(c.bars).toBe(2);
     await page.screenshot({ path: join(SHOTS, 'compare.png'), fullPage: true });
   });
 
@@ -137,10 +157,17 @@ maybe('dashboard in Chromium', () => {
     await page.selectOption('#evalData', 'mnist:test');
     await page.fill('#samples', '16');
     await page.fill('#evalSamples', '100');
+    // The CLI's data options are on the form; only available backends are offered.
+    await expect(page.locator('#mode option').allTextContents()).resolves.toEqual(['static', 'dynamic', 'weight-only']);
+    await expect(page.locator('#backend option').allTextContents()).resolves.toEqual(['auto', 'onnxruntime']);
+    await page.fill('#inputShape', '1,1,28,28');
+    await page.selectOption('#resize', 'cover');
     await page.click('#start-form button[type="submit"]');
     await page.waitForFunction(() => /calibrate|verify|benchmark|prepare|quantize|write/.test(document.getElementById('phase')?.textContent ?? ''), undefined, { timeout: 60000 });
     await page.waitForSelector('#new-run', { timeout: 120000 });
     await page.screenshot({ path: join(SHOTS, 'start-run.png'), fullPage: true });
+    expect(launched.at(-1)).toMatchObject({ inputShape: ['1,1,28,28'], resize: 'cover' });
+    expect(launched.at(-1)).not.toHaveProperty('imageSize');
     await page.click('#new-run');
     await page.waitForSelector('#latency');
     await page.goto(`${dash.url}/#/`);
@@ -156,6 +183,8 @@ maybe('dashboard in Chromium', () => {
     expect((await post({ model: MODEL, data: join(ROOT, 'package.json') })).status()).toBe(403);
     expect((await post({ model: MODEL, data: 'mnist:calib', samples: -3 })).status()).toBe(400);
     expect((await post({ model: MODEL, data: 'mnist:calib', extra: true })).status()).toBe(400);
+    expect((await post({ model: MODEL, data: 'mnist:calib', imageSize: 'big' })).status()).toBe(400);
+    expect((await post({ model: MODEL, data: 'mnist:calib', inputShape: ['1,1,28,28; rm -rf /'] })).status()).toBe(400);
     expect((await page.request.get(`${dash.url}/api/runs/..%2F..%2Fetc%2Fpasswd`)).status()).toBe(404);
     expect((await page.request.get(`${dash.url}/api/runs/${firstRun}/files/..%2F..%2Fpackage.json`)).status()).toBe(404);
     // A failed run started from the page reports its coded error.
@@ -192,7 +221,17 @@ maybe('dashboard in Chromium', () => {
     await p.waitForSelector('body[data-ready="report"]');
     const drawn = await p.evaluate(() => (window as unknown as { qforgeCharts: ({ data: { datasets: unknown[] } } | null)[] }).qforgeCharts.filter((c) => c && c.data.datasets.length > 0).length);
     expect(drawn).toBeGreaterThanOrEqual(2);
+    await expect(p.title()).resolves.toMatch(/^mnist-cnn\.onnx · pass · qforge run /);
     await p.screenshot({ path: join(SHOTS, 'report-html.png'), fullPage: true });
+    // A run whose benchmark was skipped (--no-benchmark) shows no empty latency box.
+    const report = JSON.parse(readFileSync(join(runsDir, firstRun, 'report.json'), 'utf8'));
+    delete report.benchmark;
+    const skipped = mkdtempSync(join(tmpdir(), 'qforge-nobench-'));
+    await writeReportHtml(skipped, report);
+    await p.goto(`file://${join(skipped, 'report.html')}`);
+    await p.waitForSelector('body[data-ready="report"]');
+    expect(await p.locator('#latency').count()).toBe(0);
+    expect(await p.locator('#layers').count()).toBe(1);
     await offline.close();
   });
 });
@@ -212,6 +251,10 @@ maybe('dashboard in Chromium: stored XSS', () => {
       search: { target: payload, met: false, path: [{ step: payload, method: payload, samples: payload, floatNodes: [payload], score: 1, met: false }] },
       verdictReasons: [payload],
     }));
+    // A failed run with a long error: the list cuts it to one line.
+    const failed = '20260101T000001Z-long-onnxruntime-ef01';
+    mkdirSync(join(xssRuns, failed));
+    writeFileSync(join(xssRuns, failed, 'report.json'), fakeReport(failed, { status: 'failed', verdict: 'error', error: { code: 'E_RUNTIME_FAILED', message: `session creation failed: ${'a very long runtime message '.repeat(40)}` } }));
     dash = await startDashboard({ runsDir: xssRuns });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'] });
   });
@@ -237,6 +280,21 @@ maybe('dashboard in Chromium: stored XSS', () => {
     expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
     expect(await page.locator('#view img').count()).toBe(0);
     expect(violations.some((v) => /Content Security Policy/.test(v))).toBe(false);
+    await page.close();
+  });
+
+  it('cuts a long error to one line and still fits the window', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(`${dash.openUrl}#/`);
+    await page.waitForSelector('body[data-ready="/"] #runs tbody tr');
+    const cut = await page.evaluate(() => {
+      const el = document.querySelector('#runs .trunc') as HTMLElement;
+      return { shown: el.clientWidth, full: el.scrollWidth, title: el.title.length, page: document.documentElement.scrollWidth, view: window.innerWidth };
+    });
+    expect(cut.full).toBeGreaterThan(cut.shown);
+    expect(cut.title).toBeGreaterThan(1000);
+    expect(cut.page).toBeLessThanOrEqual(cut.view);
+    await page.screenshot({ path: join(SHOTS, 'runs-list-long-error.png'), fullPage: true });
     await page.close();
   });
 });

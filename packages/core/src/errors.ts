@@ -23,6 +23,7 @@ export const ErrorCodes = {
   E_OUTPUT_IS_INPUT: 'The output path is one of the input files',
   E_OUTPUT_UNWRITABLE: 'The output path cannot be written',
   E_PATH_OUTSIDE_FOLDER: 'A file a model or dataset names lies outside the folder it belongs to',
+  E_QUEUE_UNAVAILABLE: 'The trial queue (Redis) cannot be reached',
   E_REPORT_INVALID: 'The run report is not valid',
   E_RUNTIME_FAILED: 'The runtime failed while executing the model',
   E_SDK_MISSING: 'The vendor SDK this backend needs is missing',
@@ -198,6 +199,14 @@ export const errPathOutsideFolder = (path: string, folder: string, what: string,
   new QforgeError('E_PATH_OUTSIDE_FOLDER', `${what} ${path} ${real && real !== path ? `resolves to ${real}, ` : ''}outside ${folder}, the folder it belongs to`, {
     context: { path, folder, ...(real ? { real } : {}) },
     hint: 'Copy the file into that folder instead of linking to it; qforge reads a model\'s shards and external data only beside the model, and a dataset only inside its folder.',
+  });
+
+/** `url` must already be redacted: queue URLs may carry a password. */
+export const errQueueUnavailable = (url: string, reason: string, cause?: unknown) =>
+  new QforgeError('E_QUEUE_UNAVAILABLE', `the trial queue at ${url} cannot be reached: ${reason}`, {
+    context: { url },
+    hint: 'Start Redis (`redis-server --port 6379`, see docs/scale-out.md) or pass another --queue redis://host:port; without --queue everything runs in this process.',
+    cause,
   });
 
 export const errReportInvalid = (path: string, reason: string) =>

@@ -55,6 +55,7 @@ export {
   errNoBackend,
   errOutputIsInput,
   errOutputUnwritable,
+  errQueueUnavailable,
   errReportInvalid,
   errRuntimeFailed,
   errSdkMissing,

@@ -327,7 +327,8 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       // Each switchable correction is measured against the same run without it, on the same data,
       // and only one that helps stays in the written model.
       const corrections: Correction[] = [];
-      if (options.biasCorrection) corrections.push({ name: 'bias-correction', off: async (r) => ({ table: r.table, options: { ...r.options, biasCorrection: false, correctionData: undefined } }) });
+      // --qat trains on correctionData, so it stays when bias correction is switched off.
+      if (options.biasCorrection) corrections.push({ name: 'bias-correction', off: async (r) => ({ table: r.table, options: { ...r.options, biasCorrection: false, correctionData: r.options.qat ? r.options.correctionData : undefined } }) });
       if (options.equalize && mode === 'static' && opts.data) {
         const calibData = opts.data;
         corrections.push({

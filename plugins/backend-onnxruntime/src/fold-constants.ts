@@ -1,6 +1,8 @@
 // Constant expressions exporters leave in graphs: weights reached through Identity (tied or shared
-// weights in PyTorch exports) and weights rearranged by Slice/Concat/Unsqueeze/… of constants (LSTM
-// gate reordering). Folding them lets the quantizer see the weights as the constants they are.
+// weights in PyTorch exports), cast from float16/double (`Cast(to=FLOAT)`), transposed (Linear
+// without bias) or rearranged by Slice/Concat/Unsqueeze/… of constants (LSTM gate reordering).
+// Folding them lets the quantizer see the weights as the constants they are. One pass for all, in
+// the top graph and every If/Loop/Scan body.
 import type { GraphChange } from '@qforge/core';
 import {
   DataType,
@@ -22,12 +24,14 @@ type Values = Float32Array | BigInt64Array;
 interface ConstValue {
   dims: number[];
   values: Values;
+  /** The stored type: float16/double values are read as float32, and only a Cast to float may use them. */
+  dataType: number;
 }
 
 function valueOf(t: TensorProto): ConstValue | undefined {
   const dims = t.dims.map(Number);
-  if (t.dataType === DataType.FLOAT) return { dims, values: tensorToFloat32(t) };
-  if (t.dataType === DataType.INT64) return { dims, values: BigInt64Array.from(tensorToInt64s(t), (v) => BigInt(v)) };
+  if (t.dataType === DataType.FLOAT || t.dataType === DataType.FLOAT16 || t.dataType === DataType.DOUBLE) return { dims, values: tensorToFloat32(t), dataType: t.dataType };
+  if (t.dataType === DataType.INT64) return { dims, values: BigInt64Array.from(tensorToInt64s(t), (v) => BigInt(v)), dataType: t.dataType };
   return undefined;
 }
 
@@ -50,7 +54,7 @@ function gather(input: ConstValue, outDims: number[], source: (index: number[]) 
       idx[k] = 0;
     }
   }
-  return { dims: outDims, values: out };
+  return { dims: outDims, values: out, dataType: input.dataType };
 }
 
 const ints = (v: ConstValue | undefined) => (v && v.values instanceof BigInt64Array ? Array.from(v.values, (x) => int64ToNumber(x)) : undefined);
@@ -59,6 +63,9 @@ const ints = (v: ConstValue | undefined) => (v && v.values instanceof BigInt64Ar
 function evaluate(n: NodeProto, inputs: (ConstValue | undefined)[], opset: number): ConstValue | undefined {
   const x = inputs[0];
   if (!x) return undefined;
+  if (n.opType === 'Cast') return attrInt(n, 'to', -1) === DataType.FLOAT && x.values instanceof Float32Array ? { ...x, dataType: DataType.FLOAT } : undefined;
+  // Every other op keeps its input type: float16/double constants are only folded through a Cast.
+  if (inputs.some((v) => v && v.dataType !== DataType.FLOAT && v.dataType !== DataType.INT64)) return undefined;
   const rank = x.dims.length;
   const norm = (a: number, r: number) => (a < 0 ? a + r : a);
   switch (n.opType) {
@@ -69,19 +76,19 @@ function evaluate(n: NodeProto, inputs: (ConstValue | undefined)[], opset: numbe
       const set = new Set(axes.map((a) => norm(a, outRank)));
       const dims: number[] = [];
       for (let k = 0, j = 0; k < outRank; k++) dims.push(set.has(k) ? 1 : x.dims[j++]);
-      return { dims, values: x.values };
+      return { ...x, dims };
     }
     case 'Squeeze': {
       const axes = (opset >= 13 ? ints(inputs[1]) : attrInts(n, 'axes'))?.map((a) => norm(a, rank));
       const dims = x.dims.filter((d, k) => (axes ? !axes.includes(k) : d !== 1));
-      return { dims, values: x.values };
+      return { ...x, dims };
     }
     case 'Reshape': {
       const shape = ints(inputs[1]);
       if (!shape) return undefined;
       const dims = shape.map((d, k) => (d === 0 ? x.dims[k] : d));
       const known = dims.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
-      return { dims: dims.map((d) => (d === -1 ? count(x.dims) / known : d)), values: x.values };
+      return { ...x, dims: dims.map((d) => (d === -1 ? count(x.dims) / known : d)) };
     }
     case 'Transpose': {
       const perm = attrInts(n, 'perm') ?? x.dims.map((_, k) => rank - 1 - k);
@@ -108,7 +115,7 @@ function evaluate(n: NodeProto, inputs: (ConstValue | undefined)[], opset: numbe
           out[off] = p.values[i];
         }
       });
-      return { dims, values: out };
+      return { dims, values: out, dataType: x.dataType };
     }
     case 'Slice': {
       if (opset < 10) return undefined;
@@ -144,7 +151,7 @@ function evaluate(n: NodeProto, inputs: (ConstValue | undefined)[], opset: numbe
   }
 }
 
-const FOLDED = new Set(['Unsqueeze', 'Squeeze', 'Reshape', 'Transpose', 'Concat', 'Slice']);
+const FOLDED = new Set(['Cast', 'Unsqueeze', 'Squeeze', 'Reshape', 'Transpose', 'Concat', 'Slice']);
 
 /** Replaces every read of `from` by `to` in a graph and the bodies below it. */
 function renameReads(g: GraphProto, from: string, to: string): void {
@@ -196,5 +203,5 @@ export function foldConstantExpressions(proto: ModelProto, changes: GraphChange[
   };
   visit(proto.graph, new Map());
   if (identities) changes.push({ kind: 'fold-identity', detail: `${identities} Identity node(s) of constants removed: their consumers read the constant (shared weights stay one tensor)` });
-  if (folded) changes.push({ kind: 'fold-constant-expression', detail: `${folded} Slice/Concat/Reshape/… node(s) over constants computed into initializers` });
+  if (folded) changes.push({ kind: 'fold-constant-expression', detail: `${folded} Cast/Transpose/Slice/Concat/Reshape/… node(s) over constants computed into initializers (float16/double weights become float32)` });
 }

@@ -63,29 +63,6 @@ export function constantsToInitializers(proto: ModelProto, changes: GraphChange[
   if (moved) changes.push({ kind: 'constant-to-initializer', detail: `${moved} Constant node(s) became initializers` });
 }
 
-/**
- * `Cast(to=FLOAT)` of a constant (weights stored as float16 or double) becomes a float32
- * initializer, so the weight is a plain float constant the quantizer can see.
- */
-export function foldConstantCasts(proto: ModelProto, changes: GraphChange[]): void {
-  const g = proto.graph;
-  const inits = new Map(g.initializer.map((t) => [t.name, t]));
-  const keep: NodeProto[] = [];
-  let folded = 0;
-  for (const n of g.node) {
-    const src = n.opType === 'Cast' && attrInt(n, 'to', -1) === DataType.FLOAT ? inits.get(n.input[0]) : undefined;
-    if (src && (src.dataType === DataType.FLOAT16 || src.dataType === DataType.DOUBLE || src.dataType === DataType.FLOAT)) {
-      const t = makeTensor(n.output[0], (src.dims ?? []).map(Number), Float32Array.from(tensorToFloat32(src)));
-      g.initializer.push(t);
-      inits.set(t.name, t);
-      folded++;
-      continue;
-    }
-    keep.push(n);
-  }
-  g.node = keep;
-  if (folded) changes.push({ kind: 'fold-constant-cast', detail: `${folded} Cast-to-float of stored constants (e.g. float16 weights) became float32 initializers` });
-}
 
 /**
  * Models exported to compute in float16 (inputs cast to half, half weights) are raised to float32
@@ -139,31 +116,6 @@ function transposeConstant(t: TensorProto, perm?: number[]): { dims: number[]; d
   return { dims: outDims, data: out };
 }
 
-/**
- * `Transpose` of a stored float constant becomes a transposed initializer: exporters write
- * `Linear` without bias as Transpose(W) → MatMul, which hides the weight from the quantizer.
- */
-export function foldConstantTransposes(proto: ModelProto, changes: GraphChange[]): void {
-  const g = proto.graph;
-  const inits = new Map(g.initializer.map((t) => [t.name, t]));
-  const outputs = new Set(g.output.map((o) => o.name));
-  const keep: NodeProto[] = [];
-  let folded = 0;
-  for (const n of g.node) {
-    const src = n.opType === 'Transpose' && (!n.domain || n.domain === 'ai.onnx') ? inits.get(n.input[0]) : undefined;
-    if (src && src.dataType === DataType.FLOAT && !outputs.has(n.output[0])) {
-      const { dims, data } = transposeConstant(src, attrInts(n, 'perm'));
-      const t = makeTensor(n.output[0], dims, data);
-      g.initializer.push(t);
-      inits.set(t.name, t);
-      folded++;
-      continue;
-    }
-    keep.push(n);
-  }
-  g.node = keep;
-  if (folded) changes.push({ kind: 'fold-constant-transpose', detail: `${folded} Transpose(s) of stored weights became transposed initializers` });
-}
 
 /**
  * Gemm forms without an int8 kernel become MatMul (+ Add), with the same result: `beta = 0`
@@ -481,17 +433,15 @@ export function prepareGraph(proto: ModelProto, opts: { equalize?: boolean } = {
   const changes: GraphChange[] = [];
   constantsToInitializers(proto, changes);
   upcastFloat16(proto, changes);
-  foldConstantCasts(proto, changes);
-  foldConstantTransposes(proto, changes);
+  // Weights inside If/Loop bodies are stored the same ways (Constant nodes) and move into the
+  // bodies that read them; then every constant expression folds, top graph and bodies alike.
+  prepareBodies(proto, [constantsToInitializers], changes);
+  sinkInitializersIntoBodies(proto, changes);
+  foldConstantExpressions(proto, changes);
   simplifyGemm(proto, changes);
   foldBatchNorm(proto, changes);
   foldAffineIntoConv(proto, changes);
   if (opts.equalize) equalizeCrossLayer(proto, changes);
-  // Networks inside If/Loop bodies store their weights the same ways (Constant nodes, casts).
-  prepareBodies(proto, [constantsToInitializers, foldConstantCasts, foldConstantTransposes], changes);
-  sinkInitializersIntoBodies(proto, changes);
-  // Identity-fed (tied) weights and weights rearranged by Slice/Concat/… of constants, everywhere.
-  foldConstantExpressions(proto, changes);
   for (const s of subgraphScopes(proto.graph)) dropUnusedInitializers(bodyAsModel(proto, s.graph));
   const dropped = dropUnusedInitializers(proto);
   if (dropped) changes.push({ kind: 'drop-unused', detail: `${dropped} unused initializer(s) removed` });

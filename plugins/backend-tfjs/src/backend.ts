@@ -503,7 +503,8 @@ export class TfjsBackend implements Backend {
     // No fp32 .tflite is written, so an int8 .tflite is timed against fp32 TensorFlow.js: the
     // ratio mixes two runtimes with quantization, and says so.
     const crossRuntime = compare && runtimes[0] !== runtimes[1] ? { primary: runtimes[0], compare: runtimes[1] } : undefined;
-    return { backend: this.id, runtime, target: engine, primary, compare, speedup: speedupEstimate?.median, speedupEstimate, ...(crossRuntime ? { crossRuntime } : {}) };
+    const inputShapes = Object.fromEntries(Object.entries(inputs).map(([k, t]) => [k, t.dims]));
+    return { backend: this.id, runtime, target: engine, primary, compare, speedup: speedupEstimate?.median, speedupEstimate, ...(crossRuntime ? { crossRuntime } : {}), inputShapes };
   }
 
   async verify(reference: ModelRef, candidate: ModelRef, dataset: Dataset, options: VerifyOptions, ctx: RunContext): Promise<VerifyResult> {

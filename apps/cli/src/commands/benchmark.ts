@@ -40,6 +40,7 @@ export default class Benchmark extends QforgeCommand {
       `${name.padEnd(8)} mean ${b.latencyMs.mean.toFixed(3)} ms  p50 ${b.latencyMs.p50.toFixed(3)}  p90 ${b.latencyMs.p90.toFixed(3)}  p99 ${b.latencyMs.p99.toFixed(3)}  std ${b.latencyMs.std.toFixed(3)}  ${b.throughputPerSec.toFixed(1)}/s  load ${b.loadTimeMs.toFixed(1)} ms`;
     const measuredS = (r.primary.latencyMs.samples.reduce((a, b) => a + b, 0) + (r.compare?.latencyMs.samples.reduce((a, b) => a + b, 0) ?? 0)) / 1000;
     this.log(`${r.runtime}, ${flags.threads} thread(s), ${r.primary.latencyMs.count} runs per model${r.compare ? ', alternated' : ''} after ${flags.warmup} warm-up (${measuredS.toFixed(1)} s timed)`);
+    if (r.inputShapes) this.log(`inputs   ${Object.entries(r.inputShapes).map(([k, d]) => `${k} ${d.length ? d.join('×') : 'scalar'}`).join(', ')}`);
     this.log(line('model', r.primary));
     if (r.compare) {
       this.log(line('compare', r.compare));

@@ -9,7 +9,8 @@ export const sigmoidQuantizer: OpQuantizer = {
   family: 'activation',
   opTypes: ['Sigmoid', 'Softmax'],
   role: 'activation',
-  byDefault: true,
+  // Opt-in (`--op-types`) until latency-aware selection keeps it only where it is faster and accurate (docs/quantization.md).
+  byDefault: false,
   activationInputs: () => [0],
   output: () => ({ kind: 'fixed', min: 0, max: 1 }),
 };
@@ -18,7 +19,8 @@ export const leakyReluQuantizer: OpQuantizer = {
   family: 'activation',
   opTypes: ['LeakyRelu'],
   role: 'activation',
-  byDefault: true,
+  // Opt-in (`--op-types`) until latency-aware selection keeps it only where it is faster and accurate (docs/quantization.md).
+  byDefault: false,
   activationInputs: () => [0],
   output: () => ({ kind: 'own' }),
 };

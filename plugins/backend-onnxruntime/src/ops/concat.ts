@@ -9,7 +9,8 @@ export const concatQuantizer: OpQuantizer = {
   family: 'concat',
   opTypes: ['Concat'],
   role: 'activation',
-  byDefault: true,
+  // Opt-in (`--op-types`) until latency-aware selection keeps it only where it is faster and accurate (docs/quantization.md).
+  byDefault: false,
   activationInputs: (node) => node.input.map((_, i) => i),
   output: () => ({ kind: 'own' }),
 };

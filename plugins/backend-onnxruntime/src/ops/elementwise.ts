@@ -22,7 +22,8 @@ export const elementwiseQuantizer: OpQuantizer = {
   family: 'element-wise',
   opTypes: ['Add', 'Mul'],
   role: 'activation',
-  byDefault: true,
+  // Opt-in (`--op-types`) until latency-aware selection keeps it only where it is faster and accurate (docs/quantization.md).
+  byDefault: false,
   fusesActivation: true,
   refuse: refuseElementwise,
   activationInputs: () => [0, 1],
