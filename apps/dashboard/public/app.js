@@ -51,7 +51,7 @@
         ? `<tr class="damaged" data-id="${esc(r.id)}"><td></td><td colspan="${columns.length}"><span class="trunc wide" title="${esc(r.problem)}">${esc(r.id)} — damaged: ${esc(r.problem)}</span></td></tr>`
         : `<tr data-id="${esc(r.id)}"><td>${r.mode === 'sensitivity' ? '' : `<input type="checkbox" class="pick" value="${esc(r.id)}" ${selected.has(r.id) ? 'checked' : ''} aria-label="select ${esc(r.id)}">`}</td>
           <td class="run-name"><a href="#/run/${encodeURIComponent(r.id)}" title="${esc(r.id)}">${esc(r.label || r.model)}</a><br><span class="muted">${esc([r.mode, r.method].filter(Boolean).join(' · '))}</span></td>
-          <td>${esc(r.backend)}<br><span class="muted">${esc(r.target)}</span></td><td class="num">${esc(r.samples ?? '—')}</td>
+          <td>${esc(r.backend)}<br><span class="muted">${esc(r.target)}</span></td><td class="num"><span class="trunc narrow" title="${esc(r.samples ?? '')}">${esc(r.samples ?? '—')}</span></td>
           <td class="num">${num(r.sizeRatio)}×<br><span class="muted">${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)}</span></td>
           <td class="num">${speedupCell(r)}<br><span class="muted">${num(r.fp32Ms, 3)} → ${num(r.int8Ms, 3)} ms</span></td>
           <td class="num">${num(r.snrDb, 1)} dB</td><td class="num">${r.accuracyInt8 != null ? `${pct(r.accuracyFp32)} →<br>${pct(r.accuracyInt8)}` : '—'}</td>

@@ -218,3 +218,36 @@ export function labelRuns(runs: RunSummary[]): void {
 
 /** The options people vary most, first in labels. */
 const LABEL_ORDER = ['mode', 'method', 'samples', 'data', 'target', 'backend', 'perChannel', 'activationType', 'weightType', 'reduceRange', 'format', 'excludeNodes', 'opTypes', 'biasCorrection', 'equalize'];
+
+export function summarize(id: string, r: RunReport): RunSummary {
+  const o = r.options as Record<string, unknown>;
+  const out0 = r.verify?.outputs[0];
+  return {
+    id,
+    damaged: false,
+    createdAt: r.createdAt,
+    status: r.status,
+    verdict: r.verdict,
+    command: r.command,
+    model: modelName(String(r.input.path)),
+    settings: settingsOf(r),
+    backend: r.backend.id,
+    target: r.target.id,
+    mode: String(o.mode ?? (r.sensitivity ? 'sensitivity' : '')),
+    method: r.calibration?.method ?? (o.mode === 'dynamic' ? '—' : String(o.method ?? '')),
+    samples: r.calibration?.sampleCount,
+    fp32Bytes: r.sizes?.inputBytes,
+    int8Bytes: r.sizes?.outputBytes,
+    sizeRatio: r.sizes?.ratio,
+    fp32Ms: r.benchmark?.compare?.latencyMs.p50,
+    int8Ms: r.benchmark?.primary.latencyMs.p50,
+    speedup: r.benchmark?.speedup,
+    speedupLow: r.benchmark?.speedupEstimate?.low,
+    speedupHigh: r.benchmark?.speedupEstimate?.high,
+    crossRuntime: r.benchmark?.crossRuntime ? true : undefined,
+    snrDb: out0?.snrDb,
+    accuracyFp32: r.verify?.accuracy?.reference,
+    accuracyInt8: r.verify?.accuracy?.candidate,
+    error: r.error ? `${r.error.code}: ${r.error.message}` : undefined,
+  };
+}

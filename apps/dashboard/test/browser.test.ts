@@ -93,8 +93,8 @@ maybe('dashboard in Chromium', () => {
     await page.screenshot({ path: join(SHOTS, 'runs-list.png'), fullPage: true });
     // Narrower windows too (a laptop split screen).
     await page.setViewportSize({ width: 1024, height: 800 });
-    expect(await page.evaluate(() => document.querySelector('th[data-key="verdict"]')!.getBoundingClientRect().right <= window.innerWidth)).toBe(true);
     await page.screenshot({ path: join(SHOTS, 'runs-list-1024.png'), fullPage: true });
+    expect(await page.evaluate(() => document.querySelector('th[data-key="verdict"]')!.getBoundingClientRect().right <= window.innerWidth)).toBe(true);
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
@@ -288,9 +288,10 @@ maybe('dashboard in Chromium: stored XSS', () => {
     await page.goto(`${dash.openUrl}#/`);
     await page.waitForSelector('body[data-ready="/"] #runs tbody tr');
     const cut = await page.evaluate(() => {
-      const el = document.querySelector('#runs .trunc') as HTMLElement;
-      return { shown: el.clientWidth, full: el.scrollWidth, title: el.title.length, page: document.documentElement.scrollWidth, view: window.innerWidth };
+      const el = document.querySelector('#runs td.verdict-error .trunc') as HTMLElement;
+      return { shown: el.clientWidth, full: el.scrollWidth, title: el.title.length, page: document.documentElement.scrollWidth, view: window.innerWidth, verdict: document.querySelector('th[data-key="verdict"]')!.getBoundingClientRect().right };
     });
+    expect(cut.verdict).toBeLessThanOrEqual(cut.view);
     expect(cut.full).toBeGreaterThan(cut.shown);
     expect(cut.title).toBeGreaterThan(1000);
     expect(cut.page).toBeLessThanOrEqual(cut.view);

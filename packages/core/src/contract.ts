@@ -68,6 +68,26 @@ export interface BackendCapabilities {
   notes: string[];
   /** Fine-tuning the backend offers (`qat`: quantization-aware training). @defaultValue [] */
   training?: 'qat'[];
+  /**
+   * Op families static quantization can switch on or off through `opTypes` (pass-through ops
+   * follow their inputs and are not listed): the latency search tries the opt-in ones.
+   * @defaultValue [] (no latency search over families)
+   */
+  opFamilies?: OpFamily[];
+  /**
+   * The backend writes `QuantizeOptions.storageOnly` models: int8-stored weights dequantized once
+   * at load, float compute — the fallback when int8 kernels are slower than fp32. @defaultValue false
+   */
+  storageOnly?: boolean;
+}
+
+/** An op family the backend can switch on or off in static quantization. */
+export interface OpFamily {
+  /** Its name in reports ("element-wise", "pooling"). */
+  family: string;
+  opTypes: string[];
+  /** Quantized when `QuantizeOptions.opTypes` is empty (the backend's default set). */
+  byDefault: boolean;
 }
 
 export interface CalibrateOptions {
@@ -133,6 +153,12 @@ export interface QuantizeOptions {
    * Absent: plain post-training quantization.
    */
   qat?: QatOptions;
+  /**
+   * Store the weights int8 and dequantize them once when the model loads; every op computes in
+   * float, so the model runs at fp32 speed (backends whose capabilities set `storageOnly`). The
+   * latency search writes it when int8 kernels are slower than fp32. @defaultValue false
+   */
+  storageOnly?: boolean;
   /** Backend-specific extras, recorded in the report. */
   extra?: Record<string, unknown>;
 }
@@ -275,6 +301,8 @@ export interface VerifyThresholds {
   maxLineAccuracyDropPoints?: number;
   /** Embeddings/regression: ‖ref − cand‖ / ‖ref‖. @defaultValue 0.1 */
   maxRelativeError?: number;
+  /** Language models: perplexity increase over fp32 in percent. @defaultValue 1 */
+  maxPerplexityIncreasePercent?: number;
 }
 
 export interface VerifyOptions extends TaskOptions {

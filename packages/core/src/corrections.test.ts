@@ -48,6 +48,16 @@ describe('decideCorrections', () => {
     expect(d.notes).toEqual(['equalization left out: it made the result worse (SNR 44.37 dB without it, 42.80 dB with it); the model is written without it']);
   });
 
+  it('keeps a correction asked for by name (--qat) even when it measures worse, and says so', async () => {
+    const asked: Correction = { ...EQ, always: true };
+    const { d, calls, written } = await decide({ 'bc=0,eq=1': { snr: 42.8 }, 'bc=0,eq=0': { snr: 44.37 } }, { bc: false, eq: true }, [asked]);
+    expect(d.dropped).toEqual([]);
+    expect(written).toBe('bc=0,eq=1');
+    expect(d.records).toEqual([expect.objectContaining({ name: 'equalization', without: 44.37, with: 42.8, helped: false, applied: true })]);
+    expect(d.notes).toEqual(['equalization kept as asked although the result is worse with it (SNR 44.37 dB without it, 42.80 dB with it)']);
+    expect(calls.quantize).toBe(2);
+  });
+
   it('keeps a correction that helps, without quantizing again', async () => {
     const { d, calls, written } = await decide({ 'bc=1,eq=0': { snr: 44.4 }, 'bc=0,eq=0': { snr: 43.1 } }, { bc: true, eq: false }, [BIAS]);
     expect(d.dropped).toEqual([]);

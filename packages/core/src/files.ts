@@ -216,11 +216,23 @@ export function modelInputFiles(model: ModelRef): string[] {
 
 function tfjsShardPaths(modelJson: string): string[] {
   try {
-    const json = JSON.parse(readFileSync(modelJson, 'utf8')) as { weightsManifest?: { paths?: unknown[] }[] };
-    return (json.weightsManifest ?? []).flatMap((g) => (g.paths ?? []).filter((p): p is string => typeof p === 'string'));
+    const json = JSON.parse(readFileSync(modelJson, 'utf8')) as { weightsManifest?: unknown };
+    return manifestShardPaths(json.weightsManifest) ?? [];
   } catch {
     return [];
   }
+}
+
+/** The shard paths of a weightsManifest, or undefined when it is not a list of groups with string path lists. */
+function manifestShardPaths(manifest: unknown): string[] | undefined {
+  if (manifest === undefined) return [];
+  if (!Array.isArray(manifest)) return undefined;
+  const out: string[] = [];
+  for (const g of manifest as { paths?: unknown }[]) {
+    if (!g || typeof g !== 'object' || !Array.isArray(g.paths) || !g.paths.every((p) => typeof p === 'string')) return undefined;
+    out.push(...(g.paths as string[]));
+  }
+  return out;
 }
 
 /**
@@ -384,10 +396,20 @@ export function modelRef(path: string): ModelRef {
   // Shards are checked before anything reads them: a missing one is named, a FIFO is never opened.
   if (format === 'tfjs-layers' || format === 'tfjs-graph') {
     const folder = dirname(ref.path);
+    let manifest: unknown;
+    try {
+      manifest = (JSON.parse(readFileSync(ref.path, 'utf8')) as { weightsManifest?: unknown }).weightsManifest;
+    } catch {
+      manifest = undefined;
+    }
+    if (!manifestShardPaths(manifest)) throw errModelCorrupt(ref.path, 'weightsManifest is not a list of groups, each with a list of shard paths');
     for (const p of tfjsShardPaths(ref.path)) {
       const shard = join(folder, p);
       resolveInsideFolder(shard, folder, 'weight shard', { missing: () => errModelCorrupt(ref.path, `weight shard ${shard} (listed in weightsManifest) does not exist`) });
     }
+  } else if (format === 'onnx') {
+    // External data named anywhere in the file (subgraphs included) is checked before any step reads or sizes it.
+    for (const p of onnxExternalDataLocations(ref.path)) sideFileSize(ref.path, p, 'external data file');
   }
   return ref;
 }
@@ -396,14 +418,19 @@ export function modelRef(path: string): ModelRef {
  * Bytes a model occupies on disk: the file itself plus the weight shards a TensorFlow.js
  * model.json lists, so size ratios compare like with like.
  */
+/** Size of a file a model names beside itself, under the one symlink policy; a missing one is named. */
+function sideFileSize(modelPath: string, name: string, what: string): number {
+  const folder = dirname(modelPath);
+  return statSync(resolveInsideFolder(resolve(folder, name), folder, what, { missing: () => errModelCorrupt(modelPath, `${what} "${name}" does not exist`) })).size;
+}
+
 export function modelSizeBytes(model: ModelRef): number {
   let size = statSync(model.path).size;
   if (model.format === 'tfjs-layers' || model.format === 'tfjs-graph') {
-    const json = JSON.parse(readFileSync(model.path, 'utf8')) as { weightsManifest?: { paths?: string[] }[] };
-    for (const g of json.weightsManifest ?? []) for (const p of g.paths ?? []) size += statSync(join(dirname(model.path), p)).size;
+    for (const p of tfjsShardPaths(model.path)) size += sideFileSize(model.path, p, 'weight shard');
   } else if (model.format === 'onnx') {
     // A model with external data is mostly its side file: sizes and ratios must count it.
-    for (const p of onnxExternalDataLocations(model.path)) size += statSync(join(dirname(model.path), p)).size;
+    for (const p of onnxExternalDataLocations(model.path)) size += sideFileSize(model.path, p, 'external data file');
   }
   return size;
 }

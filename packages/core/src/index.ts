@@ -20,6 +20,7 @@ export type {
   WeightOnlyOptions,
   QatOptions,
   QuantizeResult,
+  OpFamily,
   QuantMode,
   QuantType,
   Verb,
@@ -99,6 +100,8 @@ export {
 } from './bench-stats';
 export type { LatencyStats, MeasuredModel, MeasurementPlan, SpeedupEstimate } from './bench-stats';
 export { CORRECTION_NOISE, decideCorrections } from './corrections';
+export { DEFAULT_LATENCY_BUDGET_MS, benchmarkTimer, chooseForLatency } from './latency-search';
+export type { LatencyChoices, LatencySearchInput, LatencySearchResult, LatencyStep, LatencyTimer } from './latency-search';
 export type { Correction, CorrectionDecision, CorrectionRecord, QuantizationRecipe } from './corrections';
 export {
   CALIBRATION_TABLE_VERSION,
@@ -130,7 +133,7 @@ export type { IterableDatasetOptions, UserSample, UserSampleSource } from './dat
 export type { Dataset, DatasetDescription, DatasetKind, ImagePreprocessing, Layout, Sample } from './datasets/dataset';
 export { CORE_VERSION } from './version';
 export { judgeVerification } from './verdict';
-export { DEFAULT_MAP_THRESHOLD, DEFAULT_TASK_THRESHOLDS, OutputAccumulator, TASK_KINDS, ctcGreedy, ctcText, describeTaskMetric, detectTask, editDistance, parseTaskFlags, readCharset } from './tasks';
+export { DEFAULT_MAP_THRESHOLD, DEFAULT_TASK_THRESHOLDS, MIN_LM_VOCABULARY, OutputAccumulator, TASK_KINDS, ctcGreedy, ctcText, describeTaskMetric, detectTask, editDistance, parseTaskFlags, readCharset, signedPercent } from './tasks';
 export type { AccuracyPair, CtcOptions, TaskFidelity, TaskKind, TaskLabel, TaskOptions } from './tasks';
 export { findLabelFile, readLabelFile, withLabelFile } from './datasets/labels';
 export { SdkAdapterBackend } from './adapter';

@@ -17,6 +17,7 @@ import { quantizeOptionsFor, readCpuInfo, type TargetProfile } from './target';
 import { withInputShapes } from './tensor';
 import { Trial, deriveTable, parseAccuracyTarget, searchForTarget, type SensitivityResult } from './tuning';
 import { decideCorrections, type Correction } from './corrections';
+import { benchmarkTimer, chooseForLatency, DEFAULT_LATENCY_BUDGET_MS } from './latency-search';
 import { DEFAULT_BENCH_MIN_TIME_MS, formatSpeedup } from './bench-stats';
 import type { TaskOptions } from './tasks';
 import { CORE_VERSION } from './version';
@@ -79,6 +80,14 @@ export interface QuantizeRunOptions {
   maxFloatShare?: number;
   /** `--input-shape` values for models with symbolic dims. */
   inputShapes?: string[];
+  /**
+   * Time op-family choices on this machine and keep the fastest that passes verification; write
+   * int8-stored weights at fp32 speed when int8 kernels are slower (static mode, needs verification).
+   * @defaultValue true
+   */
+  latencySearch?: boolean;
+  /** Time the latency search may take, in ms. @defaultValue DEFAULT_LATENCY_BUDGET_MS (5 minutes) */
+  latencyBudgetMs?: number;
   /** The command line, recorded in the report. */
   command?: string;
   qforgeVersion?: string;
@@ -236,6 +245,8 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       inputShapes: opts.inputShapes,
       accuracyTarget: opts.accuracyTarget,
       maxFloatShare: opts.maxFloatShare,
+      latencySearch: opts.latencySearch !== false,
+      latencyBudgetMs: opts.latencyBudgetMs ?? DEFAULT_LATENCY_BUDGET_MS,
     },
     verdict: 'error',
     verdictReasons: [],
@@ -362,6 +373,38 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
           }
         }
       }
+      const searchLatency = opts.latencySearch !== false && mode === 'static' && !options.qat && opts.benchmark !== false && backend.capabilities.verbs.includes('benchmark');
+      if (searchLatency) {
+        const info = await backend.inspect(opts.model, ctx);
+        const found = await chooseForLatency(
+          backend,
+          {
+            model: opts.model,
+            table,
+            options,
+            quantized: q,
+            verify,
+            evaluation: { dataset: ds, options: verifyOptions, workDir },
+            threads: opts.threads ?? 1,
+            budgetMs: opts.latencyBudgetMs,
+            opHistogram: info.opHistogram,
+            timer: benchmarkTimer(backend, { threads: opts.threads ?? 1, dataset: open(opts.evalData ?? opts.data ?? 'random') }),
+          },
+          ctx,
+        );
+        report.latencyChoices = found.choices;
+        report.verdictReasons.push(...found.verdictNotes);
+        if (found.quantized !== q) {
+          ({ quantized: q, verify } = found);
+          Object.assign(options, found.options);
+          report.verify = verify;
+          report.output = { ...(await artifact(q.model.path)), format: q.model.format };
+          report.quantization = { ...report.quantization!, preparation: q.preparation, decisions: q.decisions, quantizedNodes: q.decisions.filter((x) => x.quantized).length, skippedNodes: q.decisions.filter((x) => !x.quantized).length };
+          report.sizes = { inputBytes: report.input.sizeBytes, outputBytes: q.sizeBytes, ratio: q.sizeBytes / report.input.sizeBytes };
+          report.options.opTypes = options.opTypes;
+          report.options.storageOnly = options.storageOnly;
+        }
+      }
     }
     let bench: BenchmarkResult | undefined;
     if (opts.benchmark !== false && backend.capabilities.verbs.includes('benchmark')) {
@@ -391,8 +434,8 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       report.verdict = 'unverified';
       report.verdictReasons.unshift('verification was skipped (--no-verify)');
     }
-    // Weight-only and fp16 models compute in float: their point is size, so speed is not judged.
-    if (bench && mode !== 'weight-only' && mode !== 'fp16') report.verdictReasons.push(...speedReasons(bench));
+    // Weight-only, fp16 and storage-only models compute in float: their point is size, so speed is not judged.
+    if (bench && mode !== 'weight-only' && mode !== 'fp16' && !options.storageOnly) report.verdictReasons.push(...speedReasons(bench));
     return await finish();
   } catch (e) {
     const err: QforgeError = toQforgeError(e);

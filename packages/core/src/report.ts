@@ -6,6 +6,7 @@ import type { DatasetDescription } from './datasets/dataset';
 import { formatSpeedup } from './bench-stats';
 import { describeTaskMetric } from './tasks';
 import type { CorrectionRecord } from './corrections';
+import type { LatencyChoices } from './latency-search';
 import { errReportInvalid, type QforgeErrorJson } from './errors';
 import type { SearchResult, SensitivityResult } from './tuning';
 
@@ -48,6 +49,8 @@ export interface RunReport {
   search?: SearchResult;
   /** Per-node sensitivity, for `qforge sensitivity` runs. */
   sensitivity?: SensitivityResult;
+  /** What the latency search timed and kept (static mode, unless `--no-latency-search`). */
+  latencyChoices?: LatencyChoices;
   verdict: Verdict;
   /** Why the verdict is what it is, in plain words. */
   verdictReasons: string[];
@@ -168,6 +171,12 @@ export function formatRunSummary(r: RunReport): string {
     const sens = r.sensitivity;
     lines.push(`sensitivity ${sens.metric}: all quantized ${sens.baseline.toFixed(2)}; ${sens.layers.length} nodes${sens.rankAgreement !== undefined ? `, rank agreement ${sens.rankAgreement.toFixed(2)}` : ''}`);
     for (const l of sens.layers.slice(0, 5)) lines.push(`          ${l.node}: float fallback recovers ${l.recovery.toFixed(2)}`);
+  }
+  if (r.latencyChoices) {
+    const l = r.latencyChoices;
+    const kept = l.storageOnly ? 'int8 storage only (float compute)' : l.families.length ? `default + ${l.families.join(', ')}` : 'default op families';
+    lines.push(`latency   search kept ${kept}${l.vsFp32 ? `, ${formatSpeedup(l.vsFp32)} vs fp32` : ''}; ${l.steps.length} timings in ${(l.durationMs / 1000).toFixed(1)} s`);
+    for (const s of l.steps) lines.push(`          ${s.candidate} vs ${s.against}: ${s.medianMs.toFixed(3)} vs ${s.againstMedianMs.toFixed(3)} ms, ${formatSpeedup(s.speedup)}, verify ${s.passed ? 'pass' : 'FAIL'} → ${s.kept ? 'kept' : 'dropped'}`);
   }
   if (r.search) {
     lines.push(`target    ${r.search.target}: ${r.search.met ? 'met' : 'NOT met'} with method ${r.search.method}, ${r.search.floatNodes.length} of ${r.search.quantizableNodes} quantizable nodes in float${r.search.floatNodes.length ? ` (${r.search.floatNodes.join(', ')})` : ''}; ${r.search.path.length} trials`);

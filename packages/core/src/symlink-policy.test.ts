@@ -116,3 +116,25 @@ describe('datasets stay in their folder', () => {
     expect(() => openDataset(join(dir, 'cat', 'b.png'), { inputs: [input] })).toThrow(code('E_NOT_REGULAR_FILE'));
   });
 });
+
+describe('ONNX external data is checked when the model is opened', () => {
+  // An ONNX TensorProto's external_data entry {1: "location", 2: <name>}, found by modelRef without a protobuf parser.
+  const withLocation = (name: string) => Buffer.concat([Buffer.from([0x0a, 0x08]), Buffer.from('location'), Buffer.from([0x12, name.length]), Buffer.from(name)]);
+  const onnxDir = join(root, 'onnx-ext');
+  mkdirSync(onnxDir);
+  writeFileSync(join(onnxDir, 'weights.bin'), Buffer.alloc(16));
+  symlinkSync(join(outside, 'secret.bin'), join(onnxDir, 'link.bin'));
+  const model = (name: string, location: string) => {
+    const p = join(onnxDir, name);
+    writeFileSync(p, Buffer.concat([Buffer.from([0x08, 0x07]), withLocation(location)]));
+    return p;
+  };
+
+  it('accepts data beside the model and refuses escapes and missing files, each by code', () => {
+    expect(modelRef(model('ok.onnx', 'weights.bin')).format).toBe('onnx');
+    expect(() => modelRef(model('dots.onnx', '../outside/secret.bin'))).toThrow(code('E_PATH_OUTSIDE_FOLDER'));
+    expect(() => modelRef(model('abs.onnx', join(outside, 'secret.bin')))).toThrow(code('E_PATH_OUTSIDE_FOLDER'));
+    expect(() => modelRef(model('link.onnx', 'link.bin'))).toThrow(code('E_PATH_OUTSIDE_FOLDER'));
+    expect(() => modelRef(model('missing.onnx', 'missing.bin'))).toThrow(code('E_MODEL_CORRUPT'));
+  });
+});

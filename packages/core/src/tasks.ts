@@ -1,5 +1,6 @@
 // Task-aware verification: each output is judged by the metric its meaning calls for.
 import { readFileSync } from 'node:fs';
+import type { Tensor } from './tensor';
 import { errInvalidOption } from './errors';
 import { FidelityAccumulator, argmax, topKIndices, type OutputFidelity } from './metrics';
 
@@ -8,10 +9,12 @@ import { FidelityAccumulator, argmax, topKIndices, type OutputFidelity } from '.
  * - `classes`: class scores `[N,C]` (Softmax or logits) — top-1 agreement, accuracy with labels;
  * - `map`: a probability/score map (`Sigmoid`, `[N,1,H,W]`) — IoU of the map binarized at a threshold;
  * - `sequence`: class scores per position `[N,T,C]` — per-position agreement, CTC-decoded lines;
- * - `embedding`: embeddings and regression values — relative error (and cosine).
+ * - `embedding`: embeddings and regression values — relative error (and cosine);
+ * - `language-model`: next-token logits `[N,T,V]` of a model fed `input_ids` — perplexity of fp32 and
+ *   the candidate on the data's own next tokens, and next-token (arg-max) agreement.
  */
-export type TaskKind = 'classes' | 'map' | 'sequence' | 'embedding';
-export const TASK_KINDS: readonly TaskKind[] = ['classes', 'map', 'sequence', 'embedding'];
+export type TaskKind = 'classes' | 'map' | 'sequence' | 'embedding' | 'language-model';
+export const TASK_KINDS: readonly TaskKind[] = ['classes', 'map', 'sequence', 'embedding', 'language-model'];
 
 /** Greedy CTC decoding of `sequence` outputs (PaddleOCR, CRNN recognizers). */
 export interface CtcOptions {
@@ -71,6 +74,17 @@ export interface TaskFidelity {
   examples?: { label?: string; reference: string; candidate: string }[];
   /** embedding: ‖ref − cand‖ / ‖ref‖ over all samples (0.1 is the old 20 dB SNR). */
   relativeError?: number;
+  /** language-model: share of unmasked positions whose arg-max (the greedy next token) agrees. */
+  nextTokenAgreement?: number;
+  /**
+   * language-model: exp(mean negative log-likelihood of input_ids[t+1] given positions ≤ t) over the
+   * positions where both t and t+1 are unmasked; `increasePercent` = (candidate / reference − 1) · 100.
+   */
+  perplexity?: { reference: number; candidate: number; increasePercent: number };
+  /** language-model: share of scored positions whose arg-max is the data's next token (fp32, candidate). */
+  nextTokenAccuracy?: AccuracyPair;
+  /** language-model: how many next tokens the perplexity is over. */
+  scoredTokens?: number;
 }
 
 /** Default thresholds per kind, applied where the caller set none (docs/verification.md). */
@@ -81,7 +95,14 @@ export const DEFAULT_TASK_THRESHOLDS = {
   minLineAgreement: 0.9,
   maxLineAccuracyDropPoints: 3,
   maxRelativeError: 0.1,
+  maxPerplexityIncreasePercent: 1,
 } as const;
+
+/**
+ * Token classifiers (NER, POS) also map `input_ids` to `[N,T,C]`, with tens of labels; a vocabulary
+ * has hundreds or more (256 for byte-level models). Smaller outputs stay `sequence` unless `--task` says.
+ */
+export const MIN_LM_VOCABULARY = 128;
 
 export const DEFAULT_MAP_THRESHOLD = 0.5;
 
@@ -120,10 +141,11 @@ const VECTOR_OPS = new Set(['LpNormalization', 'Div', 'Tanh', 'ReduceMean', 'Glo
  * The kind an output's dims and producing op call for. `producer` is the op type (ONNX names:
  * Softmax, Sigmoid, …) when the backend can see it.
  */
-export function detectTask(dims: number[], producer?: string): { kind: TaskKind; detectedFrom: string } {
+export function detectTask(dims: number[], producer?: string, modelInputs: readonly string[] = []): { kind: TaskKind; detectedFrom: string } {
   const shape = `[${dims.join(',')}]`;
   const from = (what: string) => `${producer ? `${producer} output` : 'output'} ${shape}${what}`;
   const last = dims[dims.length - 1] ?? 1;
+  if (dims.length === 3 && last >= MIN_LM_VOCABULARY && modelInputs.includes('input_ids')) return { kind: 'language-model', detectedFrom: from(': logits per position of a model fed input_ids') };
   if (producer === 'Sigmoid' && dims.length >= 2) return { kind: 'map', detectedFrom: from('') };
   if (dims.length === 4 && dims[1] === 1 && dims[2] > 1 && dims[3] > 1) return { kind: 'map', detectedFrom: from(': one-channel map') };
   if (dims.length === 3 && last > 1 && (!producer || SATURATING.has(producer))) return { kind: 'sequence', detectedFrom: from(': scores per position') };
@@ -173,6 +195,18 @@ export function ctcText(indices: number[], classes: number, ctc: CtcOptions): st
 export interface TaskLabel {
   label?: number;
   text?: string;
+  /** The model inputs of the sample: language models read `input_ids` and `attention_mask` from them. */
+  inputs?: Record<string, Pick<Tensor, 'dims' | 'data'>>;
+}
+
+/** log p(target) from one position's scores: log-softmax of logits, or the log of probabilities. */
+function logProbability(scores: ArrayLike<number>, off: number, n: number, target: number, probabilities: boolean): number {
+  if (probabilities) return Math.log(Math.max(scores[off + target], Number.MIN_VALUE));
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (scores[off + i] > max) max = scores[off + i];
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(scores[off + i] - max);
+  return scores[off + target] - max - Math.log(sum);
 }
 
 const MAX_EXAMPLES = 5;
@@ -202,15 +236,25 @@ export class OutputAccumulator {
   private candChar = 0;
   private errSq = 0;
   private refSq = 0;
+  private lmPositions = 0;
+  private lmAgree = 0;
+  private lmScored = 0;
+  private refNll = 0;
+  private candNll = 0;
+  private refHits = 0;
+  private candHits = 0;
+  /** A Softmax output holds probabilities, not logits (LogSoftmax outputs are log-softmax invariant). */
+  private readonly probabilities: boolean;
   private readonly examples: NonNullable<TaskFidelity['examples']> = [];
 
   constructor(
     readonly output: string,
-    first: { dims: number[]; producer?: string },
+    first: { dims: number[]; producer?: string; modelInputs?: readonly string[] },
     private readonly options: TaskOptions & { topK?: number } = {},
   ) {
     const forced = options.tasks?.[output];
-    const detected = detectTask(first.dims, first.producer);
+    const detected = detectTask(first.dims, first.producer, first.modelInputs);
+    this.probabilities = first.producer === 'Softmax';
     this.kind = forced ?? detected.kind;
     this.detectedFrom = forced ? `--task ${output}=${forced}` : detected.detectedFrom;
     this.fidelity = new FidelityAccumulator(output);
@@ -264,6 +308,44 @@ export class OutputAccumulator {
           this.refSq += reference[i] ** 2;
         }
         break;
+      case 'language-model':
+        this.addTokens(reference, candidate, dims, label.inputs);
+        break;
+    }
+  }
+
+  /** Next-token metrics of `[N,T,V]` logits against the sample's own `input_ids` shifted by one. */
+  private addTokens(reference: ArrayLike<number>, candidate: ArrayLike<number>, dims: number[], inputs: TaskLabel['inputs']): void {
+    const ids = inputs?.input_ids;
+    const hint = 'Feed token data (.npz with input_ids and attention_mask, docs/datasets.md), or set another kind with --task <output>=sequence.';
+    if (!ids) throw errInvalidOption('--task', `${this.output} is judged as a language model, but the sample has no input_ids to take next tokens from`, hint);
+    const vocab = dims[dims.length - 1];
+    const steps = dims[dims.length - 2];
+    const rows = reference.length / (vocab * steps);
+    if (dims.length < 2 || ids.data.length !== rows * steps) {
+      throw errInvalidOption('--task', `${this.output} has dims [${dims.join(',')}] but input_ids has [${ids.dims.join(',')}]: logits must be [batch, sequence, vocabulary] over the same positions`, hint);
+    }
+    const mask = inputs?.attention_mask;
+    if (mask && mask.data.length !== ids.data.length) throw errInvalidOption('--task', `attention_mask has dims [${mask.dims.join(',')}], input_ids [${ids.dims.join(',')}]`, hint);
+    const on = (i: number) => !mask || Number(mask.data[i]) !== 0;
+    for (let r = 0; r < rows; r++) {
+      for (let t = 0; t < steps; t++) {
+        const pos = r * steps + t;
+        if (!on(pos)) continue;
+        const off = pos * vocab;
+        const refTop = argmax(reference, off, vocab);
+        const candTop = argmax(candidate, off, vocab);
+        this.lmPositions++;
+        if (refTop === candTop) this.lmAgree++;
+        if (t + 1 >= steps || !on(pos + 1)) continue;
+        const target = Number(ids.data[pos + 1]);
+        if (!(target >= 0 && target < vocab)) throw errInvalidOption('--task', `input_ids holds token ${target}, outside the ${vocab} logits of ${this.output}`, hint);
+        this.lmScored++;
+        this.refNll -= logProbability(reference, off, vocab, target, this.probabilities);
+        this.candNll -= logProbability(candidate, off, vocab, target, this.probabilities);
+        if (refTop === target) this.refHits++;
+        if (candTop === target) this.candHits++;
+      }
     }
   }
 
@@ -305,6 +387,18 @@ export class OutputAccumulator {
       task.examples = this.examples;
     }
     if (this.kind === 'embedding') task.relativeError = this.refSq ? Math.sqrt(this.errSq / this.refSq) : this.errSq ? Infinity : 0;
+    if (this.kind === 'language-model' && this.lmPositions > 0) {
+      task.nextTokenAgreement = this.lmAgree / this.lmPositions;
+      // Kept at the top level too, where reports from before task metrics read it.
+      f.top1Agreement = task.nextTokenAgreement;
+      if (this.lmScored > 0) {
+        const reference = Math.exp(this.refNll / this.lmScored);
+        const candidate = Math.exp(this.candNll / this.lmScored);
+        task.perplexity = { reference, candidate, increasePercent: (candidate / reference - 1) * 100 };
+        task.nextTokenAccuracy = { reference: this.refHits / this.lmScored, candidate: this.candHits / this.lmScored, dropPoints: ((this.refHits - this.candHits) / this.lmScored) * 100 };
+        task.scoredTokens = this.lmScored;
+      }
+    }
     f.task = task;
     return f;
   }
@@ -323,5 +417,13 @@ export function describeTaskMetric(t: TaskFidelity): string {
       return `position agreement ${((t.positionAgreement ?? 0) * 100).toFixed(1)}%`;
     case 'embedding':
       return `relative error ${t.relativeError!.toPrecision(3)}`;
+    case 'language-model':
+      if (!t.perplexity) return 'no position with a next token to score';
+      return `perplexity ${t.perplexity.reference.toFixed(3)} → ${t.perplexity.candidate.toFixed(3)} (${signedPercent(t.perplexity.increasePercent)}) over ${t.scoredTokens} tokens, next-token agreement ${((t.nextTokenAgreement ?? 0) * 100).toFixed(1)}%`;
   }
+}
+
+/** `+0.42%` / `−0.10%`. */
+export function signedPercent(x: number): string {
+  return `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(2)}%`;
 }

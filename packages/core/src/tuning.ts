@@ -12,11 +12,11 @@ import type { OutputFidelity } from './metrics';
 import type { TaskOptions } from './tasks';
 
 /** What "better" means: a fidelity, task or accuracy number read off a verification. */
-export type MetricKind = 'snr' | 'cosine' | 'top1-drop' | 'top1-agree' | 'iou' | 'pixel-agree' | 'position-agree' | 'line-agree' | 'line-acc-drop' | 'char-acc-drop' | 'rel-error';
+export type MetricKind = 'snr' | 'cosine' | 'top1-drop' | 'top1-agree' | 'iou' | 'pixel-agree' | 'position-agree' | 'line-agree' | 'line-acc-drop' | 'char-acc-drop' | 'rel-error' | 'ppl-increase' | 'next-token-agree';
 
 /** Metrics where lower is better; they take `<=` and are negated by `score`. */
-const LOWER_IS_BETTER = new Set<MetricKind>(['top1-drop', 'line-acc-drop', 'char-acc-drop', 'rel-error']);
-export const METRIC_KINDS: readonly MetricKind[] = ['snr', 'cosine', 'top1-drop', 'top1-agree', 'iou', 'pixel-agree', 'position-agree', 'line-agree', 'line-acc-drop', 'char-acc-drop', 'rel-error'];
+const LOWER_IS_BETTER = new Set<MetricKind>(['top1-drop', 'line-acc-drop', 'char-acc-drop', 'rel-error', 'ppl-increase']);
+export const METRIC_KINDS: readonly MetricKind[] = ['snr', 'cosine', 'top1-drop', 'top1-agree', 'iou', 'pixel-agree', 'position-agree', 'line-agree', 'line-acc-drop', 'char-acc-drop', 'rel-error', 'ppl-increase', 'next-token-agree'];
 
 export interface AccuracyTarget {
   metric: MetricKind;
@@ -27,8 +27,9 @@ export interface AccuracyTarget {
 }
 
 /**
- * Parses `top1-drop<=0.5`, `snr>=30`, `cosine>=0.999`, `iou>=0.93`, `line-acc-drop<=1`, … Shares
- * (agreements, IoU) are 0..1; drops are percentage points.
+ * Parses `top1-drop<=0.5`, `snr>=30`, `cosine>=0.999`, `iou>=0.93`, `line-acc-drop<=1`,
+ * `ppl-increase<=1`, … Shares (agreements, IoU) are 0..1; drops are percentage points; the
+ * perplexity increase is in percent.
  */
 export function parseAccuracyTarget(text: string): AccuracyTarget {
   const m = /^\s*([a-z0-9-]+)\s*(>=|<=)\s*(-?\d+(?:\.\d+)?)\s*$/.exec(text);
@@ -59,6 +60,10 @@ function taskValue(o: OutputFidelity, metric: MetricKind): number | undefined {
       return t?.charAccuracy?.dropPoints;
     case 'rel-error':
       return t?.relativeError;
+    case 'ppl-increase':
+      return t?.perplexity?.increasePercent;
+    case 'next-token-agree':
+      return t?.nextTokenAgreement;
     default:
       return undefined;
   }
@@ -73,6 +78,8 @@ const NEEDS: Partial<Record<MetricKind, string>> = {
   'line-acc-drop': 'a sequence output decoded with --ctc --charset and string labels (labels.txt beside the data)',
   'char-acc-drop': 'a sequence output decoded with --ctc --charset and string labels (labels.txt beside the data)',
   'rel-error': 'an embedding/regression output (--task <output>=embedding)',
+  'ppl-increase': 'language-model logits ([N,T,V] with input_ids; --task <output>=language-model) and token data',
+  'next-token-agree': 'language-model logits ([N,T,V] with input_ids; --task <output>=language-model) and token data',
 };
 
 /**

@@ -1,7 +1,7 @@
 // Pass/fail of a verification against its thresholds, judged the same way for every backend.
 import type { VerifyResult, VerifyThresholds } from './contract';
 import type { OutputFidelity } from './metrics';
-import { DEFAULT_TASK_THRESHOLDS } from './tasks';
+import { DEFAULT_TASK_THRESHOLDS, signedPercent } from './tasks';
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
@@ -20,6 +20,7 @@ function judgeTask(o: OutputFidelity, t: VerifyThresholds, result: VerifyResult,
     minLineAgreement: t.minLineAgreement ?? D.minLineAgreement,
     maxLineAccuracyDropPoints: t.maxLineAccuracyDropPoints ?? D.maxLineAccuracyDropPoints,
     maxRelativeError: t.maxRelativeError ?? D.maxRelativeError,
+    maxPerplexityIncreasePercent: t.maxPerplexityIncreasePercent ?? D.maxPerplexityIncreasePercent,
   };
   const name = `${o.output} (${task.kind})`;
   switch (task.kind) {
@@ -57,6 +58,13 @@ function judgeTask(o: OutputFidelity, t: VerifyThresholds, result: VerifyResult,
     case 'embedding': {
       const ok = task.relativeError! <= d.maxRelativeError;
       return [ok, `${name}: relative error ${task.relativeError!.toPrecision(3)} ${ok ? '≤' : '>'} ${d.maxRelativeError}`];
+    }
+    case 'language-model': {
+      // No next token to score (all masked, or one-token samples): perplexity cannot vouch for the model.
+      if (!task.perplexity) return [false, `${name}: no unmasked position has a next token; perplexity needs samples of two or more tokens`];
+      const p = task.perplexity;
+      const ok = p.increasePercent <= d.maxPerplexityIncreasePercent;
+      return [ok, `${name}: perplexity ${p.reference.toFixed(3)} → ${p.candidate.toFixed(3)}, ${signedPercent(p.increasePercent)} ${ok ? '≤' : '>'} +${d.maxPerplexityIncreasePercent}% (next-token agreement ${pct(task.nextTokenAgreement ?? 0)})`];
     }
   }
 }

@@ -1,5 +1,4 @@
 // The ONNX Runtime backend: calibrate, quantize, benchmark and verify ONNX models (no side effects on import).
-import { statSync } from 'node:fs';
 import {
   AccuracyAccumulator,
   judgeVerification,
@@ -47,7 +46,7 @@ import {
   type VerifyOptions,
   type VerifyResult,
 } from '@qforge/core';
-import { GraphIndex, describeModel, encodeModel, graphInputs, intAttr, tensorToFloat32, loadModel, makeNode, saveModel, withExtraOutputs, type ModelProto } from '@qforge/onnx';
+import { GraphIndex, describeModel, encodeModel, graphInputs, intAttr, tensorToFloat32, loadModel, makeNode, withExtraOutputs, type ModelProto } from '@qforge/onnx';
 import { correctBiases } from './bias-correction';
 import { prepareForCalibration, prepareModel, readEqualizedActivations, shapeQuestions, type ObservedShapes, type PreparationResult } from './prepare';
 import { quantizeDynamic } from './quantize-dynamic';
@@ -55,8 +54,11 @@ import { quantizeWeightOnlyModel } from './quantize-weight-only';
 import { convertModelToFloat16 } from './convert-fp16';
 import { STATIC_OP_TYPES, calibrationTensors, quantizeStaticQdq } from './quantize-qdq';
 import { qdqToQOperator } from './quantize-qoperator';
+import { storeWeightsInt8 } from './quantize-int8-storage';
+import { OP_QUANTIZERS } from './ops';
 import { quantizeRecurrent, splitRecurrent } from './ops/lstm';
 import { createSession, loadOrt, runSession } from './runtime';
+import { writeCheckedModel } from './write-model';
 import { branchCalibrationTensors, liftBranchTensors, quantizeBodies, scopedNames, uniquifyBodyNames } from './subgraphs';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -81,8 +83,25 @@ export const ONNXRUNTIME_CAPABILITIES: BackendCapabilities = {
     'LSTM → DynamicQuantizeLSTM (int8 weights, activations quantized at run time) in static and dynamic mode; ONNX Runtime has no static int8 LSTM',
     'preparation: Constant→initializer, Conv+BatchNormalization folding, opset upgrade to 13 for per-channel weights',
     'QOperator format: Conv → QLinearConv and MatMul → QLinearMatMul; Gemm stays QDQ',
+    'latency search: opt-in op families timed on this machine and kept where faster and accurate; storage-only int8 (weights dequantized at load, fp32 speed) when int8 kernels are slower',
   ],
+  opFamilies: familiesOf(OP_QUANTIZERS),
+  storageOnly: true,
 };
+
+/** The registry's switchable families for `capabilities.opFamilies` (pass-through ops follow their inputs). */
+function familiesOf(quantizers: typeof OP_QUANTIZERS): BackendCapabilities['opFamilies'] {
+  const out = new Map<string, { family: string; opTypes: string[]; byDefault: boolean }>();
+  for (const q of quantizers) {
+    if (q.role === 'pass-through') continue;
+    const f = out.get(q.family) ?? { family: q.family, opTypes: [], byDefault: q.byDefault };
+    f.opTypes.push(...q.opTypes);
+    // A family is on by default only when all of its op types are.
+    f.byDefault &&= q.byDefault;
+    out.set(q.family, f);
+  }
+  return [...out.values()];
+}
 
 function allTensorNames(proto: ModelProto): string[] {
   const names = new Set<string>(graphInputs(proto.graph).map((i) => i.name));
@@ -329,7 +348,11 @@ export class OnnxRuntimeBackend implements Backend {
     const prep = prepareModel(loaded.proto, shapes, { needPerAxis: true, equalize: options.equalize });
     let decisions: NodeDecision[];
     let changes: GraphChange[];
-    if (options.mode === 'static') {
+    if (options.mode === 'static' && options.storageOnly) {
+      // No table needed: only weights change, activations stay float.
+      ({ decisions, changes } = storeWeightsInt8(prep.proto, options));
+      mergeInto({ decisions, changes }, quantizeBodies(prep.proto, ['If', 'Loop', 'Scan'], (body) => storeWeightsInt8(body, options)));
+    } else if (options.mode === 'static') {
       if (!table) throw errInvalidOption('--mode static', 'static quantization needs calibration data', 'Pass --data <dataset> or --calib-table <file>, or use --mode dynamic.');
       if (table.model.preparedSha256 && table.model.preparedSha256 !== (await sha256Async(encodeModel(prep.proto)))) {
         throw errCalibTableMismatch('the model prepares differently than when the table was made (another qforge version?)');
@@ -377,19 +400,17 @@ export class OnnxRuntimeBackend implements Backend {
     if (!decisions.some((d) => d.quantized)) {
       throw errUnsupported(this.id, 'this model', `no node could be quantized (${decisions.map((d) => `${d.node}: ${d.reason}`).slice(0, 3).join('; ') || 'no Conv/MatMul/Gemm nodes'})`);
     }
-    // The runtime must accept the result before anything is written.
-    const bytes = encodeModel(prep.proto);
-    const check = await createSession(bytes, { optimization: 'all' });
-    await check.release();
     // A run cancelled while quantizing leaves no model behind.
     throwIfAborted(ctx, 'quantization');
     ctx.progress({ phase: 'write', current: 0, message: options.output });
-    await saveModel(prep.proto, options.output);
+    // Encoded once, checked by the runtime from the written file, renamed into place only if accepted.
+    const written = await writeCheckedModel(prep.proto, options.output);
     return {
       model: { path: options.output, format: 'onnx' },
-      sizeBytes: statSync(options.output).size,
+      sizeBytes: written.sizeBytes,
       preparation: [...prep.changes, ...changes],
       decisions,
+      ...(written.externalFile ? { artifacts: { [written.externalFile]: 'external data (weights) of the model' } } : {}),
     };
   }
 
@@ -448,6 +469,7 @@ export class OnnxRuntimeBackend implements Backend {
     const refProto = loadModel(reference.path).proto;
     const candProto = loadModel(candidate.path).proto;
     const outputs = refProto.graph.output.map((o) => o.name);
+    const modelInputs = graphInputs(refProto.graph).map((i) => i.name);
     const candOutputs = new Set(candProto.graph.output.map((o) => o.name));
     const missing = outputs.filter((o) => !candOutputs.has(o));
     if (missing.length) throw errInvalidOption('candidate', `it lacks output(s) ${missing.join(', ')} of the reference`, 'Compare a model with its own quantized version.');
@@ -493,7 +515,7 @@ export class OnnxRuntimeBackend implements Backend {
           const cd = c[o].data as Float32Array;
           const dims = [...r[o].dims].map(Number);
           // Each output is judged by what it means (core's tasks.ts), from its dims and producing op.
-          if (!fid.has(o)) fid.set(o, new OutputAccumulator(o, { dims, producer: refProducers.get(o)?.opType }, options));
+          if (!fid.has(o)) fid.set(o, new OutputAccumulator(o, { dims, producer: refProducers.get(o)?.opType, modelInputs }, options));
           fid.get(o)!.add(rd, cd, dims, sample);
         }
         for (const p of preActs.values()) preAcc.get(p.tensor)!.add(r[p.tensor].data as Float32Array, c[p.tensor].data as Float32Array);

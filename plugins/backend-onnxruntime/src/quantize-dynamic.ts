@@ -23,11 +23,19 @@ export function quantizeDynamic(proto: ModelProto, opts: QuantizeOptions): { dec
   const decisions: NodeDecision[] = [];
   const excluded = new Set(opts.excludeNodes);
   const replaced = new Map<NodeProto, NodeProto>();
+  let released = 0;
   for (const { node: n, name: nodeName, weight: w } of selectWeightedNodes(g.node, idx, { opTypes: new Set(requested), excluded, weightRank: 2 }, decisions)) {
     const skip = (reason: string) => decisions.push({ node: nodeName, opType: n.opType, quantized: false, reason });
-    let data = tensorToFloat32(w);
     let [k, cols] = w.dims.map(Number);
-    if (n.opType === 'Gemm' && attrInt(n, 'transB', 0)) {
+    const transposed = n.opType === 'Gemm' && attrInt(n, 'transB', 0) === 1;
+    const outputs = transposed ? k : cols;
+    const bias = n.opType === 'Gemm' && n.input[2] ? idx.initializers.get(n.input[2]) : undefined;
+    if (n.opType === 'Gemm' && n.input[2] && !(bias && bias.dims.length === 1 && Number(bias.dims[0]) === outputs)) {
+      skip('Gemm bias is not a constant vector of output size');
+      continue;
+    }
+    let data = tensorToFloat32(w);
+    if (transposed) {
       // DynamicQuantizeMatMul takes B as [K, N]; transpose [N, K] once, offline.
       const t = new Float32Array(data.length);
       for (let r = 0; r < k; r++) for (let c = 0; c < cols; c++) t[c * k + r] = data[r * cols + c];
@@ -43,18 +51,22 @@ export function quantizeDynamic(proto: ModelProto, opts: QuantizeOptions): { dec
     const shape = scales.length > 1 ? [scales.length] : [];
     g.initializer.push(makeTensor(qName, [k, cols], Int8Array.from(values)), makeTensor(sName, shape, scales), makeTensor(zName, shape, new Int8Array(scales.length)));
     const inputs = [n.input[0], qName, sName, zName];
-    const bias = n.opType === 'Gemm' && n.input[2] ? idx.initializers.get(n.input[2]) : undefined;
-    if (n.opType === 'Gemm' && n.input[2] && !(bias && bias.dims.length === 1 && Number(bias.dims[0]) === cols)) {
-      skip('Gemm bias is not a constant vector of output size');
-      continue;
-    }
     if (bias) inputs.push(bias.name);
     replaced.set(n, makeNode('DynamicQuantizeMatMul', inputs, [n.output[0]], name(`${nodeName}_DynamicQuantizeMatMul`), [], MS_DOMAIN));
     decisions.push({ node: nodeName, opType: n.opType, quantized: true, weightType: 'int8', granularity: scales.length > 1 ? 'per-channel' : 'per-tensor' });
+    // The float weight goes as soon as its int8 copy exists (unless another node or scope still reads
+    // it): a large model then never holds both, which keeps peak memory near the model's size.
+    if (idx.consumersOf(w.name).length === 1 && !idx.graphOutputNames.has(w.name)) {
+      const at = g.initializer.indexOf(w);
+      if (at >= 0) g.initializer.splice(at, 1);
+      w.rawData = new Uint8Array(0);
+      w.floatData = [];
+      released++;
+    }
   }
   g.node = g.node.map((n) => replaced.get(n) ?? n);
   if (replaced.size && !proto.opsetImport.some((o) => o.domain === MS_DOMAIN)) proto.opsetImport.push({ domain: MS_DOMAIN, version: 1 });
   g.node = topologicalSort(g);
   dropUnusedInitializers(proto);
-  return { decisions, changes: [{ kind: 'dynamic-quantize', detail: `${replaced.size} MatMul/Gemm node(s) → DynamicQuantizeMatMul (int8 weights)` }] };
+  return { decisions, changes: [{ kind: 'dynamic-quantize', detail: `${replaced.size} MatMul/Gemm node(s) → DynamicQuantizeMatMul (int8 weights); ${released} float weight(s) released as they were replaced` }] };
 }

@@ -1,6 +1,7 @@
 // Writes a rewritten model only once ONNX Runtime accepts it; a large model goes with one external data file.
-import { existsSync, rmSync } from 'node:fs';
-import { MAX_INLINE_BYTES, encodeModel, saveModel, type ModelProto } from '@qforge/onnx';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { MAX_INLINE_BYTES, saveModel, type ModelProto } from '@qforge/onnx';
 import { createSession } from './runtime';
 
 export interface WrittenModel {
@@ -15,16 +16,24 @@ function initializerBytes(proto: ModelProto): number {
 }
 
 /**
- * A model that fits in one protobuf is checked from memory before anything is written. One that
- * does not (over ~1.8 GiB of weights) cannot be handed to the runtime as bytes: it is written with
- * its external data file, checked from disk, and both files are removed if the runtime refuses it.
+ * The model is encoded once: a model that fits in one protobuf is saved beside the output under a
+ * temporary name, the runtime's check loads that file, and only then is it renamed into place (so
+ * the check sees exactly the bytes that ship, and a large model is never held encoded twice). One
+ * that does not fit (over ~1.8 GiB of weights) is written with its external data file, whose name
+ * the model records, checked from disk, and both files are removed if the runtime refuses it.
  */
 export async function writeCheckedModel(proto: ModelProto, output: string): Promise<WrittenModel> {
   if (initializerBytes(proto) <= MAX_INLINE_BYTES) {
-    const check = await createSession(encodeModel(proto), { optimization: 'all' });
-    await check.release();
-    const saved = await saveModel(proto, output);
-    return { sizeBytes: saved.bytes };
+    const candidate = join(dirname(output), `.${basename(output)}.${process.pid}.unchecked.onnx`);
+    try {
+      const saved = await saveModel(proto, candidate, { externalData: 'never' });
+      const check = await createSession(candidate, { optimization: 'all' });
+      await check.release();
+      renameSync(candidate, output);
+      return { sizeBytes: saved.bytes };
+    } finally {
+      rmSync(candidate, { force: true });
+    }
   }
   const saved = await saveModel(proto, output, { externalData: 'always' });
   try {

@@ -382,7 +382,12 @@ export class TfjsBackend implements Backend {
       // The wasm engine has no Conv2D/DepthwiseConv2d gradient kernels: train on tfjs-node when it
       // loaded, else on the pure-JavaScript cpu engine, and switch back afterwards.
       const trainOn = engine === 'tensorflow' ? 'tensorflow' : 'cpu';
-      if (trainOn !== engine) await tf.setBackend(trainOn);
+      if (trainOn !== engine) {
+        await tf.setBackend(trainOn);
+        // The cpu engine greets its first tensor with an "install tfjs-node" banner on stdout;
+        // qforge chose it on purpose and the report names it.
+        (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
+      }
       const twin = new FakeQuantTwin(tf, graph, ranges, options.perChannel);
       try {
         const record = await trainTwin(tf, twin, data, options.qat!, ctx, trainOn === 'tensorflow' ? 'tfjs-node' : 'cpu');

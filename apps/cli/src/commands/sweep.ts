@@ -1,11 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { resolve } from 'node:path';
 import { Args, Flags } from '@oclif/core';
-import { METRIC_KINDS, deriveTable, errInvalidOption, modelRef, score, type MetricKind, openDataset, resolveTargetProfile, withInputShapes, writeCalibrationTable, type CalibrationMethod } from '@qforge/core';
+import { METRIC_KINDS, deriveTable, errInvalidOption, modelRef, readRunReport, score, type MetricKind, openDataset, resolveTargetProfile, withInputShapes, writeCalibrationTable, type CalibrationMethod, type RunReport } from '@qforge/core';
+import { describeMachine, runTrials, type TrialRequest } from '@qforge/queue';
 import { QforgeCommand } from '../lib/base';
 import { backendFlag, imageFlags, imageOptions, list, targetFlag, taskFlags, taskOptions } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
+import { formatMachine, machineKey, mixedSpeedMachines, queueFlag, queueStatusPrinter, type QueuedRunResult, type SweepTrialSpec } from '../lib/queue';
 import { runAndRender } from '../lib/run';
 
 export interface SweepRow {
@@ -22,6 +25,12 @@ export interface SweepRow {
   /** The `--criterion` task metric (higher is better: drops and errors negated), when one was chosen. */
   score?: number;
   best: boolean;
+  /** The machine that ran the trial and measured its speedup (worker@host, CPU, flags, threads). */
+  machine?: string;
+  /** Same host and CPU: speedups compare only between rows with the same key. */
+  machineKey?: string;
+  /** A queued trial that failed after its attempts: the cause (`E_…: message`). */
+  error?: string;
 }
 
 const METHODS = ['minmax', 'percentile', 'entropy', 'mse'];
@@ -41,13 +50,14 @@ export default class Sweep extends QforgeCommand {
     criterion: Flags.string({ description: 'What "best" means: accuracy, snr, speedup, size, or a task metric (iou, line-acc-drop, top1-agree, …; docs/verification.md).', options: ['accuracy', 'snr', 'speedup', 'size', ...METRIC_KINDS.filter((m) => m !== 'snr')], default: 'accuracy' }),
     'benchmark-runs': Flags.integer({ description: 'Timed runs per model per combination.', default: 50 }),
     'runs-dir': Flags.string({ description: 'Where run directories go.', default: './qforge-runs' }),
+    queue: queueFlag,
     backend: backendFlag,
     target: targetFlag,
     ...taskFlags,
     ...imageFlags,
   };
 
-  async run(): Promise<{ rows: SweepRow[]; criterion: string }> {
+  async run(): Promise<{ rows: SweepRow[]; criterion: string; speedMachines?: string[] }> {
     const { args, flags } = await this.parse(Sweep);
     const model = modelRef(args.model);
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
@@ -63,10 +73,49 @@ export default class Sweep extends QforgeCommand {
     const { ctx, stop } = cliRunContext();
     const scratch = mkdtempSync(join(tmpdir(), 'qforge-sweep-'));
     const rows: SweepRow[] = [];
+    const local = describeMachine('local');
+    const toRow = (runDir: string, rep: RunReport, samples: number, method: string, perChannel: boolean, machine = local): SweepRow => {
+      const o = rep.verify?.outputs[0];
+      return {
+        runDir,
+        samples,
+        method,
+        perChannel,
+        verdict: rep.verdict,
+        accuracy: rep.verify?.accuracy?.candidate,
+        accuracyDrop: rep.verify?.accuracy?.dropPoints,
+        snrDb: o ? o.preActivation?.snrDb ?? o.snrDb : undefined,
+        ...(metric && rep.verify ? { score: score(rep.verify, metric) } : {}),
+        sizeRatio: rep.sizes?.ratio,
+        speedup: rep.benchmark?.speedup,
+        best: false,
+        machine: formatMachine(machine),
+        machineKey: machineKey(machine),
+      };
+    };
     try {
       const inputs = withInputShapes(await backend.modelInputs(model, ctx), flags['input-shape'] ?? []);
       const image = imageOptions(flags);
-      for (const samples of counts) {
+      if (flags.queue) {
+        // The same grid, one job per cell; each worker calibrates a sample count once and derives the methods.
+        const requests: TrialRequest[] = [];
+        const runsDir = resolve(flags['runs-dir']);
+        for (const samples of counts)
+          for (const method of methods)
+            for (const perChannel of granularities) {
+              const spec: SweepTrialSpec = { backend: backend.id, target: target.id, data: flags.data, evalData: flags['eval-data'] ?? flags.data, samples, method: method as CalibrationMethod, perChannel, evalSamples: flags['eval-samples'], benchmarkRuns: flags['benchmark-runs'], task, image, inputShapes: flags['input-shape'] ?? [], command: `sweep samples=${samples} method=${method} per-channel=${perChannel}` };
+              requests.push({ kind: 'sweep', model: resolve(model.path), runsDir, label: `samples=${samples} method=${method} per-channel=${perChannel}`, spec });
+            }
+        stop();
+        const printer = queueStatusPrinter();
+        const outcomes = await runTrials<QueuedRunResult>(flags.queue, requests, { onStatus: printer.onStatus, onStalled: printer.onStalled }).finally(printer.done);
+        for (const o of outcomes) {
+          const spec = o.request.spec as SweepTrialSpec;
+          if (o.state === 'completed') rows.push(toRow(o.value.result.runDir, readRunReport(resolve(o.value.result.runDir, 'report.json')), spec.samples, spec.method, spec.perChannel, o.value.machine));
+          else rows.push({ runDir: '', samples: spec.samples, method: spec.method, perChannel: spec.perChannel, verdict: 'error', best: false, error: o.reason });
+        }
+      }
+      for (const samples of flags.queue ? [] : counts) {
         // One calibration per sample count; every method is derived from its histograms.
         const full = await backend.calibrate(model, openDataset(flags.data, { inputs, image }), { method: 'entropy', samples, target, keepHistograms: true }, ctx);
         for (const method of methods) {
@@ -80,22 +129,7 @@ export default class Sweep extends QforgeCommand {
               { model, runsDir: flags['runs-dir'], target, calibTable: tablePath, perChannel, evalData: flags['eval-data'] ?? flags.data, evalSamples: flags['eval-samples'], task, benchmarkRuns: flags['benchmark-runs'], image, inputShapes: flags['input-shape'] ?? [], command: `sweep samples=${samples} method=${method} per-channel=${perChannel}`, qforgeVersion: this.config.version },
               ctx,
             );
-            const rep = r.report;
-            const o = rep.verify?.outputs[0];
-            rows.push({
-              runDir: r.runDir,
-              samples,
-              method,
-              perChannel,
-              verdict: rep.verdict,
-              accuracy: rep.verify?.accuracy?.candidate,
-              accuracyDrop: rep.verify?.accuracy?.dropPoints,
-              snrDb: o ? o.preActivation?.snrDb ?? o.snrDb : undefined,
-              ...(metric && rep.verify ? { score: score(rep.verify, metric) } : {}),
-              sizeRatio: rep.sizes?.ratio,
-              speedup: rep.benchmark?.speedup,
-              best: false,
-            });
+            rows.push(toRow(r.runDir, r.report, samples, method, perChannel));
           }
         }
       }
@@ -104,12 +138,17 @@ export default class Sweep extends QforgeCommand {
       rmSync(scratch, { recursive: true, force: true });
     }
     const key = (r: SweepRow) => (metric ? r.score ?? -Infinity : flags.criterion === 'accuracy' ? r.accuracy ?? r.snrDb ?? -Infinity : flags.criterion === 'snr' ? r.snrDb ?? -Infinity : flags.criterion === 'speedup' ? r.speedup ?? -Infinity : -(r.sizeRatio ?? Infinity));
-    const best = rows.reduce((a, b) => (key(b) > key(a) ? b : a), rows[0]);
+    const ranked = rows.filter((r) => !r.error);
+    const best = ranked.reduce((a, b) => (key(b) > key(a) ? b : a), ranked[0]);
     if (best) best.best = true;
     this.log(`${'samples'.padStart(7)}  ${'method'.padEnd(10)} ${'per-ch'.padEnd(6)} ${'accuracy'.padStart(9)} ${'SNR dB'.padStart(7)} ${'size'.padStart(6)} ${'speedup'.padStart(7)}  verdict`);
     for (const r of rows) {
-      this.log(`${String(r.samples).padStart(7)}  ${r.method.padEnd(10)} ${(r.perChannel ? 'yes' : 'no').padEnd(6)} ${(r.accuracy !== undefined ? `${(r.accuracy * 100).toFixed(2)}%` : '—').padStart(9)} ${(r.snrDb?.toFixed(1) ?? '—').padStart(7)} ${(r.sizeRatio?.toFixed(3) ?? '—').padStart(6)} ${(r.speedup?.toFixed(2) ?? '—').padStart(7)}  ${r.verdict}${r.best ? `  ← best by ${flags.criterion}` : ''}`);
+      this.log(`${String(r.samples).padStart(7)}  ${r.method.padEnd(10)} ${(r.perChannel ? 'yes' : 'no').padEnd(6)} ${(r.accuracy !== undefined ? `${(r.accuracy * 100).toFixed(2)}%` : '—').padStart(9)} ${(r.snrDb?.toFixed(1) ?? '—').padStart(7)} ${(r.sizeRatio?.toFixed(3) ?? '—').padStart(6)} ${(r.speedup?.toFixed(2) ?? '—').padStart(7)}  ${r.verdict}${r.best ? `  ← best by ${flags.criterion}` : ''}${flags.queue && r.machine ? `  [${r.machine.split(' ')[0]}]` : ''}`);
     }
-    return { rows, criterion: flags.criterion };
+    for (const r of rows) if (r.error) this.logToStderr(`failed: samples=${r.samples} method=${r.method} per-channel=${r.perChannel}: ${r.error}`);
+    // Each speedup was measured on one machine (fp32 and int8 alternately); across machines the column mixes hardware.
+    const speedMachines = mixedSpeedMachines(rows);
+    if (speedMachines.length) this.logToStderr(`warning: the speedup column mixes ${speedMachines.length} machines; compare speedups only between rows of one machine:\n  ${speedMachines.join('\n  ')}`);
+    return { rows, criterion: flags.criterion, ...(speedMachines.length ? { speedMachines } : {}) };
   }
 }

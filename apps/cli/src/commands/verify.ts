@@ -24,6 +24,7 @@ export default class Verify extends QforgeCommand {
     'max-line-acc-drop': Flags.string({ description: 'Maximum line accuracy drop in points (CTC sequences with string labels).', default: '3' }),
     'min-cosine': Flags.string({ description: 'Minimum cosine similarity per output.' }),
     'max-acc-drop': Flags.string({ description: 'Maximum top-1 accuracy drop in points (labeled data).', default: '1' }),
+    'max-ppl-increase': Flags.string({ description: 'Maximum perplexity increase over fp32 in percent (language-model outputs on token data).', default: '1' }),
     'per-layer': Flags.boolean({ description: 'Also measure the error at each quantized tensor.', default: true, allowNo: true }),
     backend: backendFlag,
     ...taskFlags,
@@ -37,6 +38,7 @@ export default class Verify extends QforgeCommand {
       minIou: numberIn('min-iou', flags['min-iou'], RANGES.share),
       maxLineAccuracyDropPoints: numberIn('max-line-acc-drop', flags['max-line-acc-drop'], RANGES.accDropPoints),
       maxAccuracyDropPoints: numberIn('max-acc-drop', flags['max-acc-drop'], RANGES.accDropPoints),
+      maxPerplexityIncreasePercent: numberIn('max-ppl-increase', flags['max-ppl-increase'], RANGES.percentIncrease),
       ...(flags['min-cosine'] !== undefined ? { minCosine: numberIn('min-cosine', flags['min-cosine'], RANGES.cosine) } : {}),
     };
     const reference = modelRef(args.reference);

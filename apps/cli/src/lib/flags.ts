@@ -71,6 +71,7 @@ export const RANGES = {
   cosine: { min: -1, max: 1 },
   percentile: { min: 0, max: 100, minExclusive: true },
   share: { min: 0, max: 1 },
+  percentIncrease: { min: 0, max: 1e6 },
 } as const;
 
 export function list(v: string | undefined): string[] {
@@ -79,7 +80,7 @@ export function list(v: string | undefined): string[] {
 
 /** How outputs are read for verification: shared by verify, quantize, sweep and sensitivity. */
 export const taskFlags = {
-  task: Flags.string({ description: 'What an output means, overriding detection: <output>=classes|map|sequence|embedding (repeatable).', multiple: true, helpGroup: 'TASK' }),
+  task: Flags.string({ description: 'What an output means, overriding detection: <output>=classes|map|sequence|embedding|language-model (repeatable).', multiple: true, helpGroup: 'TASK' }),
   'map-threshold': Flags.string({ description: 'Probability above which a map pixel is "on" (IoU of map outputs).', default: '0.5', helpGroup: 'TASK' }),
   ctc: Flags.boolean({ description: 'Greedy-decode sequence outputs as CTC and compare the decoded strings (implied by --charset).', helpGroup: 'TASK' }),
   'ctc-blank': Flags.integer({ description: 'Index of the CTC blank class.', default: 0, helpGroup: 'TASK' }),

@@ -148,6 +148,9 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
+/** 2^28 float32 values (1 GiB) per input: far beyond a real sample, well below what an allocation can hold. */
+const MAX_SYNTHETIC_ELEMENTS = 2 ** 28;
+
 function randomDataset(inputs: TensorInfo[], seed: number): Dataset {
   for (const input of inputs) {
     // Token ids, lengths, sample rates and masks mean something: random values would be nonsense.
@@ -156,6 +159,12 @@ function randomDataset(inputs: TensorInfo[], seed: number): Dataset {
     }
   }
   const shapes = inputs.map((i) => syntheticDims(i));
+  // A declared dim can be absurd (2^40 in a damaged file): refuse it before allocating, by name.
+  shapes.forEach((dims, k) => {
+    if (elementCount(dims) > MAX_SYNTHETIC_ELEMENTS) {
+      throw errDatasetInvalid(`random:${seed}`, `input "${inputs[k].name}" of shape [${dims.join(',')}] holds ${elementCount(dims)} values per sample, more than random data makes (${MAX_SYNTHETIC_ELEMENTS})`, 'Check the model\'s input shape (qforge inspect), or fix it with --input-shape.');
+    }
+  });
   const description: DatasetDescription = { kind: 'random', source: `random:${seed}`, synthetic: true, labeled: false };
   return {
     description,

@@ -13,7 +13,7 @@ import type { OpQuantizer } from './types';
 export type { OpContext, OpQuantizer, OpRole, OutputRule, QOperatorPattern } from './types';
 
 /** Every registered family. */
-const ALL: readonly OpQuantizer[] = [
+export const OP_QUANTIZERS: readonly OpQuantizer[] = [
   convQuantizer,
   convTransposeQuantizer,
   gemmQuantizer,
@@ -30,7 +30,6 @@ const ALL: readonly OpQuantizer[] = [
   padQuantizer,
   rescaleQuantizer,
 ];
-export const OP_QUANTIZERS = process.env.H9_OLD ? ALL.filter((q) => ['Conv','ConvTranspose','Gemm','LSTM','Reshape','MaxPool'].some((t) => q.opTypes.includes(t))) : ALL;
 
 const BY_OP_TYPE = new Map<string, OpQuantizer>();
 for (const q of OP_QUANTIZERS) for (const t of q.opTypes) BY_OP_TYPE.set(t, q);

@@ -1,0 +1,65 @@
+// --preset transformers.js: the variants under transformers.js's file names, each loaded and verified on token data.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { REPO, qforge } from './helpers';
+
+const dir = mkdtempSync(join(tmpdir(), 'qforge-preset-'));
+const repoDir = join(dir, 'byte-lm');
+const model = join(repoDir, 'onnx', 'model.onnx');
+const tokens = join(dir, 'tokens');
+
+beforeAll(() => {
+  mkdirSync(join(repoDir, 'onnx'), { recursive: true });
+  execFileSync(process.execPath, [join(REPO, 'tools/build-transformer-fixture.js'), model, '--tokens']);
+  execFileSync(process.execPath, [join(REPO, 'tools/make-token-data.js'), tokens, '4', '8']);
+}, 60_000);
+
+const common = ['--data', join(tokens, 'calib'), '--eval-data', join(tokens, 'eval.npz'), '--eval-samples', '8', '--runs-dir', join(dir, 'runs')];
+
+describe('quantize --preset transformers.js', () => {
+  it('writes fp16, q8 (= int8) and q4 under the names transformers.js loads, each verified by perplexity', async () => {
+    const out = join(dir, 'out');
+    const r = qforge(['quantize', repoDir, '--preset', 'transformers.js', ...common, '--benchmark-runs', '5', '-o', out, '--json']);
+    expect(r.code).toBe(0);
+    const j = r.json();
+    expect(j.passed).toBe(true);
+    expect(readdirSync(out).sort()).toEqual(['model_fp16.onnx', 'model_int8.onnx', 'model_q4.onnx', 'model_quantized.onnx']);
+    const byDtype = Object.fromEntries(j.variants.map((v: { dtype: string }) => [v.dtype, v]));
+    for (const dtype of ['fp16', 'q8', 'q4']) {
+      expect(byDtype[dtype]).toMatchObject({ verdict: 'pass' });
+      expect(byDtype[dtype].fidelity[0]).toMatch(/^logits: perplexity .* next-token agreement/);
+      expect(byDtype[dtype].sizeRatio).toBeLessThan(0.6);
+      expect(byDtype[dtype].latencyMsP50).toBeGreaterThan(0);
+    }
+    expect(byDtype.int8.sameAs).toBe('model_quantized.onnx');
+    for (const dtype of ['uint8', 'q4f16', 'bnb4']) expect(byDtype[dtype].skipped).toBeTruthy();
+    // Each file is a model ONNX Runtime runs on token inputs.
+    for (const f of readdirSync(out)) {
+      const s = await ort.InferenceSession.create(join(out, f));
+      const ids = new ort.Tensor('int64', BigInt64Array.from([72n, 105n, 33n]), [1, 3]);
+      const y = await s.run({ input_ids: ids, attention_mask: new ort.Tensor('int64', new BigInt64Array(3).fill(1n), [1, 3]) });
+      expect(y.logits.dims).toEqual([1, 3, 256]);
+      await s.release();
+    }
+  }, 240_000);
+
+  it('fails (exit 1) when a variant misses the perplexity limit, and says which', () => {
+    const out = join(dir, 'strict');
+    const r = qforge(['quantize', model, '--preset', 'transformers.js', ...common, '--no-benchmark', '--max-ppl-increase', '0', '-o', out, '--json']);
+    expect(r.code).toBe(1);
+    const j = r.json();
+    expect(j.passed).toBe(false);
+    expect(j.variants.find((v: { dtype: string }) => v.dtype === 'q4').verdict).toBe('fail');
+  }, 240_000);
+
+  it('refuses a preset without an output folder, and a folder without a model', () => {
+    expect(qforge(['quantize', model, '--preset', 'transformers.js', '--json']).json().error.code).toBe('E_INVALID_OPTION');
+    const r = qforge(['quantize', dir, '--preset', 'transformers.js', '-o', join(dir, 'x'), '--json']);
+    expect(r.code).toBe(2);
+    expect(r.json().error.code).toBe('E_INVALID_OPTION');
+    expect(existsSync(join(dir, 'x'))).toBe(false);
+  });
+});

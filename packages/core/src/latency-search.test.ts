@@ -1,0 +1,141 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Backend, ModelRef, OpFamily, QuantizeOptions, VerifyResult } from './contract';
+import { createRunContext } from './context';
+import { chooseForLatency, type LatencyTimer } from './latency-search';
+
+const FAMILIES: OpFamily[] = [
+  { family: 'convolution', opTypes: ['Conv'], byDefault: true },
+  { family: 'element-wise', opTypes: ['Add', 'Mul'], byDefault: false },
+  { family: 'pooling', opTypes: ['GlobalAveragePool'], byDefault: false },
+  { family: 'concat', opTypes: ['Concat'], byDefault: false },
+];
+const FP32 = 'fp32';
+
+/** A model file holds its recipe as a key (`Add,Conv,…` or `storage`); verification and latency are read off tables. */
+function keyOf(o: QuantizeOptions): string {
+  if (o.storageOnly) return 'storage';
+  return o.opTypes.length ? [...o.opTypes].sort().join(',') : 'default';
+}
+
+interface Scenario {
+  /** Median latency (ms) per recipe key, and of fp32. */
+  latencyMs: Record<string, number>;
+  /** Recipes that fail verification. */
+  failing?: string[];
+  opTypes?: string[];
+  budgetMs?: number;
+  /** Fake time that passes per quantization, ms. */
+  quantizeMs?: number;
+}
+
+async function search(s: Scenario) {
+  const dir = mkdtempSync(join(tmpdir(), 'qforge-latency-'));
+  let now = 0;
+  const read = (m: ModelRef) => (m.path === 'm.onnx' ? FP32 : readFileSync(m.path, 'utf8'));
+  const backend = {
+    id: 'fake',
+    capabilities: { opFamilies: FAMILIES, storageOnly: true },
+    quantize: async (_m: unknown, _t: unknown, o: QuantizeOptions) => {
+      now += s.quantizeMs ?? 0;
+      writeFileSync(o.output, keyOf(o));
+      return { model: { path: o.output, format: 'onnx' }, sizeBytes: 1, preparation: [], decisions: [] };
+    },
+    verify: async (_r: unknown, c: ModelRef): Promise<VerifyResult> => {
+      const passed = !(s.failing ?? []).includes(read(c));
+      return { samples: 4, labeled: false, outputs: [], thresholds: {}, passed, failures: passed ? [] : ['line accuracy dropped 9 points'] };
+    },
+  } as unknown as Backend;
+  // Deterministic fake timing: the interval is ±1% around the ratio of the table's medians.
+  const timer: LatencyTimer = async (a, b) => {
+    const [pa, pb] = [s.latencyMs[read(a)], s.latencyMs[read(b)]];
+    const r = pb / pa;
+    return { speedup: { median: r, low: r * 0.99, high: r * 1.01, confidence: 0.95, method: 'paired-bootstrap-median-ratio', pairs: 50, resamples: 2000, seed: 12 }, primaryMs: pa, compareMs: pb };
+  };
+  const options = { output: join(dir, 'model.int8.onnx'), opTypes: s.opTypes ?? [], mode: 'static' } as unknown as QuantizeOptions;
+  const ctx = createRunContext();
+  const quantized = await backend.quantize({ path: 'm.onnx', format: 'onnx' }, undefined, options, ctx);
+  const verify = await backend.verify({ path: 'm.onnx', format: 'onnx' }, quantized.model, undefined as never, { samples: 4, thresholds: {} }, ctx);
+  const result = await chooseForLatency(
+    backend,
+    {
+      model: { path: 'm.onnx', format: 'onnx' },
+      options,
+      quantized,
+      verify,
+      evaluation: { dataset: undefined as never, options: { samples: 4, thresholds: {} }, workDir: dir },
+      threads: 1,
+      budgetMs: s.budgetMs,
+      opHistogram: { Conv: 10, Add: 4, GlobalAveragePool: 1, Relu: 3 },
+      timer,
+      clock: () => now,
+    },
+    ctx,
+  );
+  return { ...result, written: readFileSync(result.quantized.model.path, 'utf8'), path: result.quantized.model.path, output: options.output };
+}
+
+const ALL = 'Add,Conv,GlobalAveragePool,Mul';
+const ADD = 'Add,Conv,Mul';
+const POOL = 'Conv,GlobalAveragePool';
+
+describe('chooseForLatency', () => {
+  it('keeps all opt-in families present in the model when that is measurably faster and passes, and writes it as the run output', async () => {
+    const r = await search({ latencyMs: { [FP32]: 20, default: 14, [ALL]: 10, [ADD]: 12, [POOL]: 13 } });
+    expect(r.choices.families).toEqual(['element-wise', 'pooling']);
+    expect(r.options.opTypes.sort()).toEqual(ALL.split(','));
+    expect(r.written).toBe(ALL);
+    expect(r.path).toBe(r.output);
+    // Concat does not occur in the model: never tried.
+    expect(r.choices.steps.some((s) => s.families.includes('concat'))).toBe(false);
+    expect(r.choices.storageOnly).toBe(false);
+    expect(r.verdictNotes).toEqual([]);
+  });
+
+  it('drops a family that costs accuracy even though it is faster (negative twin)', async () => {
+    const r = await search({ latencyMs: { [FP32]: 20, default: 14, [ALL]: 10, [ADD]: 11, [POOL]: 13.5 }, failing: [ALL, POOL] });
+    expect(r.choices.families).toEqual(['element-wise']);
+    expect(r.written).toBe(ADD);
+    expect(r.choices.steps[0]).toMatchObject({ candidate: 'all opt-in families (element-wise, pooling)', passed: false, kept: false });
+    // Adding pooling to element-wise is the failing set already measured: not tried again.
+    expect(r.choices.steps.filter((s) => s.families.length === 2)).toHaveLength(1);
+  });
+
+  it('keeps the default set when no family is measurably faster', async () => {
+    const r = await search({ latencyMs: { [FP32]: 20, default: 10, [ALL]: 10, [ADD]: 10.02, [POOL]: 10 } });
+    expect(r.choices.families).toEqual([]);
+    expect(r.written).toBe('default');
+    expect(r.options.opTypes).toEqual([]);
+  });
+
+  it('writes storage-only int8 when every int8 choice is measurably slower than fp32, and the verdict says so', async () => {
+    const r = await search({ latencyMs: { [FP32]: 0.6, default: 1.0, [ALL]: 0.9, [ADD]: 0.95, [POOL]: 1.0, storage: 0.6 } });
+    expect(r.choices.storageOnly).toBe(true);
+    expect(r.options.storageOnly).toBe(true);
+    expect(r.written).toBe('storage');
+    expect(r.choices.vsFp32?.median).toBeCloseTo(1, 5);
+    expect(r.verdictNotes).toEqual([expect.stringMatching(/^int8 kernels are slower than fp32 here .*fp32 speed/)]);
+    expect(r.choices.steps.at(-1)).toMatchObject({ candidate: 'int8 storage only', storageOnly: true, kept: true });
+  });
+
+  it('keeps int8 that is not measurably slower than fp32: no fallback (negative twin)', async () => {
+    const r = await search({ latencyMs: { [FP32]: 1.0, default: 1.0, [ALL]: 1.0, [ADD]: 1.0, [POOL]: 1.0, storage: 1.0 } });
+    expect(r.choices.storageOnly).toBe(false);
+    expect(r.choices.steps.some((s) => s.storageOnly)).toBe(false);
+    expect(r.verdictNotes).toEqual([]);
+  });
+
+  it('keeps an explicit --op-types and only runs the fp32 check', async () => {
+    const r = await search({ latencyMs: { [FP32]: 20, [ADD]: 12 }, opTypes: ['Add', 'Conv', 'Mul'] });
+    expect(r.choices.steps).toHaveLength(1);
+    expect(r.choices.steps[0].against).toBe('fp32');
+    expect(r.written).toBe(ADD);
+  });
+
+  it('stops trying families when the time budget is used up, but still checks against fp32', async () => {
+    const r = await search({ latencyMs: { [FP32]: 20, default: 14, [ALL]: 10, [ADD]: 12, [POOL]: 13 }, budgetMs: 5, quantizeMs: 10 });
+    expect(r.choices.steps.map((s) => s.against)).toEqual(['default op families', 'fp32']);
+    expect(r.choices.notes.some((n) => /budget/.test(n))).toBe(true);
+  });
+});
