@@ -159,14 +159,16 @@ function mutateTfjs(dir) {
   return kind;
 }
 
+/** A 28×28 grey PNG, made once before the cases so case generation stays synchronous (and so seeded). */
+let PNG;
+
 /** A dataset for the MNIST CNN ([batch,1,28,28]); returns its path and what was done to it. */
-async function mutateDataset(dir) {
+function mutateDataset(dir) {
   const kind = pick(['npy-header', 'npy-bytes', 'npy-folder', 'npz', 'npz-bytes', 'image-bytes', 'image-folder', 'image-fifo', 'image-link', 'class-link', 'npy-fifo']);
   const good = core.encodeNpy([4, 1, 28, 28], Float32Array.from({ length: 4 * 784 }, () => rnd()));
   const data = join(dir, 'data');
   mkdirSync(data);
-  const sharp = require(require.resolve('sharp', { paths: [join(ROOT, 'packages', 'core')] }));
-  const png = await sharp(Buffer.from(Array.from({ length: 28 * 28 }, () => int(256))), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+  const png = PNG;
   switch (kind) {
     case 'npy-header': {
       const header = pick([
@@ -201,7 +203,7 @@ async function mutateDataset(dir) {
 }
 
 // ---- cases -------------------------------------------------------------------------------------
-async function makeCase(index) {
+function makeCase(index) {
   const dir = join(work, `case-${index}`);
   mkdirSync(dir);
   const runs = join(dir, 'runs');
@@ -225,7 +227,7 @@ async function makeCase(index) {
     const output = join(dir, 'out.tflite');
     return { index, dir, family, how, output, argv: ['quantize', model, '--data', 'random', ...quick, '--eval-samples', '2', '-o', output, ...common] };
   }
-  const { data, how } = await mutateDataset(dir);
+  const { data, how } = mutateDataset(dir);
   const verb = pick(['quantize', 'verify']);
   if (verb === 'verify') return { index, dir, family, how, output: undefined, argv: ['verify', MNIST_ONNX, MNIST_ONNX, '--data', data, '--samples', '4', '--json'] };
   const output = join(dir, 'out.int8.onnx');
@@ -289,13 +291,15 @@ function classify(r) {
 }
 
 async function main() {
+  const sharp = require(require.resolve('sharp', { paths: [join(ROOT, 'packages', 'core')] }));
+  PNG = await sharp(Buffer.from(Array.from({ length: 28 * 28 }, (_, i) => (i * 37) % 256)), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
   const deadline = Date.now() + BUDGET_MS;
   const results = [];
   let next = 0;
   const worker = async () => {
     while (next < CASES && Date.now() < deadline) {
       const index = next++;
-      const c = await makeCase(index);
+      const c = makeCase(index);
       const r = await runCase(c);
       const verdict = classify(r);
       results.push({ index, family: c.family, how: c.how, argv: c.argv.map((a) => a.replace(work, '$WORK')), code: r.code, ms: r.ms, ...verdict });

@@ -11,7 +11,10 @@ const { dirname, join, resolve } = require('node:path');
 const semver = require('semver');
 
 const ROOT = resolve(__dirname, '..');
-const PACKAGES = ['packages/core', 'packages/onnx', 'packages/tflite', 'packages/testkit', 'plugins/backend-onnxruntime', 'plugins/backend-tfjs', 'plugins/backend-akida', 'plugins/backend-tvm', 'apps/dashboard', 'apps/cli'];
+// Every workspace that is not private: a package added later is packed and checked too.
+const PACKAGES = require(join(ROOT, 'package.json')).workspaces
+  .flatMap((w) => readdirSync(join(ROOT, dirname(w))).map((d) => join(dirname(w), d)))
+  .filter((p) => existsSync(join(ROOT, p, 'package.json')) && !require(join(ROOT, p, 'package.json')).private);
 const out = mkdtempSync(join(tmpdir(), 'qforge-pack-'));
 const project = mkdtempSync(join(tmpdir(), 'qforge-user-'));
 // onnxruntime-node's postinstall would download binaries from outside the npm registry; the CPU

@@ -174,7 +174,7 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
       steps[steps.length - 1].kept = !take;
       steps.push({ candidate: fallback.label, families: [], storageOnly: true, against: 'fp32', medianMs: tf.primaryMs, againstMedianMs: tf.compareMs, speedup: tf.speedup, passed: fallback.verify.passed, kept: take, reason: take ? 'int8 kernels are slower than fp32 here: weights stored int8, dequantized once at load, float compute' : 'fails verification where int8 passed' });
       if (take) {
-        verdictNotes.push(`int8 kernels are slower than fp32 here (${formatSpeedup(vs.speedup)}): wrote int8-stored weights dequantized at load, which run at fp32 speed (${formatSpeedup(tf.speedup)})`);
+        verdictNotes.push(`int8 kernels are slower than fp32 here (${formatSpeedup(vs.speedup)}): wrote int8-stored weights dequantized at load, which compute in float like fp32 (measured ${formatSpeedup(tf.speedup)} vs fp32)`);
         current = fallback;
         vsFp32 = tf.speedup;
       }

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { createRunContext, mulberry32, resolveTargetProfile, type QuantizeOptions } from '@qforge/core';
 import { DataType, loadModel, saveModel, type ModelProto } from '@qforge/onnx';
 import * as ort from 'onnxruntime-node';
-import { OnnxRuntimeBackend } from './backend';
-import { messyCnn } from '../test/fixtures';
+import { OnnxRuntimeBackend } from '../src/backend';
+import { messyCnn } from './fixtures';
 
 const dir = mkdtempSync(join(tmpdir(), 'qforge-storage-'));
 const target = resolveTargetProfile('x86-avx2');
