@@ -22,7 +22,7 @@ const backend = new OnnxRuntimeBackend();
 const runsDir = mkdtempSync(join(tmpdir(), 'qforge-dash-runs-'));
 
 async function quantizeRun(samples: number, method: 'minmax' | 'percentile', ctx: RunContext = createRunContext()) {
-  const r = await runQuantize(backend, { model: modelRef(MODEL), runsDir, target: resolveTargetProfile('auto'), data: 'mnist:calib', samples, method, evalData: 'mnist:test', evalSamples: 200, benchmarkRuns: 30 }, ctx);
+  const r = await runQuantize(backend, { model: modelRef(MODEL), runsDir, target: resolveTargetProfile('auto'), data: 'mnist:calib', samples, method, evalData: 'mnist:test', evalSamples: 200, benchmarkRuns: 30, latencySearch: false }, ctx);
   await writeReportHtml(r.runDir, r.report);
   return r;
 }
