@@ -102,7 +102,8 @@ export async function runTransformersPreset(
       ...base,
       mode: v.mode,
       output: path,
-      weightOnly: v.mode === 'weight-only' ? { bits: 4, blockSize: 32, symmetric: false, algorithm: 'rtn', ...base.weightOnly } : base.weightOnly,
+      // q4 is 4-bit whatever --weight-bits says; block size, symmetry, algorithm and keeps follow the flags.
+      weightOnly: v.mode === 'weight-only' ? { blockSize: 32, symmetric: false, algorithm: 'rtn', ...base.weightOnly, bits: 4 } : base.weightOnly,
       command: `${base.command ?? 'quantize'} [${v.dtype} → ${v.file}]`,
     };
     const { runDir, report } = await run(options, v);
@@ -128,14 +129,14 @@ const mib = (n?: number) => (n === undefined ? '—' : `${(n / 2 ** 20).toFixed(
 
 /** The human table: one row per variant. */
 export function formatPresetTable(out: PresetOutput): string {
-  const rows = [['dtype', 'file', 'size', 'latency p50 (vs fp32)', 'verdict', 'fidelity']];
+  const rows = [['dtype', 'file', 'size (× fp32)', 'latency p50; speedup over fp32', 'verdict', 'fidelity']];
   for (const v of out.variants) {
     if (v.skipped) {
       rows.push([v.dtype, v.file, '—', '—', 'not written', v.skipped]);
       continue;
     }
     const size = `${mib(v.sizeBytes)}${v.sizeRatio !== undefined ? ` (${v.sizeRatio.toFixed(3)}×)` : ''}`;
-    const latency = v.latencyMsP50 !== undefined ? `${v.latencyMsP50.toFixed(3)} ms${v.speedup ? ` (${v.speedup})` : ''}` : '—';
+    const latency = v.latencyMsP50 !== undefined ? `${v.latencyMsP50.toFixed(3)} ms${v.speedup ? `; ${v.speedup}` : ''}` : '—';
     const fidelity = v.sameAs ? `same file as ${v.sameAs}` : (v.fidelity ?? []).join('; ') || '—';
     rows.push([v.dtype, v.file, size, latency, (v.verdict ?? '—').toUpperCase(), fidelity]);
   }
