@@ -9,7 +9,7 @@
 // for the same text (the docs change with the repo) and step count. The ONNX logits are checked against
 // TensorFlow.js before the script ends.
 // Usage: node tools/train-byte-gpt.js [out.onnx=out/models/byte-gpt.onnx] [--data out/data/byte-gpt]
-//        [--steps 600] [--layers 2] [--dim 128] [--batch 32] [--eval 64]
+//        [--steps 700] [--layers 2] [--dim 128] [--batch 32] [--eval 64]
 const { mkdirSync, readFileSync, readdirSync, existsSync, writeFileSync } = require('node:fs');
 const { dirname, join, resolve } = require('node:path');
 const tf = require('@tensorflow/tfjs');
@@ -23,7 +23,7 @@ const opt = (name, fallback) => {
 };
 const OUT = resolve(argv.find((a, i) => !a.startsWith('--') && !(i > 0 && argv[i - 1].startsWith('--'))) ?? 'out/models/byte-gpt.onnx');
 const DATA = resolve(opt('data', 'out/data/byte-gpt'));
-const STEPS = Number(opt('steps', 600));
+const STEPS = Number(opt('steps', 700));
 const L = Number(opt('layers', 2));
 const D = Number(opt('dim', 128));
 const BATCH = Number(opt('batch', 32));

@@ -68,7 +68,7 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     'bias-correction': Flags.boolean({ description: 'Shift each quantized layer\'s bias by the mean error it introduces on the calibration data (default: from the target; on for tflite-int8).', allowNo: true }),
     'io-type': Flags.string({ description: 'TFLite model inputs/outputs: float32 (QUANTIZE/DEQUANTIZE at the edges) or int8.', options: ['float32', 'int8'] }),
     equalize: Flags.boolean({ description: 'Cross-layer equalization of Conv → Relu/MaxPool → Conv pairs before calibrating (effect measured and reported).', default: false }),
-    'accuracy-target': Flags.string({ description: 'Search until this holds: top1-drop<=0.5, snr>=30, cosine>=0.999, iou>=0.93, line-acc-drop<=1, top1-agree>=0.99, … (methods first, then float fallback of the most sensitive nodes).' }),
+    'accuracy-target': Flags.string({ description: 'Search until this holds: top1-drop<=0.5, snr>=30, cosine>=0.999, iou>=0.93, line-acc-drop<=1, top1-agree>=0.99, ppl-increase<=1, … (methods first, then float fallback of the most sensitive nodes).' }),
     'max-float-share': Flags.string({ description: 'Largest share of quantizable nodes --accuracy-target may keep in float.', default: '0.1' }),
     qat: Flags.boolean({ description: 'Quantization-aware training: fine-tune the fake-quantized model on the labeled --data, then write the int8 model; plain PTQ is measured on the same evaluation data (TensorFlow.js backend).', default: false }),
     epochs: Flags.integer({ description: 'With --qat: passes over the training data [default: 1].', dependsOn: ['qat'] }),
