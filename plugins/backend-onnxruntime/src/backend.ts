@@ -58,7 +58,7 @@ import { storeWeightsInt8 } from './quantize-int8-storage';
 import { OP_QUANTIZERS } from './ops';
 import { quantizeRecurrent, splitRecurrent } from './ops/lstm';
 import { createSession, loadOrt, runSession } from './runtime';
-import { writeCheckedModel } from './write-model';
+import { writeQuantizeResult } from './write-model';
 import { branchCalibrationTensors, liftBranchTensors, quantizeBodies, scopedNames, uniquifyBodyNames } from './subgraphs';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -404,14 +404,7 @@ export class OnnxRuntimeBackend implements Backend {
     throwIfAborted(ctx, 'quantization');
     ctx.progress({ phase: 'write', current: 0, message: options.output });
     // Encoded once, checked by the runtime from the written file, renamed into place only if accepted.
-    const written = await writeCheckedModel(prep.proto, options.output);
-    return {
-      model: { path: options.output, format: 'onnx' },
-      sizeBytes: written.sizeBytes,
-      preparation: [...prep.changes, ...changes],
-      decisions,
-      ...(written.externalFile ? { artifacts: { [written.externalFile]: 'external data (weights) of the model' } } : {}),
-    };
+    return writeQuantizeResult(prep.proto, options.output, { preparation: [...prep.changes, ...changes], decisions });
   }
 
   private async benchInputs(model: ModelRef, options: BenchmarkOptions): Promise<Record<string, Tensor>> {

@@ -2,7 +2,7 @@
 import { errUnsupported, throwIfAborted, type GraphChange, type ModelRef, type NodeDecision, type QuantizeOptions, type QuantizeResult, type RunContext } from '@qforge/core';
 import { DataType, attr, graphInputs, intAttr, loadModel, makeNode, subgraphsOf, tensorToFloat32, topologicalSort, uniqueNamer, type ModelProto, type NodeProto, type TensorProto } from '@qforge/onnx';
 import { dropUnusedInitializers, prepareGraph } from './prepare';
-import { writeCheckedModel } from './write-model';
+import { writeQuantizeResult } from './write-model';
 
 /**
  * Ops left in float32, with Casts around them: ONNX Runtime's float16 converter's default block
@@ -192,12 +192,5 @@ export async function convertModelToFloat16(model: ModelRef, options: QuantizeOp
   const { decisions, changes } = convertToFloat16(loaded.proto, FP16_KEEP_FLOAT_OPS, options.excludeNodes);
   throwIfAborted(ctx, 'fp16 conversion');
   ctx.progress({ phase: 'write', current: 0, message: options.output });
-  const written = await writeCheckedModel(loaded.proto, options.output);
-  return {
-    model: { path: options.output, format: 'onnx' },
-    sizeBytes: written.sizeBytes,
-    preparation: [...preparation, ...changes],
-    decisions,
-    ...(written.externalFile ? { artifacts: { [written.externalFile]: 'external data (weights) of the model' } } : {}),
-  };
+  return writeQuantizeResult(loaded.proto, options.output, { preparation: [...preparation, ...changes], decisions });
 }

@@ -4,7 +4,7 @@ import { GraphIndex, encodeModel, intAttr, loadModel, makeNode, makeTensor, tens
 import { dropUnusedInitializers, prepareGraph } from './prepare';
 import { createSession, runSession } from './runtime';
 import { selectWeightedNodes, type Candidate } from './selection';
-import { writeCheckedModel } from './write-model';
+import { writeQuantizeResult } from './write-model';
 
 const MS_DOMAIN = 'com.microsoft';
 /** Block sizes ONNX Runtime's MatMulNBits kernels accept: powers of two from 16. */
@@ -368,12 +368,5 @@ export async function quantizeWeightOnlyModel(model: ModelRef, options: Quantize
   }
   throwIfAborted(ctx, 'quantization');
   ctx.progress({ phase: 'write', current: 0, message: options.output });
-  const written = await writeCheckedModel(loaded.proto, options.output);
-  return {
-    model: { path: options.output, format: 'onnx' },
-    sizeBytes: written.sizeBytes,
-    preparation: [...preparation, ...changes],
-    decisions,
-    ...(written.externalFile ? { artifacts: { [written.externalFile]: 'external data (weights) of the model' } } : {}),
-  };
+  return writeQuantizeResult(loaded.proto, options.output, { preparation: [...preparation, ...changes], decisions });
 }

@@ -1,6 +1,7 @@
 // Writes a rewritten model only once ONNX Runtime accepts it; a large model goes with one external data file.
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import type { GraphChange, NodeDecision, QuantizeResult } from '@qforge/core';
 import { MAX_INLINE_BYTES, saveModel, type ModelProto } from '@qforge/onnx';
 import { createSession } from './runtime';
 
@@ -44,4 +45,19 @@ export async function writeCheckedModel(proto: ModelProto, output: string): Prom
     throw e;
   }
   return { sizeBytes: saved.bytes, externalFile: saved.externalFile };
+}
+
+/**
+ * The last step of every mode: the rewritten model is written (checked by the runtime first) and
+ * described as the backend's result, external data listed as an artifact beside it.
+ */
+export async function writeQuantizeResult(proto: ModelProto, output: string, record: { preparation: GraphChange[]; decisions: NodeDecision[] }): Promise<QuantizeResult> {
+  const written = await writeCheckedModel(proto, output);
+  return {
+    model: { path: output, format: 'onnx' },
+    sizeBytes: written.sizeBytes,
+    preparation: record.preparation,
+    decisions: record.decisions,
+    ...(written.externalFile ? { artifacts: { [written.externalFile]: 'external data (weights) of the model' } } : {}),
+  };
 }
