@@ -100,16 +100,6 @@
     });
   }
 
-  /** Several runs side by side on the metrics that decide between them. */
-  function compareChart(canvas, rows) {
-    const labels = rows.map((r) => r.label);
-    const ds = (label, key, color, axis) => ({ label, data: rows.map((r) => r[key]), backgroundColor: color, borderColor: color, yAxisID: axis });
-    return new Chart(canvas, {
-      type: 'bar',
-      data: { labels, datasets: [ds('accuracy int8 (%)', 'accuracy', INT8, 'y'), ds('SNR (dB)', 'snrDb', '#2d6cdf', 'y'), ds('speedup (×, ratio of medians)', 'speedup', '#d98e04', 'y1'), ds('size ratio (×)', 'sizeRatio', FP32, 'y1')] },
-      options: { animation: false, plugins: { title: { display: true, text: 'Runs compared' } }, scales: { y: { position: 'left', title: { display: true, text: '% / dB' } }, y1: { position: 'right', grid: { drawOnChartArea: false }, title: { display: true, text: '×' } } } },
-    });
-  }
 
   /**
    * The metric that decides each output (the task metric of docs/verification.md), first output
@@ -184,5 +174,5 @@
     return [...acts, ...weights];
   }
 
-  global.QforgeCharts = { speedupText, latencyChart, layersChart, sensitivityChart, rangeChart, rangeChoices, compareChart, compareCharts, taskMetrics };
+  global.QforgeCharts = { speedupText, latencyChart, layersChart, sensitivityChart, rangeChart, rangeChoices, compareCharts, taskMetrics };
 })(typeof window !== 'undefined' ? window : globalThis);

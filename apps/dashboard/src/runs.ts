@@ -45,7 +45,6 @@ export interface RunSummary {
 }
 
 /** Core's containment test, the one every part of qforge uses for folders (resolveInsideFolder). */
-export const inside = isInsideFolder;
 
 /** Largest report.json the dashboard reads: real reports are kilobytes; bigger ones are refused, not parsed. */
 export const MAX_REPORT_BYTES = 16 * 1024 * 1024;
@@ -112,7 +111,7 @@ export class RunStore {
     const dir = join(this.root, id);
     try {
       if (!lstatSync(dir).isDirectory()) return undefined;
-      if (!inside(realpathSync(this.root), realpathSync(dir))) return undefined;
+      if (!isInsideFolder(realpathSync(this.root), realpathSync(dir))) return undefined;
     } catch {
       return undefined;
     }

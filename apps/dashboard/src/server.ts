@@ -4,9 +4,9 @@ import { closeSync, createReadStream, existsSync, readdirSync, readFileSync, rea
 import { isIP, type AddressInfo } from 'node:net';
 import { extname, join, resolve } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { TARGET_PROFILES, errInvalidOption } from '@qforge/core';
+import { TARGET_PROFILES, errInvalidOption, isInsideFolder } from '@qforge/core';
 import { JobQueue, type JobEvent, type RunLauncher, type StartRunRequest } from './jobs';
-import { inside, RunStore } from './runs';
+import { RunStore } from './runs';
 
 export interface DashboardOptions {
   runsDir: string;
@@ -151,7 +151,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     const abs = resolve(p);
     if (!existsSync(abs)) return undefined;
     const real = realpathSync(abs);
-    return allowed.some((root) => inside(root, real)) ? real : undefined;
+    return allowed.some((root) => isInsideFolder(root, real)) ? real : undefined;
   };
 
   for (const [route, file] of Object.entries(STATIC)) {
@@ -173,13 +173,12 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     reply.header('content-disposition', `inline; filename="${req.params.name}"`);
     reply.header('content-security-policy', ARTIFACT_CSP);
     reply.header('content-length', String(file.size));
-    // Served from the descriptor that was checked, so a swapped file is never read.
-    const stream = createReadStream('', { fd: file.fd, start: 0, end: Math.max(0, file.size - 1), autoClose: true });
     if (file.size === 0) {
-      stream.destroy();
       closeSync(file.fd);
       return reply.type(TYPES[extname(req.params.name)] ?? 'application/octet-stream').send('');
     }
+    // Served from the descriptor that was checked, so a swapped file is never read.
+    const stream = createReadStream('', { fd: file.fd, start: 0, end: file.size - 1, autoClose: true });
     return reply.type(TYPES[extname(req.params.name)] ?? 'application/octet-stream').send(stream);
   });
 

@@ -237,13 +237,20 @@ function manifestShardPaths(manifest: unknown): string[] | undefined {
 
 /**
  * External-data file names, found without a protobuf parser: each is a StringStringEntryProto
- * `{1: "location", 2: <name>}`, i.e. the bytes 0a 08 "location" 12 <len> <name>.
+ * `{1: "location", 2: <name>}`, i.e. the bytes 0a 08 "location" 12 <len> <name>. Cached by path,
+ * size and mtime: modelRef, the output checks and modelSizeBytes all ask within one run, and the
+ * file can be large.
  */
+const externalLocationCache = new Map<string, { size: number; mtimeMs: number; locations: string[] }>();
 function onnxExternalDataLocations(path: string): string[] {
   const marker = Buffer.from([0x0a, 0x08, ...Buffer.from('location'), 0x12]);
   let bytes: Buffer;
+  let st: ReturnType<typeof statSync>;
   try {
-    if (statSync(path).size > 4 * 1024 * 1024 * 1024) return [];
+    st = statSync(path);
+    const hit = externalLocationCache.get(path);
+    if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit.locations;
+    if (st.size > 4 * 1024 * 1024 * 1024) return [];
     bytes = readFileSync(path);
   } catch {
     return [];
@@ -259,7 +266,9 @@ function onnxExternalDataLocations(path: string): string[] {
     }
     if (len > 0 && len < 4096 && at + len <= bytes.length) out.add(bytes.subarray(at, at + len).toString('utf8'));
   }
-  return [...out];
+  const locations = [...out];
+  externalLocationCache.set(path, { size: st.size, mtimeMs: st.mtimeMs, locations });
+  return locations;
 }
 
 /** Writes all of `data` to `fd`, looping over short writes, and fails unless every byte landed. */
@@ -291,23 +300,14 @@ function tempPathFor(abs: string): string {
 }
 
 /**
- * Writes through a temporary file in the same folder: every byte written and counted, fsync'd,
- * then renamed into place. A short write (full disk) never replaces the target.
+ * Fills a temporary file beside `abs` (the filler writes, fsyncs and checks its size), then renames
+ * it into place; on any failure the temporary file goes and the cause becomes E_OUTPUT_UNWRITABLE.
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const abs = resolve(path);
+function replaceAtomically(abs: string, fill: (tmp: string) => void): void {
   ensureWritable(abs);
-  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
   const tmp = tempPathFor(abs);
   try {
-    const fd = openSync(tmp, 'wx', 0o644);
-    try {
-      writeAll(fd, bytes);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    if (statSync(tmp).size !== bytes.byteLength) throw Object.assign(new Error('the file on disk is shorter than what was written'), { code: 'ENOSPC' });
+    fill(tmp);
     assertReplaceable(abs);
     renameSync(tmp, abs);
     fsyncFolder(dirname(abs));
@@ -318,30 +318,40 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   }
 }
 
+const shortWrite = (message: string) => Object.assign(new Error(message), { code: 'ENOSPC' });
+
+/**
+ * Writes through a temporary file in the same folder: every byte written and counted, fsync'd,
+ * then renamed into place. A short write (full disk) never replaces the target.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  replaceAtomically(resolve(path), (tmp) => {
+    const fd = openSync(tmp, 'wx', 0o644);
+    try {
+      writeAll(fd, bytes);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (statSync(tmp).size !== bytes.byteLength) throw shortWrite('the file on disk is shorter than what was written');
+  });
+}
+
 /** Copies `source` to `path` with the same guarantees as writeFileAtomic, without holding it in memory. */
 export function copyFileAtomic(source: string, path: string): void {
-  const abs = resolve(path);
-  ensureWritable(abs);
-  const tmp = tempPathFor(abs);
-  try {
+  replaceAtomically(resolve(path), (tmp) => {
     copyFileSync(source, tmp, constants.COPYFILE_EXCL);
     const expected = statSync(source).size;
     const fd = openSync(tmp, 'r+');
     try {
       fsyncSync(fd);
       const size = fstatSync(fd).size;
-      if (size !== expected) throw Object.assign(new Error(`copied ${size} of ${expected} bytes`), { code: 'ENOSPC' });
+      if (size !== expected) throw shortWrite(`copied ${size} of ${expected} bytes`);
     } finally {
       closeSync(fd);
     }
-    assertReplaceable(abs);
-    renameSync(tmp, abs);
-    fsyncFolder(dirname(abs));
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    if (isQforgeError(e)) throw e;
-    throw errOutputUnwritable(abs, writeFailureReason(e), e);
-  }
+  });
 }
 
 function readHead(path: string, n: number): Buffer {
@@ -414,16 +424,16 @@ export function modelRef(path: string): ModelRef {
   return ref;
 }
 
-/**
- * Bytes a model occupies on disk: the file itself plus the weight shards a TensorFlow.js
- * model.json lists, so size ratios compare like with like.
- */
 /** Size of a file a model names beside itself, under the one symlink policy; a missing one is named. */
 function sideFileSize(modelPath: string, name: string, what: string): number {
   const folder = dirname(modelPath);
   return statSync(resolveInsideFolder(resolve(folder, name), folder, what, { missing: () => errModelCorrupt(modelPath, `${what} "${name}" does not exist`) })).size;
 }
 
+/**
+ * Bytes a model occupies on disk: the file itself plus the weight shards a TensorFlow.js
+ * model.json lists or an ONNX model's external data, so size ratios compare like with like.
+ */
 export function modelSizeBytes(model: ModelRef): number {
   let size = statSync(model.path).size;
   if (model.format === 'tfjs-layers' || model.format === 'tfjs-graph') {

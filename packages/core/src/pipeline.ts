@@ -274,13 +274,12 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       if (opts.calibTable) {
         table = readCalibrationTable(resolve(opts.calibTable));
       } else {
-        if (!opts.data) throw errInvalidOption('--data', 'static quantization needs calibration data', 'Pass --data <dataset> (a folder, .npy, mnist or random), --calib-table <file>, or use --mode dynamic.');
-        const ds = open(opts.data);
+        const ds = open(opts.data!); // present: preflightRun refuses static runs without data or a table
         const method = opts.method ?? d.method;
         table = await backend.calibrate(opts.model, ds, { method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: Boolean(opts.accuracyTarget), equalize: options.equalize }, ctx);
         if (opts.accuracyTarget) {
           const target = parseAccuracyTarget(opts.accuracyTarget);
-          const evalDs = open(opts.evalData ?? opts.data);
+          const evalDs = open(opts.evalData ?? opts.data!);
           const trial = new Trial(backend, opts.model, options, { dataset: evalDs, samples: opts.evalSamples ?? 200, metric: target.metric, task: opts.task }, ctx);
           try {
             const methods = [...new Set<CalibrationMethod>([method, 'percentile', 'entropy', 'mse'])];
@@ -303,8 +302,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       report.calibration = { method: table.method, sampleCount: table.sampleCount, tensorCount: Object.keys(table.tensors).length, durationMs: Date.now() - t0, reused: Boolean(opts.calibTable) };
     }
     if (options.biasCorrection) {
-      if (!opts.data) throw errInvalidOption('--bias-correction', 'bias correction needs the calibration data', 'Pass --data along with --bias-correction.');
-      options.correctionData = open(opts.data);
+      options.correctionData = open(opts.data!); // present: preflightRun refuses bias correction without data
     }
     // The training data of --qat: the labeled --data, read in full each epoch.
     if (options.qat) options.correctionData = open(opts.data!);
@@ -315,15 +313,20 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     }
     const tq = Date.now();
     let q = await backend.quantize(opts.model, table, options, ctx);
-    report.output = { ...(await artifact(q.model.path)), format: q.model.format };
-    report.quantization = {
-      durationMs: Date.now() - tq,
-      preparation: q.preparation,
-      decisions: q.decisions,
-      quantizedNodes: q.decisions.filter((x) => x.quantized).length,
-      skippedNodes: q.decisions.filter((x) => !x.quantized).length,
+    const quantizeMs = Date.now() - tq;
+    // The model the run writes, recorded again whenever a later step (corrections, latency search) replaces it.
+    const recordOutput = async () => {
+      report.output = { ...(await artifact(q.model.path)), format: q.model.format };
+      report.quantization = {
+        durationMs: quantizeMs,
+        preparation: q.preparation,
+        decisions: q.decisions,
+        quantizedNodes: q.decisions.filter((x) => x.quantized).length,
+        skippedNodes: q.decisions.filter((x) => !x.quantized).length,
+      };
+      report.sizes = { inputBytes: report.input.sizeBytes, outputBytes: q.sizeBytes, ratio: q.sizeBytes / report.input.sizeBytes };
     };
-    report.sizes = { inputBytes: report.input.sizeBytes, outputBytes: q.sizeBytes, ratio: q.sizeBytes / report.input.sizeBytes };
+    await recordOutput();
 
     let verify: VerifyResult | undefined;
     if (opts.verify !== false) {
@@ -361,9 +364,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
           table = decision.recipe.table;
           Object.assign(options, decision.recipe.options);
           report.verify = verify;
-          report.output = { ...(await artifact(q.model.path)), format: q.model.format };
-          report.quantization = { ...report.quantization!, preparation: q.preparation, decisions: q.decisions, quantizedNodes: q.decisions.filter((x) => x.quantized).length, skippedNodes: q.decisions.filter((x) => !x.quantized).length };
-          report.sizes = { inputBytes: report.input.sizeBytes, outputBytes: q.sizeBytes, ratio: q.sizeBytes / report.input.sizeBytes };
+          await recordOutput();
           report.options.biasCorrection = options.biasCorrection;
           report.options.equalize = options.equalize;
           if (table && report.calibrationTable) {
@@ -398,9 +399,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
           ({ quantized: q, verify } = found);
           Object.assign(options, found.options);
           report.verify = verify;
-          report.output = { ...(await artifact(q.model.path)), format: q.model.format };
-          report.quantization = { ...report.quantization!, preparation: q.preparation, decisions: q.decisions, quantizedNodes: q.decisions.filter((x) => x.quantized).length, skippedNodes: q.decisions.filter((x) => !x.quantized).length };
-          report.sizes = { inputBytes: report.input.sizeBytes, outputBytes: q.sizeBytes, ratio: q.sizeBytes / report.input.sizeBytes };
+          await recordOutput();
           report.options.opTypes = options.opTypes;
           report.options.storageOnly = options.storageOnly;
         }

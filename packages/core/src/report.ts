@@ -5,7 +5,7 @@ import type { BenchmarkResult, GraphChange, ModelFormat, NodeDecision, VerifyRes
 import type { DatasetDescription } from './datasets/dataset';
 import { formatSpeedup } from './bench-stats';
 import { describeTaskMetric } from './tasks';
-import type { CorrectionRecord } from './corrections';
+import { CORRECTION_NOISE, type CorrectionRecord } from './corrections';
 import type { LatencyChoices } from './latency-search';
 import { errReportInvalid, type QforgeErrorJson } from './errors';
 import type { SearchResult, SensitivityResult } from './tuning';
@@ -164,7 +164,7 @@ export function formatRunSummary(r: RunReport): string {
   for (const c of r.corrections ?? []) {
     // Reports from before `applied` was recorded shipped every correction.
     const verdict = c.decisive === false ? 'for information' : c.applied === false ? 'left out of the written model' : 'kept';
-    const effect = c.helped ? 'better with it' : Math.abs(c.with - c.without) <= 0.05 ? 'no measurable difference' : 'worse with it';
+    const effect = c.helped ? 'better with it' : Math.abs(c.with - c.without) <= CORRECTION_NOISE ? 'no measurable difference' : 'worse with it';
     lines.push(`correction ${c.name}: ${c.metric} ${c.without.toFixed(2)} without → ${c.with.toFixed(2)} with (${effect}; ${verdict})`);
   }
   if (r.sensitivity) {

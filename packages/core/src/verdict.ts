@@ -69,6 +69,9 @@ function judgeTask(o: OutputFidelity, t: VerifyThresholds, result: VerifyResult,
   }
 }
 
+/** The SNR an output without a task verdict must reach when no limit was given. */
+const FALLBACK_MIN_SNR_DB = 20;
+
 export function judgeVerification(result: VerifyResult): VerifyResult {
   const t = result.thresholds;
   const failures: string[] = [];
@@ -80,9 +83,12 @@ export function judgeVerification(result: VerifyResult): VerifyResult {
       (verdict[0] ? decidedBy : failures).push(verdict[1]);
       if (k === 0 && o.task?.kind === 'classes' && result.accuracy) accuracyJudged = true;
     }
-    if (t.minSnrDb !== undefined && o.snrDb < t.minSnrDb) failures.push(`${o.output}: SNR ${o.snrDb.toFixed(1)} dB < ${t.minSnrDb} dB`);
+    // An output no task metric judged (a backend that reports fidelity only) is never passed
+    // unjudged: it falls back to the SNR limit that applied before task-aware verdicts.
+    const minSnrDb = t.minSnrDb ?? (!verdict && t.minCosine === undefined ? FALLBACK_MIN_SNR_DB : undefined);
+    if (minSnrDb !== undefined && o.snrDb < minSnrDb) failures.push(`${o.output}: SNR ${o.snrDb.toFixed(1)} dB < ${minSnrDb} dB`);
     if (t.minCosine !== undefined && o.cosine < t.minCosine) failures.push(`${o.output}: cosine ${o.cosine.toFixed(4)} < ${t.minCosine}`);
-    if (!verdict && (t.minSnrDb !== undefined || t.minCosine !== undefined)) decidedBy.push(`${o.output}: ${t.minSnrDb !== undefined ? `SNR ${o.snrDb.toFixed(1)} dB` : `cosine ${o.cosine.toFixed(4)}`}`);
+    if (!verdict && (minSnrDb !== undefined || t.minCosine !== undefined)) decidedBy.push(`${o.output}: ${minSnrDb !== undefined ? `SNR ${o.snrDb.toFixed(1)} dB` : `cosine ${o.cosine.toFixed(4)}`}`);
   });
   if (!accuracyJudged && result.accuracy && t.maxAccuracyDropPoints !== undefined && result.accuracy.dropPoints > t.maxAccuracyDropPoints) {
     failures.push(`top-1 accuracy drop ${result.accuracy.dropPoints.toFixed(2)} points > ${t.maxAccuracyDropPoints}`);

@@ -36,7 +36,12 @@ function readRange(fd: number, offset: number, length: number): Uint8Array {
 
 function writeAllSync(fd: number, data: Uint8Array): void {
   let done = 0;
-  while (done < data.byteLength) done += writeSync(fd, data, done, Math.min(IO_CHUNK_BYTES, data.byteLength - done));
+  while (done < data.byteLength) {
+    const n = writeSync(fd, data, done, Math.min(IO_CHUNK_BYTES, data.byteLength - done));
+    // A write that makes no progress would loop forever: the device is full.
+    if (n <= 0) throw Object.assign(new Error(`short write: ${done} of ${data.byteLength} bytes`), { code: 'ENOSPC' });
+    done += n;
+  }
 }
 
 /**

@@ -12,6 +12,8 @@ import {
   errDatasetEmpty,
   errInvalidOption,
   errUnsupported,
+  elementCount,
+  errModelCorrupt,
   firstSample,
   mulberry32,
   openDataset,
@@ -128,12 +130,14 @@ function randomInputs(inputs: TensorInfo[], seed: number): Promise<Sample> {
  * for measurements: the shapes calibration saw when the table records them, else symbolic dims as
  * 1; float inputs random, integer and bool inputs zero.
  */
-function probeInputs(inputs: TensorInfo[], dims?: Record<string, number[]>): Record<string, Tensor> {
+function probeInputs(path: string, inputs: TensorInfo[], dims?: Record<string, number[]>): Record<string, Tensor> {
   const rnd = mulberry32(0);
   const out: Record<string, Tensor> = {};
   for (const i of inputs) {
     const shape = dims?.[i.name] ?? i.shape.map((d) => (typeof d === 'number' && d > 0 ? d : 1));
-    const n = shape.reduce((a, b) => a * b, 1);
+    const n = elementCount(shape);
+    // A declared size no real input has (corrupt or absurd dims) is refused before allocating it.
+    if (!Number.isSafeInteger(n) || n > 1 << 28) throw errModelCorrupt(path, `input "${i.name}" declares [${shape.join(',')}], ${n} elements`);
     if (i.dtype === 'int64') out[i.name] = { dtype: 'int64', dims: shape, data: new BigInt64Array(n) };
     else if (i.dtype === 'int32') out[i.name] = { dtype: 'int32', dims: shape, data: new Int32Array(n) };
     else if (i.dtype === 'bool') out[i.name] = { dtype: 'bool', dims: shape, data: new Uint8Array(n) };
@@ -344,7 +348,9 @@ export class OnnxRuntimeBackend implements Backend {
     const dims = table?.methodOptions?.inputDims as Record<string, number[]> | undefined;
     ctx.progress({ phase: 'prepare', current: 0, message: 'preparing the model' });
     // Prepared as calibrate prepares it (same shapes from the table's input dims), so tables line up.
-    const shapes = await observeShapes(loaded.proto, probeInputs(graphInputs(loaded.proto.graph), dims), shapeQuestions(loaded.proto));
+    // Only an opset upgrade asks about runtime shapes; no questions, no probe run.
+    const questions = shapeQuestions(loaded.proto);
+    const shapes: ObservedShapes = questions.length ? await observeShapes(loaded.proto, probeInputs(model.path, graphInputs(loaded.proto.graph), dims), questions) : new Map();
     const prep = prepareModel(loaded.proto, shapes, { needPerAxis: true, equalize: options.equalize });
     let decisions: NodeDecision[];
     let changes: GraphChange[];

@@ -57,6 +57,23 @@ function gather(input: ConstValue, outDims: number[], source: (index: number[]) 
   return { dims: outDims, values: out, dataType: input.dataType };
 }
 
+/** Transposes a value (axes reversed when `perm` is absent), as ONNX Transpose does. */
+function transpose(x: ConstValue, perm?: number[]): ConstValue {
+  const rank = x.dims.length;
+  const p = perm ?? x.dims.map((_, k) => rank - 1 - k);
+  return gather(x, p.map((a) => x.dims[a]), (idx) => {
+    const src = new Array(rank);
+    p.forEach((a, k) => (src[a] = idx[k]));
+    return src;
+  });
+}
+
+/** A float constant transposed (axes reversed by default), for passes that rewrite weights. */
+export function transposeConstant(t: TensorProto, perm?: number[]): { dims: number[]; data: Float32Array } {
+  const v = transpose({ dims: t.dims.map(Number), values: tensorToFloat32(t), dataType: DataType.FLOAT }, perm);
+  return { dims: v.dims, data: v.values as Float32Array };
+}
+
 const ints = (v: ConstValue | undefined) => (v && v.values instanceof BigInt64Array ? Array.from(v.values, (x) => int64ToNumber(x)) : undefined);
 
 /** Evaluates one node whose inputs are all constants, or returns undefined (not an op handled here). */
@@ -90,14 +107,8 @@ function evaluate(n: NodeProto, inputs: (ConstValue | undefined)[], opset: numbe
       const known = dims.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
       return { ...x, dims: dims.map((d) => (d === -1 ? count(x.dims) / known : d)) };
     }
-    case 'Transpose': {
-      const perm = attrInts(n, 'perm') ?? x.dims.map((_, k) => rank - 1 - k);
-      return gather(x, perm.map((p) => x.dims[p]), (idx) => {
-        const src = new Array(rank);
-        perm.forEach((p, k) => (src[p] = idx[k]));
-        return src;
-      });
-    }
+    case 'Transpose':
+      return transpose(x, attrInts(n, 'perm'));
     case 'Concat': {
       if (inputs.some((v) => !v)) return undefined;
       const axis = norm(attrInt(n, 'axis', 0), rank);

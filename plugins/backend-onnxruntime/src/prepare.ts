@@ -1,5 +1,5 @@
 // Model preparation before calibration: make real exported graphs quantizable, recording each change.
-import type { GraphChange } from '@qforge/core';
+import { errModelCorrupt, type GraphChange } from '@qforge/core';
 import {
   DataType,
   GraphIndex,
@@ -19,7 +19,7 @@ import {
   type TensorProto,
 } from '@qforge/onnx';
 import { upgradeOpsetTo, upgradeShapeQuestions, type ObservedShapes, type OpsetRefusal } from './opset-upgrade';
-import { foldConstantExpressions } from './fold-constants';
+import { foldConstantExpressions, transposeConstant } from './fold-constants';
 import { bodyAsModel, prepareBodies, sinkInitializersIntoBodies, subgraphScopes } from './subgraphs';
 
 export type { ObservedShapes, OpsetRefusal } from './opset-upgrade';
@@ -94,27 +94,6 @@ export function upcastFloat16(proto: ModelProto, changes: GraphChange[]): void {
   changes.push({ kind: 'upcast-float16', detail: `float16 model raised to float32 for quantization: ${weights} weight(s), ${casts} Cast(s) to float16 now to float32` });
 }
 
-/** Values of a float constant permuted by `perm` (default: reversed axes), as Transpose computes them. */
-function transposeConstant(t: TensorProto, perm?: number[]): { dims: number[]; data: Float32Array } {
-  const dims = t.dims.map(Number);
-  const rank = dims.length;
-  const p = perm ?? dims.map((_, i) => rank - 1 - i);
-  const src = tensorToFloat32(t);
-  const outDims = p.map((a) => dims[a]);
-  const srcStrides = dims.map((_, i) => dims.slice(i + 1).reduce((a, b) => a * b, 1));
-  const out = new Float32Array(src.length);
-  const index = new Array(rank).fill(0);
-  for (let o = 0; o < out.length; o++) {
-    let s = 0;
-    for (let k = 0; k < rank; k++) s += index[k] * srcStrides[p[k]];
-    out[o] = src[s];
-    for (let k = rank - 1; k >= 0; k--) {
-      if (++index[k] < outDims[k]) break;
-      index[k] = 0;
-    }
-  }
-  return { dims: outDims, data: out };
-}
 
 
 /**
@@ -290,7 +269,11 @@ export const EQUALIZED_ACTIVATIONS = 'qforge.equalized-activations';
 export function readEqualizedActivations(proto: ModelProto): [string, number[]][] {
   const entry = proto.metadataProps?.find((e) => e.key === EQUALIZED_ACTIVATIONS);
   if (!entry?.value) return [];
-  return Object.entries(JSON.parse(entry.value) as Record<string, number[]>);
+  try {
+    return Object.entries(JSON.parse(entry.value) as Record<string, number[]>);
+  } catch (e) {
+    throw errModelCorrupt('the candidate model', `metadata ${EQUALIZED_ACTIVATIONS} is not JSON (${(e as Error).message})`);
+  }
 }
 
 /**

@@ -1,7 +1,8 @@
 // Networks inside If branches (and Loop/Scan bodies): finding them, making their tensors visible
 // to calibration, and running graph-local passes on each body as if it were a model of its own.
 import { errUnsupported, type GraphChange, type NodeDecision } from '@qforge/core';
-import { DataType, makeNode, makeTensor, makeValueInfo, subgraphsOf, tensorAttr, type GraphProto, type ModelProto, type NodeProto } from '@qforge/onnx';
+import { OP_QUANTIZERS, type OpRole } from './ops';
+import { DataType, graphOuterReferences, makeNode, makeTensor, makeValueInfo, subgraphsOf, tensorAttr, type GraphProto, type ModelProto, type NodeProto } from '@qforge/onnx';
 
 export interface SubgraphScope {
   /** The body itself. */
@@ -42,16 +43,6 @@ function definedIn(g: GraphProto): Set<string> {
   return new Set([...g.input.map((i) => i.name), ...g.initializer.map((t) => t.name), ...g.node.flatMap((n) => n.output)]);
 }
 
-/** Names a body reads from enclosing scopes (its own nested bodies included). */
-export function outerReads(g: GraphProto): string[] {
-  const own = definedIn(g);
-  const reads = new Set<string>();
-  for (const n of g.node) {
-    for (const i of n.input) if (i && !own.has(i)) reads.add(i);
-    for (const sub of subgraphsOf(n)) for (const r of outerReads(sub)) if (!own.has(r)) reads.add(r);
-  }
-  return [...reads];
-}
 
 /**
  * Runs `fn` on a body with the outer-scope values it reads listed as its inputs, so graph passes
@@ -59,7 +50,7 @@ export function outerReads(g: GraphProto): string[] {
  * the inputs are removed again afterwards (If branches take no inputs).
  */
 export function withOuterReadsAsInputs<T>(body: GraphProto, fn: () => T): T {
-  const added = outerReads(body).filter((n) => !body.input.some((i) => i.name === n)).map((name) => ({ name }));
+  const added = [...graphOuterReferences(body)].filter((n) => !body.input.some((i) => i.name === n)).map((name) => ({ name }));
   body.input.push(...added);
   try {
     return fn();
@@ -81,6 +72,36 @@ export function prepareBodies(proto: ModelProto, passes: ((p: ModelProto, change
 }
 
 /**
+ * A deep copy of the graph structure whose initializer lists are the original ones, shared: lifting
+ * adds nodes and outputs, never weights, so the weights need no second copy in memory.
+ */
+function cloneWithoutWeights(proto: ModelProto): ModelProto {
+  const graphs: GraphProto[] = [];
+  const collect = (g: GraphProto) => {
+    graphs.push(g);
+    for (const n of g.node) subgraphsOf(n).forEach(collect);
+  };
+  collect(proto.graph);
+  const saved = graphs.map((g) => g.initializer);
+  for (const g of graphs) g.initializer = [];
+  let copy: ModelProto;
+  try {
+    copy = structuredClone(proto);
+  } finally {
+    graphs.forEach((g, k) => (g.initializer = saved[k]));
+  }
+  // structuredClone walks in the same order, so the copies line up with the originals.
+  const copies: GraphProto[] = [];
+  const collectCopy = (g: GraphProto) => {
+    copies.push(g);
+    for (const n of g.node) subgraphsOf(n).forEach(collectCopy);
+  };
+  collectCopy(copy.graph);
+  copies.forEach((g, k) => (g.initializer = saved[k]));
+  return copy;
+}
+
+/**
  * Tensors produced inside If branches made visible as outputs of the whole model, for calibration.
  * Each tensor becomes an extra output of its branch and of the If (the other branch outputs an
  * empty float tensor, so both keep the same outputs); nested Ifs repeat this outward. An empty
@@ -88,11 +109,13 @@ export function prepareBodies(proto: ModelProto, passes: ((p: ModelProto, change
  * (their outputs have loop semantics): their tensors are reported as not calibrated.
  */
 export function liftBranchTensors(proto: ModelProto, tensors: string[]): { proto: ModelProto; fetch: Map<string, string>; unreachable: string[] } {
-  const model = structuredClone(proto);
+  const model = cloneWithoutWeights(proto);
   const scopes = subgraphScopes(model.graph);
+  const wanted = new Set(tensors);
   const producer = new Map<string, SubgraphScope>();
   for (const s of scopes) {
     for (const name of definedIn(s.graph)) {
+      if (!wanted.has(name)) continue;
       if (producer.has(name) && producer.get(name)!.graph !== s.graph) {
         throw errUnsupported('onnxruntime', 'this model', `tensor "${name}" is defined in two subgraphs (${producer.get(name)!.path}, ${s.path}); qforge cannot tell their ranges apart`);
       }
@@ -133,9 +156,19 @@ export function liftBranchTensors(proto: ModelProto, tensors: string[]): { proto
   return { proto: model, fetch, unreachable };
 }
 
-/** Ops whose inputs and outputs are float wherever qforge quantizes them. */
-const FLOAT_OPS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'Relu', 'Sigmoid', 'Tanh', 'Clip', 'HardSigmoid', 'LeakyRelu', 'Softmax']);
-const MOVES = new Set(['MaxPool', 'Flatten', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze']);
+// Read from the registry when first needed: the registry's modules import preparation, which imports this file.
+const typesOf = (...roles: OpRole[]) => new Set(OP_QUANTIZERS.filter((q) => roles.includes(q.role)).flatMap((q) => q.opTypes));
+let opSets: { float: Set<string>; moves: Set<string>; weighted: Set<string> } | undefined;
+function registryTypes() {
+  opSets ??= {
+    // Ops whose inputs and outputs are float: the weighted families and float-only activations.
+    float: new Set([...typesOf('weighted'), 'Relu', 'Sigmoid', 'Tanh', 'HardSigmoid', 'LeakyRelu', 'Softmax']),
+    // Ops that keep their input's type (the pass-through families): floatness flows through them.
+    moves: typesOf('pass-through'),
+    weighted: typesOf('weighted', 'recurrent'),
+  };
+  return opSets;
+}
 
 /**
  * Tensors of a body known to be float without running it: inputs and outputs of float-only ops,
@@ -143,9 +176,10 @@ const MOVES = new Set(['MaxPool', 'Flatten', 'Reshape', 'Transpose', 'Squeeze', 
  * (the other branch stands in an empty float tensor), so only these are calibrated in bodies.
  */
 export function floatTensorsOf(g: GraphProto): Set<string> {
+  const { float, moves } = registryTypes();
   const out = new Set<string>();
   for (const n of g.node) {
-    if (!FLOAT_OPS.has(n.opType) || (n.domain && n.domain !== 'ai.onnx')) continue;
+    if (!float.has(n.opType) || (n.domain && n.domain !== 'ai.onnx')) continue;
     out.add(n.input[0]);
     if (n.opType === 'MatMul' || n.opType === 'Gemm') out.add(n.input[1]);
     out.add(n.output[0]);
@@ -153,7 +187,7 @@ export function floatTensorsOf(g: GraphProto): Set<string> {
   for (let changed = true; changed; ) {
     changed = false;
     for (const n of g.node) {
-      if (!MOVES.has(n.opType)) continue;
+      if (!moves.has(n.opType)) continue;
       if (out.has(n.input[0]) !== out.has(n.output[0])) {
         out.add(n.input[0]);
         out.add(n.output[0]);
@@ -168,8 +202,11 @@ export function floatTensorsOf(g: GraphProto): Set<string> {
 /** Calibration candidates inside If branches (Loop/Scan bodies are not calibrated). */
 export function branchCalibrationTensors(proto: ModelProto, select: (p: ModelProto) => string[]): string[] {
   const out = new Set<string>();
-  for (const s of subgraphScopes(proto.graph)) {
-    if (s.owner.opType !== 'If') continue;
+  const scopes = subgraphScopes(proto.graph);
+  // Lifting works outward through If nodes only: an If inside a Loop/Scan body is not reachable.
+  const reachable = (s: SubgraphScope | undefined): boolean => !s || (s.owner.opType === 'If' && reachable(scopes.find((x) => x.graph === s.parent)));
+  for (const s of scopes) {
+    if (!reachable(s)) continue;
     const floats = floatTensorsOf(s.graph);
     for (const t of withOuterReadsAsInputs(s.graph, () => select(bodyAsModel(proto, s.graph)))) if (floats.has(t)) out.add(t);
   }
@@ -198,7 +235,7 @@ export function quantizeBodies(proto: ModelProto, kinds: readonly string[], each
   for (const s of subgraphScopes(proto.graph)) {
     if (!kinds.includes(s.owner.opType)) {
       for (const n of s.graph.node) {
-        if (['Conv', 'Gemm', 'MatMul', 'ConvTranspose', 'LSTM'].includes(n.opType)) {
+        if (registryTypes().weighted.has(n.opType)) {
           result.decisions.push({ node: n.name || n.output[0], opType: n.opType, quantized: false, reason: `inside the ${s.attribute} of ${s.owner.opType} ${s.owner.name || s.owner.output[0]}: this mode does not reach ${s.owner.opType} bodies` });
         }
       }
@@ -255,9 +292,9 @@ export function uniquifyBodyNames(proto: ModelProto): number {
 }
 
 /**
- * Float weights stored outside the bodies that use them (an initializer of the main graph read only
- * inside If branches) move into those bodies — copied into each when several read it — so each
- * body's quantizer sees them as its own constants and stores them int8 there.
+ * Float weights stored outside the one body that uses them (an initializer of the main graph read
+ * only inside one If branch) move into that body, so its quantizer sees them as its own constants
+ * and stores them int8 there.
  */
 export function sinkInitializersIntoBodies(proto: ModelProto, changes: GraphChange[]): void {
   let moved = 0;
@@ -266,9 +303,10 @@ export function sinkInitializersIntoBodies(proto: ModelProto, changes: GraphChan
     const outputs = new Set(g.output.map((o) => o.name));
     const keep = g.initializer.filter((t) => {
       if (t.dataType !== DataType.FLOAT || t.dims.length < 2 || ownReads.has(t.name) || outputs.has(t.name)) return true;
-      const readers = g.node.flatMap((n) => subgraphsOf(n)).filter((b) => b.node.some((m) => m.input.includes(t.name)) && !definedIn(b).has(t.name));
-      if (!readers.length) return true;
-      readers.forEach((b, k) => b.initializer.push(k === 0 ? t : structuredClone(t)));
+      const readers = g.node.flatMap((n) => subgraphsOf(n)).filter((b) => graphOuterReferences(b).has(t.name));
+      // Shared by several bodies, it stays where it is: copies would duplicate the weight.
+      if (readers.length !== 1) return true;
+      readers[0].initializer.push(t);
       moved++;
       return false;
     });

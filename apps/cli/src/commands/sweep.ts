@@ -123,10 +123,11 @@ export default class Sweep extends QforgeCommand {
           for (const t of Object.values(table.tensors)) delete t.histogram;
           const tablePath = join(scratch, `s${samples}-${method}.json`);
           await writeCalibrationTable(tablePath, table);
+          // Cells differ only by calibration: no latency search rewriting op families or storage.
           for (const perChannel of granularities) {
             const r = await runAndRender(
               backend,
-              { model, runsDir: flags['runs-dir'], target, calibTable: tablePath, perChannel, evalData: flags['eval-data'] ?? flags.data, evalSamples: flags['eval-samples'], task, benchmarkRuns: flags['benchmark-runs'], image, inputShapes: flags['input-shape'] ?? [], command: `sweep samples=${samples} method=${method} per-channel=${perChannel}`, qforgeVersion: this.config.version },
+              { model, runsDir: flags['runs-dir'], target, calibTable: tablePath, perChannel, evalData: flags['eval-data'] ?? flags.data, evalSamples: flags['eval-samples'], task, benchmarkRuns: flags['benchmark-runs'], image, inputShapes: flags['input-shape'] ?? [], command: `sweep samples=${samples} method=${method} per-channel=${perChannel}`, qforgeVersion: this.config.version, latencySearch: false },
               ctx,
             );
             rows.push(toRow(r.runDir, r.report, samples, method, perChannel));

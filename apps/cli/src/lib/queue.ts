@@ -133,7 +133,8 @@ export function trialHandlers(registry: BackendRegistry, qforgeVersion: string):
     try {
       const tablePath = join(scratch, `s${spec.samples}-${spec.method}.json`);
       await writeCalibrationTable(tablePath, table);
-      const opts = { model, runsDir: staging, target, calibTable: tablePath, perChannel: spec.perChannel, evalData: spec.evalData, evalSamples: spec.evalSamples, task: spec.task, benchmarkRuns: spec.benchmarkRuns, image: spec.image, inputShapes: spec.inputShapes, command: spec.command, qforgeVersion };
+      // A trial is a sweep cell: it differs only by calibration (no latency search).
+      const opts = { model, runsDir: staging, target, calibTable: tablePath, perChannel: spec.perChannel, evalData: spec.evalData, evalSamples: spec.evalSamples, task: spec.task, benchmarkRuns: spec.benchmarkRuns, image: spec.image, inputShapes: spec.inputShapes, command: spec.command, qforgeVersion, latencySearch: false };
       try {
         const r = await runQuantize(backend, opts, ctx);
         return { runDir: (await publishRun(r.runDir, runsDir, hctx.id, hctx.machine)).runDir };

@@ -1,7 +1,7 @@
 // `--preset transformers.js`: the quantized variants transformers.js loads, each a verified run, and one table over them.
-import { copyFileSync, existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { describeTaskMetric, errInvalidOption, formatSpeedup, modelRef, type ModelRef, type QuantMode, type QuantizeRunOptions, type RunReport, type Verdict } from '@qforge/core';
+import { copyFileAtomic, describeTaskMetric, errInvalidOption, formatSpeedup, modelRef, type ModelRef, type QuantMode, type QuantizeRunOptions, type RunReport, type Verdict } from '@qforge/core';
 
 /**
  * One variant: transformers.js builds the file name as `model` + the suffix of the `dtype` it is
@@ -92,9 +92,7 @@ export async function runTransformersPreset(
         results.push({ dtype: v.dtype, file: v.file, skipped: `${v.sameAs} was not written` });
         continue;
       }
-      copyFileSync(twin.path, `${path}.tmp`);
-      // Renamed into place so a reader never sees half a model.
-      renameSync(`${path}.tmp`, path);
+      copyFileAtomic(twin.path, path);
       results.push({ ...twin, dtype: v.dtype, file: v.file, path, sameAs: twin.file });
       continue;
     }

@@ -280,7 +280,10 @@ function npyDataset(source: string, files: string[], inputs: TensorInfo[]): Data
     throw errDatasetInvalid(source, `.npy data feeds one input; the model has ${inputs.length} (${inputs.map((i) => i.name).join(', ')})`, 'Use .npz files whose keys are the input names (one sample per file, or one .npz with a leading sample axis); docs/datasets.md.');
   }
   const input = inputs[0];
-  const arrays = files.map((f) => ({ file: new NpyFile(f), ...npySampleLayout(input, new NpyFile(f).header.shape, f) }));
+  const arrays = files.map((f) => {
+    const file = new NpyFile(f);
+    return { file, ...npySampleLayout(input, file.header.shape, f) };
+  });
   const description: DatasetDescription = { kind: 'npy', source, count: arrays.reduce((a, x) => a + x.count, 0), synthetic: false, labeled: false };
   return {
     description,
@@ -329,8 +332,9 @@ function npzDataset(source: string, files: string[], inputs: TensorInfo[], singl
     });
   };
   const description: DatasetDescription = { kind: 'npz', source, synthetic: false, labeled: false };
-  if (single) description.count = layoutOf(files[0], readNpz(files[0])).count;
-  else description.count = files.length;
+  // A single file is read once, here, and its arrays serve every pass (calibration, verification…).
+  const singleEntries = single ? readNpz(files[0]) : undefined;
+  description.count = singleEntries ? layoutOf(files[0], singleEntries).count : files.length;
   return {
     description,
     async *samples({ limit = Infinity, offset = 0 } = {}) {
@@ -341,7 +345,7 @@ function npzDataset(source: string, files: string[], inputs: TensorInfo[], singl
           index++;
           continue;
         }
-        const entries = readNpz(file);
+        const entries = singleEntries ?? readNpz(file);
         const { count, batched } = layoutOf(file, entries);
         for (let k = 0; k < count; k++, index++) {
           if (index < offset) continue;

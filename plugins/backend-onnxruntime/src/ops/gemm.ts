@@ -1,5 +1,5 @@
 // Matrix-product family: Gemm and MatMul, with a constant B (int8 weight) or a computed B (two activations).
-import { DataType, attrInt, type GraphIndex, type NodeProto } from '@qforge/onnx';
+import { attrInt, type GraphIndex, type NodeProto } from '@qforge/onnx';
 import { gemmWithoutKernel, refuseWeighted } from './weighted';
 import type { OpQuantizer } from './types';
 
@@ -24,11 +24,6 @@ export const gemmQuantizer: OpQuantizer = {
   toQOperator: (node, p) =>
     node.opType === 'MatMul' && !p.bias ? { opType: 'QLinearMatMul', input: [...p.x, ...p.w, ...p.y], output: [p.output], name: `${node.name || node.output[0]}_QLinearMatMul`, attribute: [] } : undefined,
 };
-
-/** Whether B is a float constant: the weight path (otherwise the node is quantized as two activations). */
-export function hasFloatWeight(node: NodeProto, idx: GraphIndex): boolean {
-  return idx.initializers.get(node.input[1])?.dataType === DataType.FLOAT;
-}
 
 function gemmBiasShift(node: NodeProto, w: Float32Array, wDims: number[], mean: Float64Array): Float64Array {
   const trans = attrInt(node, 'transB', 0) === 1;
