@@ -80,6 +80,8 @@ maybe('dashboard in Chromium', () => {
     await page.fill('#filter', 'percentile');
     await page.waitForFunction(() => document.querySelectorAll('#runs tbody tr').length === 1);
     await page.fill('#filter', '');
+    // Clearing the filter re-renders the list: read the labels once every row is back.
+    await page.waitForFunction(() => document.querySelectorAll('#runs tbody tr').length === 5);
     // Runs of one model are told apart by the options that differ (not all named mnist-cnn.onnx).
     const labels = await page.locator('#runs td.run-name a').allTextContents();
     expect(labels.filter((l) => /mnist-cnn\.onnx · .*method=minmax/.test(l))).toHaveLength(1);
