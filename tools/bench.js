@@ -11,6 +11,8 @@ const { OnnxRuntimeBackend } = require('@qforge/backend-onnxruntime');
 const ort = require('onnxruntime-node');
 
 const ROOT = resolve(__dirname, '..');
+const BENCH_START = '<!-- bench:start -->';
+const BENCH_END = '<!-- bench:end -->';
 const OUT = join(ROOT, 'out', 'bench');
 const OCR = join(ROOT, 'out', 'data', 'ocr');
 const OCR512 = join(ROOT, 'out', 'data', 'ocr-512');
@@ -23,7 +25,8 @@ const CAPTCHA = join(ROOT, 'out', 'data', 'captcha');
 const DDDDOCR = join(ROOT, 'out', 'models', 'ddddocr-common.onnx');
 
 const MODELS = [
-  { id: 'mnist-cnn', title: 'MNIST CNN (embedded example)', path: join(ROOT, 'examples', 'mnist', 'mnist-cnn.onnx'), mode: 'static', calib: 'mnist:calib', eval: 'mnist:test', samples: 256, evalSamples: 1000 },
+  { id: 'mnist-mlp', title: 'MNIST MLP (`qforge demo`, 784→512→512→10)', path: join(ROOT, 'examples', 'mnist', 'mnist-mlp.onnx'), mode: 'static', calib: 'mnist:calib', eval: 'mnist:test', samples: 256, evalSamples: 1000 },
+  { id: 'mnist-cnn', title: 'MNIST CNN (test example)', path: join(ROOT, 'examples', 'mnist', 'mnist-cnn.onnx'), mode: 'static', calib: 'mnist:calib', eval: 'mnist:test', samples: 256, evalSamples: 1000 },
   { id: 'ppocr-det', title: 'PP-OCRv4 text detector (DB, segmentation map)', path: join(OCR_MODELS, 'ch_PP-OCRv4_det_infer.onnx'), mode: 'static', calib: join(OCR, 'det', 'calib'), eval: join(OCR, 'det', 'eval'), shape: '1,3,640,640', image: IMAGENET, samples: 32, evalSamples: 32 },
   { id: 'isnet', title: 'ISNet background-removal segmenter (float16 export, 1024×1024)', path: join(ROOT, 'out', 'models', 'isnet-fp16.onnx'), mode: 'static', calib: join(PHOTOS1024, 'calib'), eval: join(PHOTOS1024, 'eval'), image: ISNET, samples: 12, evalSamples: 12, runs: 6, noiseSamples: 3 },
   { id: 'ppocr-rec', title: 'PP-OCRv4 text recognizer (SVTR-LCNet, CTC)', path: join(OCR_MODELS, 'ch_PP-OCRv4_rec_infer.onnx'), mode: 'static', calib: join(OCR, 'rec', 'calib'), eval: join(OCR, 'rec', 'eval'), shape: '1,3,48,320', image: HALF, samples: 32, evalSamples: 32 },
@@ -108,37 +111,44 @@ function onnxChecker(path) {
   return r.status === 0 ? `accepted (onnx ${r.stdout.trim()})` : `REJECTED: ${r.stderr.trim().split('\n').pop()}`;
 }
 
+/**
+ * One model through `qforge quantize` with default options (runQuantize: calibration, the recovery
+ * search when the verdict fails, the latency search, verification, the alternated benchmark), so
+ * the table shows what a user gets; plus a 2-thread benchmark of the written model.
+ */
 async function benchModel(m) {
   const model = core.modelRef(m.path);
   const inputs = await inputsOf(m);
   const target = core.resolveTargetProfile('auto');
-  const d = target.defaults;
   const info = await backend.inspect(model);
   const result = { id: m.id, title: m.title, mode: m.mode, target: target.id, fp32Bytes: statSync(m.path).size, fp32WeightBytes: info.parameterCount * 4 };
-  let table;
-  if (m.mode === 'static') {
-    const t0 = performance.now();
-    table = await backend.calibrate(model, core.openDataset(m.calib, { inputs, image: m.image }), { method: d.method, samples: m.samples, target }, ctx);
-    result.calibrationMs = performance.now() - t0;
-    result.plainInferenceMs = await plainInferenceMs(m, inputs, m.samples);
-    result.calibrationSamples = table.sampleCount;
-  }
+  if (m.mode === 'static') result.plainInferenceMs = await plainInferenceMs(m, inputs, m.samples);
   const out = join(OUT, `${m.id}.int8.onnx`);
-  const t1 = performance.now();
-  const q = await backend.quantize(model, table, core.quantizeOptionsFor(target, { output: out, mode: m.mode, format: 'qdq' }), ctx);
-  result.quantizeMs = performance.now() - t1;
-  result.int8Bytes = q.sizeBytes;
-  result.quantizedNodes = q.decisions.filter((x) => x.quantized).length;
-  result.floatNodes = q.decisions.filter((x) => !x.quantized).length;
-  const v = await backend.verify(model, q.model, core.openDataset(m.eval, { inputs, image: m.image }), { samples: m.evalSamples, thresholds: { minSnrDb: 20, maxAccuracyDropPoints: 0.5 } }, ctx);
-  result.verify = { samples: v.samples, output: v.outputs[0], accuracy: v.accuracy, passed: v.passed, failures: v.failures, outputCount: v.outputs.length, minSnrDb: Math.min(...v.outputs.map((o) => o.snrDb)) };
-  result.latency = {};
-  for (const threads of [1, 2]) {
-    const ds = core.openDataset(m.eval, { inputs, image: m.image });
-    const b = await backend.benchmark(q.model, { threads, warmup: m.runs ? 2 : 10, runs: m.runs ?? (m.id === 'ppocr-det' ? 40 : 200), minTimeMs: m.runs ? 0 : core.DEFAULT_BENCH_MIN_TIME_MS, compare: model, dataset: ds }, ctx);
-    // Medians and the ratio of medians with its 95% interval, as the CLI reports them.
-    result.latency[threads] = { fp32Ms: b.compare.latencyMs.p50, int8Ms: b.primary.latencyMs.p50, fp32P90: b.compare.latencyMs.p90, int8P90: b.primary.latencyMs.p90, speedup: b.speedup, speedupLow: b.speedupEstimate.low, speedupHigh: b.speedupEstimate.high };
-  }
+  const t0 = performance.now();
+  const { report: r } = await core.runQuantize(
+    backend,
+    { model, output: out, runsDir: join(OUT, 'runs'), target, mode: m.mode, ...(m.mode === 'static' ? { data: m.calib, samples: m.samples } : {}), evalData: m.eval, evalSamples: m.evalSamples, image: m.image, inputShapes: m.shape ? [m.shape] : [], ...(m.task ? { task: m.task } : {}), benchmarkRuns: m.runs ?? 100, ...(m.runs ? { benchmarkMinTimeMs: 0 } : {}) },
+    ctx,
+  );
+  result.wallMs = performance.now() - t0;
+  result.calibrationMs = r.calibration?.durationMs;
+  result.calibrationSamples = r.calibration?.sampleCount;
+  result.calibrationMethod = r.calibration?.method;
+  result.quantizeMs = r.quantization.durationMs;
+  result.int8Bytes = r.sizes.outputBytes;
+  result.quantizedNodes = r.quantization.quantizedNodes;
+  result.floatNodes = r.quantization.skippedNodes;
+  result.verdict = r.verdict;
+  result.verdictReasons = r.verdictReasons;
+  result.recovered = r.search?.trigger === 'verdict' ? { met: r.search.met, method: r.search.method, floatNodes: r.search.floatNodes.length } : undefined;
+  result.latencyKept = r.latencyChoices?.kept;
+  result.storageOnly = Boolean(r.options.storageOnly);
+  const v = r.verify;
+  result.verify = { samples: v.samples, output: v.outputs[0], accuracy: v.accuracy, passed: v.passed, failures: v.failures, decidedBy: v.decidedBy, outputCount: v.outputs.length, minSnrDb: Math.min(...v.outputs.map((o) => o.snrDb)) };
+  const one = r.benchmark;
+  result.latency = { 1: { fp32Ms: one.compare.latencyMs.p50, int8Ms: one.primary.latencyMs.p50, speedup: one.speedup, speedupLow: one.speedupEstimate.low, speedupHigh: one.speedupEstimate.high } };
+  const b = await backend.benchmark(core.modelRef(out), { threads: 2, warmup: m.runs ? 2 : 10, runs: m.runs ?? 100, minTimeMs: m.runs ? 0 : core.DEFAULT_BENCH_MIN_TIME_MS, compare: model, dataset: core.openDataset(m.eval, { inputs, image: m.image }) }, ctx);
+  result.latency[2] = { fp32Ms: b.compare.latencyMs.p50, int8Ms: b.primary.latencyMs.p50, speedup: b.speedup, speedupLow: b.speedupEstimate.low, speedupHigh: b.speedupEstimate.high };
   result.checker = onnxChecker(out);
   if (m.ctc) result.recognition = await recognitionAccuracy(m, inputs, out);
   result.noiseCeiling = await noiseCeiling(m, inputs, v.outputs[0].preActivation?.tensor ?? v.outputs[0].output, m.noiseSamples);
@@ -199,7 +209,7 @@ async function corrections() {
   for (const id of ['mnist-cnn', 'ppocr-cls', 'ppocr-rec', 'ddddocr']) {
     const m = MODELS.find((x) => x.id === id);
     for (const flag of ['biasCorrection', 'equalize']) {
-      const r = await core.runQuantize(backend, { model: core.modelRef(m.path), runsDir: join(OUT, 'runs'), target: core.resolveTargetProfile('auto'), data: m.calib, samples: 32, evalData: m.eval, evalSamples: id === 'mnist-cnn' ? 1000 : 32, image: m.image, inputShapes: m.shape ? [m.shape] : [], [flag]: true, benchmark: false }, ctx);
+      const r = await core.runQuantize(backend, { model: core.modelRef(m.path), runsDir: join(OUT, 'runs'), target: core.resolveTargetProfile('auto'), data: m.calib, samples: 32, evalData: m.eval, evalSamples: id === 'mnist-cnn' ? 1000 : 32, image: m.image, inputShapes: m.shape ? [m.shape] : [], [flag]: true, benchmark: false, recover: false }, ctx);
       const c = r.report.corrections.find((x) => x.metric.startsWith('SNR'));
       rows.push({ id, correction: c.name, without: c.without, with: c.with, helped: c.helped });
     }
@@ -229,17 +239,19 @@ const kib = (b) => `${(b / 1024).toFixed(0)} KiB`;
 
 function markdown(results, memory, machine, extra = {}) {
   const L = [];
-  L.push('# Benchmarks', '');
-  L.push('Measured by `npm run bench` (tools/bench.js) with default options (`--target auto`, minmax calibration).');
-  L.push(`Machine: ${machine.cpu}, ${machine.cores} cores, flags ${machine.flags}; target profile \`${machine.target}\`; Node ${process.version}, onnxruntime-node ${ort.env.versions.node}.`);
-  L.push(`Run on ${new Date().toISOString().slice(0, 10)}. Latency: mean of alternating fp32/int8 runs in one process (warm-up excluded); ratio = fp32 mean / int8 mean.`, '');
-  L.push('## Size, speed, fidelity', '');
-  L.push('| model | mode | model file → int8 size | ratio (vs fp32 weights) | 1 thread fp32 → int8 (ms) | speedup 1T | 2 threads fp32 → int8 (ms) | speedup 2T | output SNR | pre-activation SNR | top-1 agree | accuracy fp32 → int8 | onnx.checker |');
+  L.push(`Measured by \`npm run bench\` (tools/bench.js) on ${new Date().toISOString().slice(0, 10)}: each model goes through \`qforge quantize\` with **default options** (\`--target auto\`: minmax calibration, then the recovery search if the verdict fails, the latency search, task-aware verification, the alternated benchmark) — what a user gets.`);
+  L.push(`Machine: ${machine.cpu}, ${machine.cores} cores, flags ${machine.flags}; target profile \`${machine.target}\`; Node ${process.version}, onnxruntime-node ${ort.env.versions.node}. Load average at the start ${machine.load}.`);
+  L.push('Latency: **median** of alternated fp32/int8 runs in one process (warm-up excluded); speedup = ratio of medians with its 95% bootstrap interval ("How ratios are computed" below).', '');
+  L.push('## Size, speed, fidelity (default options)', '');
+  L.push('| model | mode | model file → int8 size | ratio (vs fp32 weights) | 1 thread fp32 → int8 median (ms) | speedup 1T (95% CI) | 2 threads fp32 → int8 (ms) | speedup 2T (95% CI) | what the run chose | verdict (deciding metric) | output SNR | accuracy fp32 → int8 | onnx.checker |');
   L.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  const ci = (l) => `${f2(l.speedup)}× (${f2(l.speedupLow)}–${f2(l.speedupHigh)})`;
   for (const r of results) {
     const o = r.verify.output;
+    const chose = [r.calibrationMethod ? `${r.calibrationMethod} calibration` : 'dynamic', r.recovered ? `recovery search${r.recovered.floatNodes ? `, ${r.recovered.floatNodes} node(s) float` : ''}` : '', r.storageOnly ? 'int8-stored weights (int8 kernels slower)' : r.latencyKept ? `kept: ${r.latencyKept}` : ''].filter(Boolean).join('; ');
+    const why = (r.verify.passed ? r.verify.decidedBy?.[0] : r.verify.failures[0]) ?? '';
     L.push(
-      `| ${r.title} | ${r.mode} | ${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} | ${f2(r.int8Bytes / r.fp32Bytes)}×${r.fp32WeightBytes && Math.abs(r.fp32WeightBytes - r.fp32Bytes) / r.fp32Bytes > 0.1 ? ` (${f2(r.int8Bytes / r.fp32WeightBytes)}×)` : ''} | ${f2(r.latency[1].fp32Ms)} → ${f2(r.latency[1].int8Ms)} | ${f2(r.latency[1].speedup)}× | ${f2(r.latency[2].fp32Ms)} → ${f2(r.latency[2].int8Ms)} | ${f2(r.latency[2].speedup)}× | ${f1(o.snrDb)} dB | ${o.preActivation ? `${f1(o.preActivation.snrDb)} dB (before ${o.preActivation.op})` : '—'} | ${o.top1Agreement !== undefined ? `${f1(o.top1Agreement * 100)}%` : '—'} | ${r.verify.accuracy ? `${f2(r.verify.accuracy.reference * 100)}% → ${f2(r.verify.accuracy.candidate * 100)}%` : r.recognition ? `${f1(r.recognition.fp32 * 100)}% → ${f1(r.recognition.int8 * 100)}% (captcha text)` : '—'} | ${r.checker} |`,
+      `| ${r.title} | ${r.mode} | ${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} | ${f2(r.int8Bytes / r.fp32Bytes)}×${r.fp32WeightBytes && Math.abs(r.fp32WeightBytes - r.fp32Bytes) / r.fp32Bytes > 0.1 ? ` (${f2(r.int8Bytes / r.fp32WeightBytes)}×)` : ''} | ${f2(r.latency[1].fp32Ms)} → ${f2(r.latency[1].int8Ms)} | ${ci(r.latency[1])} | ${f2(r.latency[2].fp32Ms)} → ${f2(r.latency[2].int8Ms)} | ${ci(r.latency[2])} | ${chose} | ${r.verdict.toUpperCase()}: ${why.replace(/\|/g, '/')} | ${f1(o.snrDb)} dB | ${r.verify.accuracy ? `${f2(r.verify.accuracy.reference * 100)}% → ${f2(r.verify.accuracy.candidate * 100)}%` : r.recognition ? `${f1(r.recognition.fp32 * 100)}% → ${f1(r.recognition.int8 * 100)}% (captcha text, outside check)` : '—'} | ${r.checker} |`,
     );
   }
   L.push('', '## How much the fp32 models amplify input noise', '');
@@ -248,10 +260,10 @@ function markdown(results, memory, machine, extra = {}) {
   L.push('|---|---|---|---|');
   for (const r of results) L.push(`| ${r.title} | ${r.noiseCeiling.tensor} | ${f1(r.noiseCeiling.at40)} dB | ${f1(r.noiseCeiling.at30)} dB |`);
   L.push('', '## Time', '');
-  L.push('| model | quantized / float nodes | calibration (samples) | plain fp32 inference, same samples (session + decode + run) | calibration ÷ inference | quantization |');
-  L.push('|---|---|---|---|---|---|');
+  L.push('| model | quantized / float nodes | calibration (samples) | plain fp32 inference, same samples (session + decode + run) | calibration ÷ inference | quantization | whole `quantize` run (searches, verification, benchmark) |');
+  L.push('|---|---|---|---|---|---|---|');
   for (const r of results) {
-    L.push(`| ${r.title} | ${r.quantizedNodes} / ${r.floatNodes} | ${r.calibrationMs ? `${f1(r.calibrationMs)} ms (${r.calibrationSamples})` : '— (dynamic)'} | ${r.plainInferenceMs ? `${f1(r.plainInferenceMs)} ms` : '—'} | ${r.calibrationMs ? `${f2(r.calibrationMs / r.plainInferenceMs)}×` : '—'} | ${f1(r.quantizeMs)} ms |`);
+    L.push(`| ${r.title} | ${r.quantizedNodes} / ${r.floatNodes} | ${r.calibrationMs ? `${f1(r.calibrationMs)} ms (${r.calibrationSamples})` : '— (dynamic)'} | ${r.plainInferenceMs ? `${f1(r.plainInferenceMs)} ms` : '—'} | ${r.calibrationMs && r.plainInferenceMs ? `${f2(r.calibrationMs / r.plainInferenceMs)}×` : '—'} | ${f1(r.quantizeMs)} ms | ${f1(r.wallMs / 1000)} s |`);
   }
   L.push('', '## Calibration memory (peak RSS of the whole process, minmax)', '');
   L.push('| model | 32 samples | 512 samples | 512 ÷ 32 |');
@@ -296,6 +308,7 @@ function markdown(results, memory, machine, extra = {}) {
 async function main() {
   if (process.argv[2] === '--calib-memory') return calibMemory(process.argv[3], Number(process.argv[4]));
   mkdirSync(OUT, { recursive: true });
+  const loadAtStart = require('node:os').loadavg().map((x) => x.toFixed(1)).join(' / ');
   if (!existsSync(join(OCR, 'det', 'eval'))) execFileSync(process.execPath, [join(__dirname, 'make-ocr-data.js'), OCR, '32'], { stdio: 'inherit' });
   if (!existsSync(join(OCR512, 'rec', 'calib'))) execFileSync(process.execPath, [join(__dirname, 'make-ocr-data.js'), OCR512, '512', 'rec'], { stdio: 'inherit' });
   if (!existsSync(join(ROOT, 'out', 'models', 'isnet-fp16.onnx'))) execFileSync(process.execPath, [join(__dirname, 'extract-isnet.js')], { stdio: 'inherit' });
@@ -317,14 +330,13 @@ async function main() {
   const memory = {};
   for (const id of ['mnist-cnn', 'ppocr-rec']) memory[id] = { 32: measureMemory(id, 32), 512: measureMemory(id, 512) };
   const cpu = core.readCpuInfo();
-  const machine = { cpu: cpu.model ?? 'unknown CPU', cores: cpus().length, flags: ['avx2', 'avx512f', 'avx512_vnni', 'avx_vnni'].filter((f) => cpu.flags.includes(f)).join(' ') || 'none', target: core.detectTargetProfile(cpu).id };
+  const machine = { load: loadAtStart, cpu: cpu.model ?? 'unknown CPU', cores: cpus().length, flags: ['avx2', 'avx512f', 'avx512_vnni', 'avx_vnni'].filter((f) => cpu.flags.includes(f)).join(' ') || 'none', target: core.detectTargetProfile(cpu).id };
   writeFileSync(join(OUT, 'results.json'), JSON.stringify({ machine, results, memory, extra }, null, 1));
-  // The TFLite section (tools/bench-tflite.js) is kept as it is.
+  // Only the generated block is replaced; the hand-written sections around it stay as they are.
   const doc = join(ROOT, 'docs', 'benchmarks.md');
-  const previous = existsSync(doc) ? readFileSync(doc, 'utf8') : '';
-  const { START, END } = require('./bench-tflite');
-  const kept = previous.includes(START) ? previous.slice(previous.indexOf(START), previous.indexOf(END) + END.length) : '';
-  const md = markdown(results, memory, machine, extra) + (kept ? `\n${kept}\n` : '');
+  const previous = existsSync(doc) ? readFileSync(doc, 'utf8') : '# Benchmarks\n\n' + BENCH_START + '\n' + BENCH_END + '\n';
+  if (!previous.includes(BENCH_START) || !previous.includes(BENCH_END)) throw new Error(`docs/benchmarks.md lacks the ${BENCH_START} … ${BENCH_END} markers`);
+  const md = previous.slice(0, previous.indexOf(BENCH_START) + BENCH_START.length) + '\n' + markdown(results, memory, machine, extra) + previous.slice(previous.indexOf(BENCH_END));
   writeFileSync(doc, md);
   process.stdout.write(md);
 }

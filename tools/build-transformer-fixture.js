@@ -6,12 +6,15 @@
 // With --tokens it is a byte-level language model over real token inputs, as transformers.js
 // exports them: `input_ids` and `attention_mask` (int64, [batch, sequence], both symbolic),
 // embedding Gather + positions, the mask added to the attention scores, logits [batch, sequence, 256].
-// Usage: node tools/build-transformer-fixture.js [out.onnx] [--tokens]
+// With --tied (implies --tokens) the LM head is the embedding table itself, through a Transpose, as
+// PyTorch exports a model with tied input and output embeddings (GPT-2, BERT's MLM head).
+// Usage: node tools/build-transformer-fixture.js [out.onnx] [--tokens] [--tied]
 const { resolve } = require('node:path');
 const { mulberry32 } = require('@qforge/core');
 const { DataType, intAttr, intsAttr, makeNode, makeTensor, makeValueInfo, saveModel } = require('@qforge/onnx');
 
-const TOKENS = process.argv.includes('--tokens');
+const TIED = process.argv.includes('--tied');
+const TOKENS = TIED || process.argv.includes('--tokens');
 const OUT = resolve(process.argv.slice(2).find((a) => !a.startsWith('--')) ?? 'out/models/transformer-encoder.onnx');
 const D = 256, H = 4, F = 1024, L = 4, T = 128;
 const rnd = mulberry32(2024);
@@ -79,7 +82,8 @@ for (let l = 0; l < L; l++) {
   const gelu = op('Mul', [op('Mul', [h, 'half']), op('Add', [op('Erf', [op('Div', [h, 'sqrt2'])]), 'one'])]);
   x = layerNorm(op('Add', [x, linear(gelu, `${p}.ffn2`, F, D)]), `${p}.ln2`);
 }
-if (TOKENS) nodes.push(makeNode('MatMul', [x, c('lm_head', [D, V], randn(D * V, 0.02))], ['logits'], 'lm_head'));
+if (TIED) nodes.push(makeNode('Transpose', ['tok_emb'], ['lm_head_weight'], 'lm_head_tie', [intsAttr('perm', [1, 0])]), makeNode('MatMul', [x, 'lm_head_weight'], ['logits'], 'lm_head'));
+else if (TOKENS) nodes.push(makeNode('MatMul', [x, c('lm_head', [D, V], randn(D * V, 0.02))], ['logits'], 'lm_head'));
 else nodes.push(makeNode('Identity', [x], ['last_hidden_state'], 'output'));
 const ids = (n) => makeValueInfo(n, DataType.INT64, ['batch', 'sequence']);
 

@@ -1,9 +1,13 @@
 // --preset transformers.js: the variants under transformers.js's file names, each loaded and verified on token data.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { OnnxRuntimeBackend } from '@qforge/backend-onnxruntime';
+import { createRunContext, modelRef, resolveTargetProfile, runQuantize } from '@qforge/core';
+import { decodeModel } from '@qforge/onnx';
 import * as ort from 'onnxruntime-node';
+import { formatPresetTable, runTransformersPreset } from '../src/lib/transformers-preset';
 import { REPO, qforge } from './helpers';
 
 const dir = mkdtempSync(join(tmpdir(), 'qforge-preset-'));
@@ -67,4 +71,48 @@ describe('quantize --preset transformers.js', () => {
     expect(r.json().error.code).toBe('E_INVALID_OPTION');
     expect(existsSync(join(dir, 'x'))).toBe(false);
   });
+});
+
+/** The external-data locations a model file records. */
+function locations(path: string): string[] {
+  const g = decodeModel(readFileSync(path)).graph;
+  return [...new Set(g.initializer.flatMap((t) => (t.dataLocation === 1 ? (t.externalData ?? []).filter((e) => e.key === 'location').map((e) => e.value!) : [])))];
+}
+
+describe('transformers.js preset: weights in side files', () => {
+  // A limit of 1 KiB forces every variant out to a side file, as a model over 2 GiB would be.
+  it('names each side file <model file>_data, as transformers.js fetches it, and each variant loads in ONNX Runtime', async () => {
+    const out = join(dir, 'external');
+    const backend = new OnnxRuntimeBackend();
+    const result = await runTransformersPreset(
+      {
+        model: modelRef(model),
+        runsDir: join(dir, 'runs-external'),
+        target: resolveTargetProfile('auto', undefined, backend.capabilities.targets),
+        evalData: join(tokens, 'eval.npz'),
+        evalSamples: 4,
+        benchmark: false,
+        thresholds: { maxPerplexityIncreasePercent: 5 },
+        externalData: { inlineLimitBytes: 1024 },
+      },
+      out,
+      (o) => runQuantize(backend, o, createRunContext()),
+    );
+    expect(result.passed).toBe(true);
+    expect(readdirSync(out).sort()).toEqual(
+      ['model_fp16.onnx', 'model_fp16.onnx_data', 'model_int8.onnx', 'model_int8.onnx_data', 'model_q4.onnx', 'model_q4.onnx_data', 'model_quantized.onnx', 'model_quantized.onnx_data'],
+    );
+    for (const f of ['model_fp16.onnx', 'model_quantized.onnx', 'model_int8.onnx', 'model_q4.onnx']) {
+      // The model records the name it ships beside (ONNX Runtime Web matches the fetched file by it).
+      expect(locations(join(out, f))).toEqual([`${f}_data`]);
+      expect(result.variants.find((v) => v.file === f)?.externalData).toEqual([`${f}_data`]);
+      const s = await ort.InferenceSession.create(join(out, f));
+      const y = await s.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from([72n, 105n, 33n]), [1, 3]), attention_mask: new ort.Tensor('int64', new BigInt64Array(3).fill(1n), [1, 3]) });
+      expect(y.logits.dims).toEqual([1, 3, 256]);
+      await s.release();
+    }
+    // The int8 copy is the q8 model byte for byte in its weights.
+    expect(readFileSync(join(out, 'model_int8.onnx_data')).equals(readFileSync(join(out, 'model_quantized.onnx_data')))).toBe(true);
+    expect(formatPresetTable(result)).toMatch(/"use_external_data_format": ?\{"model_fp16.onnx":1,"model_quantized.onnx":1,"model_int8.onnx":1,"model_q4.onnx":1\}/);
+  }, 240_000);
 });

@@ -135,15 +135,28 @@ describe('clean crashes', () => {
 
 describe('mistyped commands', () => {
   const haveScript = spawnSync('script', ['--version']).status === 0;
-  // oclif's not-found plugin asks "Did you mean …?" only on a terminal; `script` gives it one.
-  (haveScript ? it : it.skip)('suggest the closest command (answered no: nothing runs)', () => {
+  // On a terminal oclif's not-found plugin asks "Did you mean …? (Y/n)"; `script` gives it one.
+  (haveScript ? it : it.skip)('suggest the closest command on a terminal (answered no: nothing runs)', () => {
     const r = spawnSync('script', ['-qec', `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} quantise`, '/dev/null'], { input: 'n\n', encoding: 'utf8', timeout: 60000, cwd: work });
     expect(r.stdout).toMatch(/Did you mean .*quantize/);
     expect(r.stdout).not.toMatch(/Did you mean .*quantise/);
   });
-  it('exit non-zero without a terminal', () => {
-    const r = qforge(['quantise'], { cwd: work });
+  it.each([
+    [['quantise'], 'quantise', ['quantize']],
+    [['quantise', 'm.onnx', '--data', 'random'], 'quantise m.onnx', ['quantize']],
+    [['plugins', 'instal', './x.tgz'], 'plugins instal ./x.tgz', ['plugins install']],
+    [['inspcet'], 'inspcet', ['inspect']],
+    [['zzzzzzzz'], 'zzzzzzzz', []],
+  ])('suggest the closest command without a terminal too, exit 127: %j', (argv, typed, suggestions) => {
+    const r = qforge(argv, { cwd: work });
     expect(r.code).toBe(127);
-    expect(r.stderr).toMatch(/quantise is not a qforge command/);
+    expect(r.stderr).toContain(`error E_UNKNOWN_COMMAND: "${typed}" is not a qforge command`);
+    for (const s of suggestions) expect(r.stderr).toContain(`hint: Did you mean \`qforge ${s}\`?`);
+    if (!suggestions.length) expect(r.stderr).not.toMatch(/Did you mean/);
+  });
+  it('with --json: the error and its suggestions as JSON on stdout', () => {
+    const r = qforge(['verfy', 'a.onnx', 'b.onnx', '--json'], { cwd: work });
+    expect(r.code).toBe(127);
+    expect(r.json().error).toMatchObject({ code: 'E_UNKNOWN_COMMAND', context: { suggestions: ['verify'] }, hint: expect.stringContaining('Did you mean `qforge verify`?') });
   });
 });

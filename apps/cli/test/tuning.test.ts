@@ -33,6 +33,34 @@ describe('finding the best int8 model', () => {
     expect(r.json().report.search).toMatchObject({ met: true, floatNodes: [], path: [expect.objectContaining({ step: 'method minmax', met: true })] });
   });
 
+  it('a failed verdict is searched out of by default: the written model passes, the search is in the report; --no-recover keeps the failing default', () => {
+    // 50 dB: the default minmax model reads 46.3 dB on this data; keeping nodes in float reaches it.
+    const args = ['quantize', EXAMPLE, '--data', 'mnist:calib', '--eval-data', 'mnist:test', '--samples', '16', '--eval-samples', '100', '--min-snr', '50', '--max-float-share', '1', '--no-benchmark', '--runs-dir', runs, '--json'];
+    const off = qforge([...args, '--no-recover']);
+    expect(off.code).toBe(1);
+    expect(off.json().report.search).toBeUndefined();
+    expect(off.json().report.verify.outputs[0].snrDb).toBeLessThan(50);
+    const r = qforge(args);
+    expect(r.code).toBe(0);
+    const { report } = r.json();
+    expect(report.verdict).toBe('pass');
+    expect(report.search.trigger).toBe('verdict');
+    expect(report.search.target).toBe('snr>=50');
+    expect(report.verify.outputs[0].snrDb).toBeGreaterThanOrEqual(50);
+    // The nodes the search kept in float are float in the written model, and at least one node stays int8.
+    const kept = report.quantization.decisions.filter((d: { quantized: boolean }) => !d.quantized).map((d: { node: string }) => d.node);
+    expect(kept.sort()).toEqual([...report.search.floatNodes].sort());
+    expect(report.quantization.quantizedNodes).toBeGreaterThan(0);
+    expect(report.verdictReasons.join(' ')).toContain('chosen by a search scored on this evaluation data');
+  });
+  it('a failed verdict the search cannot fix writes the default recipe and fails', () => {
+    const r = qforge(['quantize', EXAMPLE, '--data', 'mnist:calib', '--eval-data', 'mnist:test', '--samples', '16', '--eval-samples', '100', '--min-snr', '70', '--max-float-share', '0.5', '--no-benchmark', '--runs-dir', runs, '--json']);
+    expect(r.code).toBe(1);
+    const { report } = r.json();
+    expect(report.search.trigger).toBe('verdict');
+    expect(report.quantization.skippedNodes).toBe(0);
+    expect(report.verdictReasons.join(' ')).toContain('the default recipe is written');
+  });
   it('an unreachable target spends its float budget, records the path and fails honestly', () => {
     const r = qforge(['quantize', EXAMPLE, '--data', 'mnist:calib', '--eval-data', 'mnist:test', '--samples', '16', '--eval-samples', '100', '--accuracy-target', 'snr>=90', '--max-float-share', '0.5', '--no-benchmark', '--runs-dir', runs, '--json']);
     expect(r.code).toBe(1);

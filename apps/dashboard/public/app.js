@@ -195,8 +195,33 @@
     });
   }
 
+  // Queued trials: the page reads them again every 2 s while it is open.
+  let trialsTimer;
+  async function trialsPage() {
+    const render = async () => {
+      let t;
+      try {
+        t = await api('/api/trials');
+      } catch (e) {
+        view.innerHTML = `<h2>Queued trials</h2><p class="error" id="trials-error">${esc(e.message)}</p>`;
+        return;
+      }
+      const when = (r) => (r.finishedAt || r.startedAt || r.queuedAt || '').slice(11, 19);
+      const progress = (r) => (r.phase ? `${esc(r.phase)}${r.total ? ` ${esc(r.current)}/${esc(r.total)}` : ''}` : '—');
+      const result = (r) => (r.runId ? `<a href="#/run/${encodeURIComponent(r.runId)}">${esc(r.runId)}</a>` : r.error ? `<span class="error trunc wide" title="${esc(r.error)}">${esc(r.error)}</span>` : '');
+      view.innerHTML = `<h2>Queued trials</h2>
+        <p class="muted" id="trials-source">${t.source === 'queue' ? `queue ${esc(t.queue)} · ${esc(t.workers)} worker(s) connected` : 'read from the runs folder'}${t.note ? ` — ${esc(t.note)}` : ''}</p>
+        <p id="trial-counts">${['waiting', 'running', 'completed', 'failed'].map((s) => `<span class="trial-${s}" data-state="${s}">${s} ${esc((t.counts || {})[s] ?? 0)}</span>`).join(' · ')}</p>
+        <div class="table-wrap"><table id="trials"><thead><tr><th>state</th><th>trial</th><th>worker</th><th>progress</th><th>attempts</th><th>time</th><th>result</th></tr></thead><tbody>
+        ${t.trials.map((r) => `<tr data-id="${esc(r.id)}" data-state="${esc(r.state)}"><td class="trial-state trial-${esc(r.state)}">${esc(r.state)}</td><td>${esc(r.label)}</td><td>${esc(r.worker || '—')}</td><td>${progress(r)}</td><td class="num">${esc(r.attempts ?? '—')}</td><td class="num">${esc(when(r))}</td><td>${result(r)}</td></tr>`).join('')}</tbody></table></div>`;
+    };
+    await render();
+    trialsTimer = setInterval(() => { if ((location.hash || '').startsWith('#/trials')) render(); }, 2000);
+  }
+
   async function route() {
     clearCharts();
+    clearInterval(trialsTimer);
     const hash = location.hash || '#/';
     const [path, query] = hash.slice(1).split('?');
     document.querySelectorAll('nav a').forEach((a) => a.classList.toggle('active', path.startsWith(`/${a.dataset.nav}`) || (path === '/' && a.dataset.nav === 'runs')));
@@ -204,6 +229,7 @@
       if (path.startsWith('/run/')) await runPage(decodeURIComponent(path.slice(5)));
       else if (path.startsWith('/compare')) await comparePage(new URLSearchParams(query).get('ids')?.split(',').filter(Boolean).map(decodeURIComponent) ?? []);
       else if (path.startsWith('/start')) await startPage();
+      else if (path.startsWith('/trials')) await trialsPage();
       else await runsPage();
       document.body.dataset.ready = path;
     } catch (e) {

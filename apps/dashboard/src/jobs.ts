@@ -1,7 +1,7 @@
 // Runs started from the page: a bounded queue, one run at a time by default, progress kept for server-sent events.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { createRunContext, toQforgeError, type ProgressEvent, type QforgeErrorJson, type RunContext } from '@qforge/core';
+import { createRunContext, errAborted, toQforgeError, type ProgressEvent, type QforgeErrorJson, type RunContext } from '@qforge/core';
 
 /** What a user may ask for when starting a run (paths already checked against the allowed folders). */
 export interface StartRunRequest {
@@ -23,7 +23,10 @@ export interface StartRunRequest {
   resize?: 'cover' | 'contain' | 'fill' | 'pad';
 }
 
-/** Supplied by the host (the CLI): runs the quantize pipeline and returns the new run's id. */
+/**
+ * Supplied by the host (the CLI): runs the quantize pipeline and returns the new run's id. It must
+ * stop when `ctx.signal` aborts. {@link childRunLauncher} runs each request in a child process.
+ */
 export type RunLauncher = (request: StartRunRequest, ctx: RunContext) => Promise<{ runId: string }>;
 
 export type JobEvent =
@@ -55,7 +58,10 @@ export interface JobQueueOptions {
  */
 export class JobQueue {
   private readonly jobs = new Map<string, Job>();
-  private readonly waiting: { job: Job; run: () => void }[] = [];
+  private readonly waiting: { job: Job; run: () => void; push: (e: JobEvent) => void }[] = [];
+  /** Running jobs: how to cancel each, and when it has settled. */
+  private readonly active = new Map<string, { controller: AbortController; settled: Promise<void> }>();
+  private closed = false;
   private running = 0;
   private readonly concurrency: number;
   private readonly maxQueued: number;
@@ -89,7 +95,7 @@ export class JobQueue {
 
   /** Queues a run; undefined when the queue is full. */
   start(request: StartRunRequest): Job | undefined {
-    if (this.running >= this.concurrency && this.waiting.length >= this.maxQueued) return undefined;
+    if (this.closed || (this.running >= this.concurrency && this.waiting.length >= this.maxQueued)) return undefined;
     const job: Job = { id: randomUUID(), request, state: 'queued', events: [], emitter: new EventEmitter() };
     this.jobs.set(job.id, job);
     const push = (e: JobEvent) => {
@@ -97,7 +103,9 @@ export class JobQueue {
       job.emitter.emit('event', e);
     };
     let last = 0;
+    const controller = new AbortController();
     const ctx = createRunContext({
+      signal: controller.signal,
       progress: (p) => {
         // Progress can be per sample; a few updates a second are plenty for a page.
         const now = Date.now();
@@ -110,7 +118,7 @@ export class JobQueue {
       this.running++;
       job.state = 'running';
       // A launcher that throws synchronously still ends as a failed job, never an unhandled error.
-      Promise.resolve()
+      const settled = Promise.resolve()
         .then(() => this.launch(request, ctx))
         .then(
           ({ runId }) => {
@@ -120,21 +128,40 @@ export class JobQueue {
           (e: unknown) => {
             job.state = 'failed';
             const err = toQforgeError(e);
-            push({ type: 'failed', error: { ...err.toJSON(), runId: (e as { report?: { runId?: string } }).report?.runId } });
+            // The run folder a failed run still wrote: from the pipeline's error, or as a child reported it.
+            const failed = e as { report?: { runId?: string }; runId?: string };
+            push({ type: 'failed', error: { ...err.toJSON(), runId: failed.report?.runId ?? failed.runId } });
           },
         )
         .finally(() => {
           this.running--;
+          this.active.delete(job.id);
           this.forgetOld();
-          this.waiting.shift()?.run();
+          if (!this.closed) this.waiting.shift()?.run();
         });
+      this.active.set(job.id, { controller, settled });
     };
     if (this.running < this.concurrency) run();
     else {
-      this.waiting.push({ job, run });
+      this.waiting.push({ job, run, push });
       push({ type: 'queued', position: this.waiting.length });
     }
     return job;
+  }
+
+  /**
+   * Stops for good: waiting runs fail as cancelled, running ones are cancelled (a child-process run
+   * is killed); resolves when every running launch has settled.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const { job, push } of this.waiting.splice(0)) {
+      job.state = 'failed';
+      push({ type: 'failed', error: errAborted('the run (the dashboard stopped)').toJSON() });
+    }
+    const running = [...this.active.values()];
+    for (const r of running) r.controller.abort();
+    await Promise.all(running.map((r) => r.settled));
   }
 
   private forgetOld(): void {

@@ -6,6 +6,7 @@ import { extname, join, resolve } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { TARGET_PROFILES, errInvalidOption, isInsideFolder } from '@qforge/core';
 import { JobQueue, type JobEvent, type RunLauncher, type StartRunRequest } from './jobs';
+import { redactCredentials, trialsFromRunsFolder, type QueuedTrialSource } from './queued';
 import { RunStore } from './runs';
 
 export interface DashboardOptions {
@@ -16,7 +17,10 @@ export interface DashboardOptions {
   host?: string;
   /** @defaultValue 0 (any free port) */
   port?: number;
-  /** Starts runs; without it, POST /api/runs answers 501. */
+  /**
+   * Starts runs; without it, POST /api/runs answers 501. Use {@link childRunLauncher}, so a run that
+   * crashes cannot take the server down; `close()` cancels (kills) runs in progress.
+   */
   launch?: RunLauncher;
   backends?: string[];
   /** Binding to an address other than loopback needs this: the page can start runs. @defaultValue false */
@@ -25,6 +29,11 @@ export interface DashboardOptions {
   token?: string;
   /** Runs started from the page that may wait behind the running one; more are refused (429). @defaultValue 8 */
   maxQueuedRuns?: number;
+  /**
+   * Where GET /api/trials reads queued trials (`queueTrialSource` over a Redis queue).
+   * @defaultValue what the runs folder shows of them (`trialsFromRunsFolder`)
+   */
+  trials?: (store: RunStore) => QueuedTrialSource;
 }
 
 export interface Dashboard {
@@ -34,6 +43,7 @@ export interface Dashboard {
   openUrl: string;
   token: string;
   app: FastifyInstance;
+  /** Cancels queued and running runs (and waits until they have stopped), then stops serving. */
   close(): Promise<void>;
 }
 
@@ -182,6 +192,17 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     return reply.type(TYPES[extname(req.params.name)] ?? 'application/octet-stream').send(stream);
   });
 
+  // Queued trials (sweep cells, sensitivity and search candidates on workers): read-only, like the runs list.
+  const trials = options.trials?.(store) ?? (async () => trialsFromRunsFolder(store));
+  app.get('/api/trials', async (_req, reply) => {
+    try {
+      return await trials();
+    } catch (e) {
+      const code = typeof (e as { code?: unknown }).code === 'string' && /^E_[A-Z_]+$/.test((e as { code: string }).code) ? (e as { code: string }).code : 'E_QUEUE_UNAVAILABLE';
+      return reply.code(503).send({ error: { code, message: redactCredentials((e as Error).message ?? String(e)).slice(0, 500) } });
+    }
+  });
+
   app.get('/api/choices', async () => {
     const found = { models: [] as string[], datasets: [] as string[] };
     for (const root of allowed) walk(root, 4, found);
@@ -228,5 +249,10 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   port = addr.port;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${host}:${addr.port}`;
-  return { url, openUrl: `${url}/?token=${encodeURIComponent(token)}`, token, app, close: () => app.close() };
+  const close = async () => {
+    // Runs first: their event streams end with "failed", so the server has no open request to wait for.
+    await jobs?.close();
+    await app.close();
+  };
+  return { url, openUrl: `${url}/?token=${encodeURIComponent(token)}`, token, app, close };
 }

@@ -159,8 +159,24 @@ export interface QuantizeOptions {
    * latency search writes it when int8 kernels are slower than fp32. @defaultValue false
    */
   storageOnly?: boolean;
+  /** How a model too large for one protobuf is written beside its external data (backends that write ONNX). */
+  externalData?: ExternalDataOptions;
   /** Backend-specific extras, recorded in the report. */
   extra?: Record<string, unknown>;
+}
+
+/** Where an ONNX model's weights go when they do not fit in the model file. */
+export interface ExternalDataOptions {
+  /**
+   * The side file's name, beside the model (transformers.js fetches `<model file>_data`).
+   * @defaultValue `<model file>.data`, ONNX's own convention
+   */
+  fileName?: string;
+  /**
+   * Weights above this many bytes in all go to the side file. Lower it to force a side file (tests).
+   * @defaultValue about 1.8 GiB, protobuf's limit with margin
+   */
+  inlineLimitBytes?: number;
 }
 
 /** Settings of quantization-aware training (`--qat`). The training data is `correctionData`. */
@@ -188,6 +204,12 @@ export interface WeightOnlyOptions {
   algorithm: 'rtn' | 'gptq';
   /** MatMuls kept in float by position: the first, and the last (usually the LM head). @defaultValue [] */
   keepFloat?: ('first' | 'last')[];
+  /**
+   * Bits per value of embedding tables (Gather over a constant table → GatherBlockQuantized, same
+   * block size and symmetry). A table tied to a quantized LM head shares the head's storage when
+   * this equals `bits`. @defaultValue 8
+   */
+  embeddingBits?: 4 | 8;
 }
 
 /** One graph change made while preparing or quantizing, as recorded in the report. */

@@ -27,6 +27,7 @@ export const ErrorCodes = {
   E_REPORT_INVALID: 'The run report is not valid',
   E_RUNTIME_FAILED: 'The runtime failed while executing the model',
   E_SDK_MISSING: 'The vendor SDK this backend needs is missing',
+  E_UNKNOWN_COMMAND: 'No command has that name',
   E_UNSUPPORTED: 'The backend does not support this operation',
   E_UNSUPPORTED_OP: 'The model contains an operator the backend cannot quantize',
 } as const;
@@ -154,11 +155,20 @@ export const errInputShape = (input: string, expected: readonly (number | string
 export const errInvalidOption = (option: string, reason: string, hint?: string) =>
   new QforgeError('E_INVALID_OPTION', `option ${option}: ${reason}`, { context: { option }, hint: hint ?? 'See `qforge <command> --help`.' });
 
-export const errModelCorrupt = (path: string, reason: string) =>
-  new QforgeError('E_MODEL_CORRUPT', `model ${path} cannot be parsed: ${reason}`, {
-    context: { path },
-    hint: 'Check that the file is complete (not truncated by a download) and was exported correctly.',
-  });
+/**
+ * A model that cannot be read, or (with `graph`) whose graph breaks ONNX's rules at a named node:
+ * ONNX Runtime would refuse it at session creation.
+ */
+export const errModelCorrupt = (path: string, reason: string, graph?: { node: string; opType: string; tensor?: string }) =>
+  graph
+    ? new QforgeError('E_MODEL_CORRUPT', `model ${path} is not a valid graph: ${reason}`, {
+        context: { path, ...graph },
+        hint: 'The exporter or an edit left the graph broken; ONNX Runtime refuses it as well. Re-export the model, or locate the problem with onnx.checker.check_model(model, full_check=True).',
+      })
+    : new QforgeError('E_MODEL_CORRUPT', `model ${path} cannot be parsed: ${reason}`, {
+        context: { path },
+        hint: 'Check that the file is complete (not truncated by a download) and was exported correctly.',
+      });
 
 export const errModelFormatUnknown = (path: string) =>
   new QforgeError('E_MODEL_FORMAT_UNKNOWN', `${path} is not a model format qforge knows`, {
@@ -225,6 +235,13 @@ export const errSdkMissing = (backend: string, missing: string, install: string)
   new QforgeError('E_SDK_MISSING', `backend ${backend} needs ${missing}, which is not installed or not usable`, {
     context: { backend, missing },
     hint: install,
+  });
+
+/** A mistyped command, with the closest real ones (`plugins install`, spelled as typed). */
+export const errUnknownCommand = (command: string, suggestions: string[], bin = 'qforge') =>
+  new QforgeError('E_UNKNOWN_COMMAND', `"${command}" is not a ${bin} command`, {
+    context: { command, suggestions },
+    hint: `${suggestions.length ? `Did you mean ${suggestions.map((s) => `\`${bin} ${s}\``).join(' or ')}? ` : ''}Run \`${bin} help\` for the list of commands.`,
   });
 
 export const errUnsupported = (backend: string, operation: string, reason: string) =>

@@ -18,6 +18,7 @@ export type {
   QuantFormat,
   QuantizeOptions,
   WeightOnlyOptions,
+  ExternalDataOptions,
   QatOptions,
   QuantizeResult,
   OpFamily,
@@ -60,6 +61,7 @@ export {
   errReportInvalid,
   errRuntimeFailed,
   errSdkMissing,
+  errUnknownCommand,
   errUnsupported,
   errUnsupportedOp,
   isQforgeError,
@@ -142,4 +144,4 @@ export type { ProbeResult } from './probe';
 export { recordSensitivityRun, runQuantize } from './pipeline';
 export type { QuantizeRunOptions, QuantizeRunResult } from './pipeline';
 export { METRIC_KINDS, Trial, analyzeSensitivity, deriveTable, meets, parseAccuracyTarget, score, searchForTarget, spearman } from './tuning';
-export type { AccuracyTarget, EvalPlan, LayerSensitivity, MetricKind, SearchResult, SearchStep, SensitivityResult } from './tuning';
+export type { AccuracyTarget, EvalPlan, LayerSensitivity, MetricKind, SearchResult, SearchStep, SensitivityResult, TrialPlan, TrialRunner, TrialScore, TrialVariant } from './tuning';

@@ -179,7 +179,7 @@ export function formatRunSummary(r: RunReport): string {
     for (const s of l.steps) lines.push(`          ${s.candidate} vs ${s.against}: ${s.medianMs.toFixed(3)} vs ${s.againstMedianMs.toFixed(3)} ms, ${formatSpeedup(s.speedup)}, verify ${s.passed ? 'pass' : 'FAIL'} → ${s.kept ? 'kept' : 'dropped'}`);
   }
   if (r.search) {
-    lines.push(`target    ${r.search.target}: ${r.search.met ? 'met' : 'NOT met'} with method ${r.search.method}, ${r.search.floatNodes.length} of ${r.search.quantizableNodes} quantizable nodes in float${r.search.floatNodes.length ? ` (${r.search.floatNodes.join(', ')})` : ''}; ${r.search.path.length} trials`);
+    lines.push(`${r.search.trigger === 'verdict' ? 'recover   default recipe failed, searched for' : 'target   '} ${r.search.target}: ${r.search.met ? 'met' : 'NOT met'} with method ${r.search.method}, ${r.search.floatNodes.length} of ${r.search.quantizableNodes} quantizable nodes in float${r.search.floatNodes.length ? ` (${r.search.floatNodes.join(', ')})` : ''}; ${r.search.path.length} trials`);
   }
   lines.push(`verdict   ${r.verdict.toUpperCase()}${r.verdictReasons.length ? ': ' + r.verdictReasons.join('; ') : ''}`);
   if (r.error) lines.push(`error     ${r.error.code}: ${r.error.message}${r.error.hint ? `\n          hint: ${r.error.hint}` : ''}`);

@@ -76,6 +76,18 @@ describe('chooseRange', () => {
       expect(lo).toBeLessThan(-2.5);
     }
   });
+  it('every method accepts a one-signed tensor whose min is above 0 (a sigmoid or a shifted activation)', () => {
+    const pos = new Histogram(4096);
+    const vals = Array.from(normal(20000, 5), (v) => 0.04 + 0.001 * Math.abs(v));
+    vals[0] = 3; // an outlier that makes the clip threshold fall below the min
+    pos.update(vals);
+    const lo = Math.min(...vals);
+    for (const method of ['minmax', 'percentile', 'entropy', 'mse'] as const) {
+      const [a, b] = chooseRange(lo, 3, pos, { method, percentile: 99.99 });
+      expect(a).toBeLessThanOrEqual(b);
+      expect(b).toBeGreaterThan(0.04);
+    }
+  });
   it('entropy returns the max when the distribution has few bins', () => {
     const small = new Histogram(256);
     small.update([0, 1]);

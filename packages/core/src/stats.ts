@@ -274,8 +274,10 @@ export function mseRange(min: number, max: number, hist: Histogram, type: QuantT
   for (let k = 1; k <= candidates; k++) {
     // One clip threshold for both sides, so an outlier on one side cannot drag the other.
     const t = (absMax * k) / candidates;
-    const lo = Math.max(min, -t);
-    const hi = Math.min(max, t);
+    // Ranges always contain 0 (scaleFromRange widens them), so clip the zero-including range: a
+    // one-signed tensor (min > 0) must not get a threshold below its own min.
+    const lo = Math.max(Math.min(min, 0), -t);
+    const hi = Math.min(Math.max(max, 0), t);
     const { scale, zeroPoint } = scaleFromRange(lo, hi, { type });
     let err = 0;
     for (let j = 0; j < centres.length; j++) {

@@ -1,7 +1,8 @@
 import type { CalibrationTable } from './calibration-table';
+import { createRunContext } from './context';
 import type { VerifyResult } from './contract';
 import { Histogram } from './stats';
-import { deriveTable, meets, parseAccuracyTarget, score, spearman } from './tuning';
+import { analyzeSensitivity, deriveTable, meets, parseAccuracyTarget, score, searchForTarget, spearman, type TrialRunner, type TrialScore, type TrialVariant } from './tuning';
 
 const verify = (snrDb: number, dropPoints?: number, pre?: number): VerifyResult => ({
   samples: 10,
@@ -61,5 +62,77 @@ describe('spearman', () => {
     expect(spearman([1, 2, 3, 4], [10, 20, 30, 40])).toBeCloseTo(1);
     expect(spearman([1, 2, 3, 4], [4, 3, 2, 1])).toBeCloseTo(-1);
     expect(spearman([1, 1, 2], [5, 5, 9])).toBeCloseTo(1);
+  });
+});
+
+describe('search and sensitivity over any trial runner', () => {
+  // A model of four nodes: each method has a base SNR, and each node kept in float (or at 16-bit activations) adds its share.
+  const BASE: Record<string, number> = { minmax: 30, percentile: 32, entropy: 31, mse: 29 };
+  const GAIN: Record<string, number> = { a: 0.5, b: 3, c: 1, d: 0.2 };
+  const scoreOf = (v: TrialVariant) => BASE[v.table!.method] + [...v.excludeNodes, ...(v.activation16Nodes ?? [])].reduce((s, n) => s + GAIN[n], 0);
+  const result = (v: TrialVariant): TrialScore => ({ verify: verify(scoreOf(v)), score: scoreOf(v), quantized: Object.keys(GAIN).filter((n) => !v.excludeNodes.includes(n)) });
+  /** Stops at the first result that satisfies `until`, as `Trial` does in one process. */
+  const lazy = (ran: TrialVariant[]): TrialRunner => ({
+    async runAll(vs, until) {
+      const out: TrialScore[] = [];
+      for (const v of vs) {
+        ran.push(v);
+        out.push(result(v));
+        if (until?.(out[out.length - 1])) break;
+      }
+      return out;
+    },
+  });
+  /** Scores every variant, as workers on a queue do, in an order of its own. */
+  const eager = (ran: TrialVariant[]): TrialRunner => ({
+    async runAll(vs) {
+      ran.push(...vs);
+      const out = await Promise.all([...vs].reverse().map(async (v) => result(v)));
+      return out.reverse();
+    },
+  });
+  const h = new Histogram(64);
+  h.update(Float32Array.from({ length: 100 }, (_, i) => i / 10));
+  const table: CalibrationTable = {
+    kind: 'qforge.calibration-table',
+    schemaVersion: 1,
+    createdAt: '',
+    backend: 'x',
+    model: { sha256: 'a'.repeat(64), format: 'onnx' },
+    method: 'minmax',
+    methodOptions: {},
+    sampleCount: 16,
+    dataset: { kind: 'random', source: 'random', synthetic: true, labeled: false },
+    tensors: { t: { min: 0, max: 10, range: [0, 10], histogram: h.toJSON() } },
+  };
+  const methods = ['minmax', 'percentile', 'entropy', 'mse'] as const;
+
+  it('gives the same search result whether the runner stops early or scores every candidate', async () => {
+    for (const [text, fallback] of [['snr>=31.5', 'float'], ['snr>=35.5', 'float'], ['snr>=35.5', 'a16'], ['snr>=90', 'float']] as const) {
+      const lazyRan: TrialVariant[] = [];
+      const eagerRan: TrialVariant[] = [];
+      const opts = { methods: [...methods], maxFloatShare: 0.5, fallback };
+      const a = await searchForTarget(lazy(lazyRan), table, parseAccuracyTarget(text), opts, createRunContext());
+      const b = await searchForTarget(eager(eagerRan), table, parseAccuracyTarget(text), opts, createRunContext());
+      expect(b).toEqual(a);
+      expect(eagerRan.length).toBeGreaterThanOrEqual(lazyRan.length);
+    }
+    // The path itself: percentile meets 31.5 at the second method; 35.5 needs b, then b and c kept in float.
+    const met = await searchForTarget(lazy([]), table, parseAccuracyTarget('snr>=35.5'), { methods: [...methods], maxFloatShare: 0.5 }, createRunContext());
+    expect(met).toMatchObject({ met: true, method: 'percentile', floatNodes: ['b', 'c'] });
+    expect(met.path.map((p) => p.step)).toEqual(['method minmax', 'method percentile', 'method entropy', 'method mse', 'keep b in float', 'keep c in float']);
+    const early = await searchForTarget(eager([]), table, parseAccuracyTarget('snr>=31.5'), { methods: [...methods], maxFloatShare: 0.5 }, createRunContext());
+    expect(early.path.map((p) => p.step)).toEqual(['method minmax', 'method percentile']);
+    // Out of reach: the budget (2 of 4 nodes) is spent and the best point is reported as not met.
+    const out = await searchForTarget(eager([]), table, parseAccuracyTarget('snr>=90'), { methods: [...methods], maxFloatShare: 0.5 }, createRunContext());
+    expect(out).toMatchObject({ met: false, floatNodes: ['b', 'c'] });
+  });
+
+  it('ranks nodes the same from one-by-one and all-at-once runners', async () => {
+    const a = await analyzeSensitivity(lazy([]), table, 'snr', createRunContext());
+    const b = await analyzeSensitivity(eager([]), table, 'snr', createRunContext());
+    expect(b).toEqual(a);
+    expect(a.layers.map((l) => l.node)).toEqual(['b', 'c', 'a', 'd']);
+    expect(a.layers[0]).toMatchObject({ allButThis: 33, recovery: 3, onlyThis: 30 + 0.5 + 1 + 0.2 });
   });
 });

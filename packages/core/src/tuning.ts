@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Backend, CalibrationMethod, ModelRef, QuantizeOptions, VerifyResult } from './contract';
 import type { CalibrationTable } from './calibration-table';
 import type { RunContext } from './context';
-import type { Dataset } from './datasets/dataset';
+import type { Dataset, ImagePreprocessing } from './datasets/dataset';
 import { errInvalidOption } from './errors';
 import { Histogram, chooseRange } from './stats';
 import type { OutputFidelity } from './metrics';
@@ -128,8 +128,61 @@ export interface EvalPlan {
   task?: TaskOptions;
 }
 
+/**
+ * What every trial of a search shares, handed to a runner that may run the trials elsewhere
+ * (`QuantizeRunOptions.trialRunner`).
+ */
+export interface TrialPlan {
+  backend: Backend;
+  model: ModelRef;
+  /** The options every variant starts from; a variant sets its own output, exclusions and 16-bit nodes. */
+  options: QuantizeOptions;
+  evaluation: EvalPlan;
+  /** How to open the evaluation data in another process: its spec and preprocessing (absent when the data is a Dataset object). */
+  evaluationSource?: { spec: string; image?: Partial<ImagePreprocessing>; inputShapes?: string[] };
+}
+
+/** One variant of a quantize recipe: its calibration table, and the nodes kept in float or given 16-bit activations. */
+export interface TrialVariant {
+  table: CalibrationTable | undefined;
+  excludeNodes: string[];
+  activation16Nodes?: string[];
+  /** Short text for progress lines (`keep conv2 in float`). */
+  label: string;
+}
+
+/** A scored variant: the verification, its score under the plan's metric, and the nodes that ended up quantized. */
+export interface TrialScore {
+  verify: VerifyResult;
+  score: number;
+  quantized: string[];
+}
+
+/**
+ * Scores variants of one quantize recipe. `Trial` runs them here, one after another; a runner over
+ * a job queue spreads them over workers. The search algorithms hand over every variant they know
+ * they need at once, so a parallel runner can run them together.
+ */
+export interface TrialRunner {
+  /**
+   * Scores the variants; results in variant order. With `until`, the runner may stop after the
+   * first result that satisfies it (the list then ends there) — or score the rest anyway: callers
+   * read the results only up to that first one.
+   */
+  runAll(variants: TrialVariant[], until?: (r: TrialScore) => boolean): Promise<TrialScore[]>;
+  /** What the runner wants recorded in the report (e.g. which workers ran the trials). */
+  describe?(): Record<string, unknown> | undefined;
+  dispose?(): void;
+}
+
+/** The results up to and including the first that satisfies `until` (all of them when none does). */
+function upToFirst(results: TrialScore[], until: (r: TrialScore) => boolean): TrialScore[] {
+  const i = results.findIndex(until);
+  return i < 0 ? results : results.slice(0, i + 1);
+}
+
 /** Quantizes with some nodes kept in float and scores the result. Files go to a scratch folder. */
-export class Trial {
+export class Trial implements TrialRunner {
   private readonly dir = mkdtempSync(join(tmpdir(), 'qforge-trial-'));
   private n = 0;
   constructor(
@@ -140,12 +193,24 @@ export class Trial {
     private readonly ctx: RunContext,
   ) {}
 
-  async run(table: CalibrationTable | undefined, excludeNodes: string[], activation16Nodes: string[] = []): Promise<{ verify: VerifyResult; score: number; quantized: string[] }> {
+  async run(table: CalibrationTable | undefined, excludeNodes: string[], activation16Nodes: string[] = []): Promise<TrialScore> {
     const output = join(this.dir, `trial-${this.n++}${this.model.format === 'onnx' ? '.onnx' : '.out'}`);
     const q = await this.backend.quantize(this.model, table, { ...this.base, output, excludeNodes, activation16Nodes }, this.ctx);
     const verify = await this.backend.verify(this.model, q.model, this.evalPlan.dataset, { samples: this.evalPlan.samples, thresholds: {}, ...this.evalPlan.task }, this.ctx);
     rmSync(output, { force: true });
     return { verify, score: score(verify, this.evalPlan.metric), quantized: q.decisions.filter((d) => d.quantized).map((d) => d.node) };
+  }
+
+  /** One after another, stopping at the first result that satisfies `until`. */
+  async runAll(variants: TrialVariant[], until?: (r: TrialScore) => boolean): Promise<TrialScore[]> {
+    const out: TrialScore[] = [];
+    for (const [i, v] of variants.entries()) {
+      if (variants.length > 1) this.ctx.progress({ phase: 'verify', current: i + 1, total: variants.length, message: v.label });
+      const r = await this.run(v.table, v.excludeNodes, v.activation16Nodes ?? []);
+      out.push(r);
+      if (until?.(r)) break;
+    }
+    return out;
   }
 
   dispose(): void {
@@ -205,19 +270,24 @@ export function spearman(a: number[], b: number[]): number {
 
 /**
  * Per quantizable node: the score with only it quantized, and with all but it quantized.
- * Ranked by recovery (the float fallback that helps most first).
+ * Ranked by recovery (the float fallback that helps most first). Two rounds of trials: everything
+ * quantized (which names the nodes), then every node's variants at once.
  */
-export async function analyzeSensitivity(trial: Trial, table: CalibrationTable | undefined, metric: MetricKind, ctx: RunContext, onlyThis = true): Promise<SensitivityResult> {
-  const all = await trial.run(table, []);
+export async function analyzeSensitivity(trial: TrialRunner, table: CalibrationTable | undefined, metric: MetricKind, ctx: RunContext, onlyThis = true): Promise<SensitivityResult> {
+  const [all] = await trial.runAll([{ table, excludeNodes: [], label: 'all quantized' }]);
   const nodes = all.quantized;
-  const layers: LayerSensitivity[] = [];
-  let i = 0;
-  for (const node of nodes) {
-    ctx.progress({ phase: 'verify', current: ++i, total: nodes.length, message: node });
-    const allBut = await trial.run(table, [node]);
-    const only = onlyThis ? await trial.run(table, nodes.filter((n) => n !== node)) : undefined;
-    layers.push({ node, onlyThis: only?.score ?? NaN, allButThis: allBut.score, recovery: allBut.score - all.score });
-  }
+  ctx.logger.debug(`sensitivity: ${nodes.length} quantized node(s), ${nodes.length * (onlyThis ? 2 : 1)} trial(s)`);
+  const variants = nodes.flatMap((node): TrialVariant[] => [
+    { table, excludeNodes: [node], label: `keep ${node} in float` },
+    ...(onlyThis ? [{ table, excludeNodes: nodes.filter((n) => n !== node), label: `only ${node} quantized` }] : []),
+  ]);
+  const results = await trial.runAll(variants);
+  const per = onlyThis ? 2 : 1;
+  const layers: LayerSensitivity[] = nodes.map((node, i) => {
+    const allBut = results[i * per];
+    const only = onlyThis ? results[i * per + 1] : undefined;
+    return { node, onlyThis: only?.score ?? NaN, allButThis: allBut.score, recovery: allBut.score - all.score };
+  });
   layers.sort((a, b) => b.recovery - a.recovery);
   const rankAgreement = onlyThis && layers.length > 2 ? spearman(layers.map((l) => -l.onlyThis), layers.map((l) => l.recovery)) : undefined;
   return { metric, baseline: all.score, float: 'keeping the node in float', layers, rankAgreement };
@@ -234,6 +304,8 @@ export interface SearchStep {
 
 export interface SearchResult {
   target: string;
+  /** What started the search: `--accuracy-target` (absent) or a failed verdict (`recover`). */
+  trigger?: 'target' | 'verdict';
   met: boolean;
   method: CalibrationMethod;
   samples: number;
@@ -247,38 +319,48 @@ export interface SearchResult {
 
 /**
  * Accuracy-aware search: calibration methods first (from one histogram calibration), then keeping
- * the most sensitive nodes in float one at a time, until the target holds or the budget
- * (`maxFloatShare` of the quantizable nodes) is spent.
+ * the most sensitive nodes in float one more at a time, until the target holds or the budget
+ * (`maxFloatShare` of the quantizable nodes) is spent. Each stage's candidates go to the runner
+ * together; only results up to the first that meets the target count, so a runner that scores all
+ * of them (in parallel) and one that stops early give the same result.
  */
 export async function searchForTarget(
-  trial: Trial,
+  trial: TrialRunner,
   tableWithHistograms: CalibrationTable,
   target: AccuracyTarget,
   options: { methods: CalibrationMethod[]; maxFloatShare: number; fallback?: 'float' | 'a16' },
   ctx: RunContext,
 ): Promise<SearchResult> {
   const precision = options.fallback ?? 'float';
+  const met = (r: TrialScore) => meets(r.verify, target);
   const path: SearchStep[] = [];
-  let best: { method: CalibrationMethod; score: number; table: CalibrationTable; verify: VerifyResult; quantized: string[] } | undefined;
-  for (const method of options.methods) {
-    const table = deriveTable(tableWithHistograms, method);
-    const r = await trial.run(table, []);
-    const met = meets(r.verify, target);
-    path.push({ step: `method ${method}`, method, samples: table.sampleCount, floatNodes: [], score: r.score, met });
-    if (!best || r.score > best.score) best = { method, score: r.score, table, verify: r.verify, quantized: r.quantized };
-    if (met) return { target: target.text, met, method, samples: table.sampleCount, floatNodes: [], quantizableNodes: r.quantized.length, path };
+  const tables = options.methods.map((method) => deriveTable(tableWithHistograms, method));
+  const byMethod = upToFirst(await trial.runAll(options.methods.map((method, i) => ({ table: tables[i], excludeNodes: [], label: `method ${method}` })), met), met);
+  let best: { method: CalibrationMethod; score: number; table: CalibrationTable; quantized: string[] } | undefined;
+  for (const [i, r] of byMethod.entries()) {
+    const method = options.methods[i];
+    path.push({ step: `method ${method}`, method, samples: tables[i].sampleCount, floatNodes: [], score: r.score, met: met(r) });
+    if (!best || r.score > best.score) best = { method, score: r.score, table: tables[i], quantized: r.quantized };
+    if (met(r)) return { target: target.text, met: true, method, samples: tables[i].sampleCount, floatNodes: [], quantizableNodes: r.quantized.length, path };
   }
   const chosen = best!;
-  const budget = Math.floor(chosen.quantized.length * options.maxFloatShare);
-  const floatNodes: string[] = [];
+  // At least one node stays quantized: a model with every node in float is not a quantization.
+  const budget = Math.min(chosen.quantized.length - 1, Math.floor(chosen.quantized.length * options.maxFloatShare));
   if (budget > 0) {
     const sens = await analyzeSensitivity(trial, chosen.table, target.metric, ctx, false);
-    for (const layer of sens.layers.slice(0, budget)) {
-      floatNodes.push(layer.node);
-      const r = precision === 'a16' ? await trial.run(chosen.table, [], [...floatNodes]) : await trial.run(chosen.table, [...floatNodes]);
-      const met = meets(r.verify, target);
-      path.push({ step: `keep ${layer.node} in ${precision === 'a16' ? '16-bit activations' : 'float'}`, method: chosen.method, samples: chosen.table.sampleCount, floatNodes: [...floatNodes], score: r.score, met });
-      if (met) return { target: target.text, met, method: chosen.method, samples: chosen.table.sampleCount, precision, floatNodes, quantizableNodes: chosen.quantized.length, path };
+    // Step k keeps the k most sensitive nodes in float (or at 16-bit activations).
+    const steps = sens.layers.slice(0, budget).map((layer, k) => ({ layer, nodes: sens.layers.slice(0, k + 1).map((l) => l.node) }));
+    const variants = steps.map(({ layer, nodes }): TrialVariant => ({
+      table: chosen.table,
+      excludeNodes: precision === 'a16' ? [] : nodes,
+      ...(precision === 'a16' ? { activation16Nodes: nodes } : {}),
+      label: `keep ${layer.node} in ${precision === 'a16' ? '16-bit activations' : 'float'}`,
+    }));
+    const results = upToFirst(await trial.runAll(variants, met), met);
+    for (const [k, r] of results.entries()) {
+      const floatNodes = steps[k].nodes;
+      path.push({ step: variants[k].label, method: chosen.method, samples: chosen.table.sampleCount, floatNodes, score: r.score, met: met(r) });
+      if (met(r)) return { target: target.text, met: true, method: chosen.method, samples: chosen.table.sampleCount, precision, floatNodes, quantizableNodes: chosen.quantized.length, path };
     }
   }
   // Budget spent: report the best point reached, honestly marked as not meeting the target.

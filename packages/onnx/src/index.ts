@@ -2,6 +2,7 @@
 export { DATA_TYPE_BYTES, DATA_TYPE_NAMES, DataType } from './proto';
 export { decodeTensorProto, encodeTensorProto } from './proto';
 export type { AttributeProto, DimensionProto, GraphProto, Int64, ModelProto, NodeProto, OperatorSetId, TensorProto, TypeProto, UnknownField, ValueInfoProto } from './proto';
+export { checkGraphStructure } from './check';
 export { MAX_INLINE_BYTES, allGraphs, decodeModel, encodeModel, loadModel, saveModel } from './model';
 export type { LoadedModel, SaveOptions } from './model';
 export {

@@ -66,6 +66,16 @@ describe('ONNX model I/O', () => {
     expect(() => loadModel(ep)).toThrow(expect.objectContaining({ code: 'E_PATH_OUTSIDE_FOLDER' }));
   });
 
+  it('names the side file as asked (transformers.js: <model file>_data), and only with a plain file name', async () => {
+    mkdirSync(join(dir, 'named'));
+    const p = join(dir, 'named', 'model_q4.onnx');
+    const r = await saveModel(tiny(), p, { externalData: 'always', externalThresholdBytes: 1, externalDataName: 'model_q4.onnx_data' });
+    expect(r.externalFile).toBe(join(dir, 'named', 'model_q4.onnx_data'));
+    expect(loadModel(p).externalTensors).toEqual({ w: 'model_q4.onnx_data' });
+    expect(existsSync(join(dir, 'named', 'model_q4.onnx.data'))).toBe(false);
+    await expect(saveModel(tiny(), p, { externalData: 'always', externalDataName: '../model_q4.onnx_data' })).rejects.toMatchObject({ code: 'E_INVALID_OPTION' });
+  });
+
   it('refuses files that are not ONNX', () => {
     expect(() => decodeModel(Buffer.from('definitely not protobuf'))).toThrow(expect.objectContaining({ code: 'E_MODEL_CORRUPT' }));
     expect(() => decodeModel(new Uint8Array(0))).toThrow(expect.objectContaining({ code: 'E_MODEL_CORRUPT' }));

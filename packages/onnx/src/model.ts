@@ -1,7 +1,8 @@
 // Loading and saving ONNX models, including tensors stored in external data files.
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
-import { assertRegularFile, errModelCorrupt, errModelNotFound, errPathOutsideFolder, resolveInsideFolder, writeFileAtomic } from '@qforge/core';
+import { assertRegularFile, errInvalidOption, errModelCorrupt, errModelNotFound, errPathOutsideFolder, resolveInsideFolder, writeFileAtomic } from '@qforge/core';
+import { checkGraphStructure } from './check';
 import { decodeModelProto, encodeModelProto, type GraphProto, type Int64, type ModelProto, type NodeProto, type TensorProto, type TypeProto, type UnknownField } from './proto';
 
 /** protobuf messages above this size cannot be encoded in one piece (the 2 GiB limit, with margin). */
@@ -162,6 +163,10 @@ function decodeModelWithUnknown(bytes: Uint8Array, source: string): { proto: Mod
   return decoded;
 }
 
+/**
+ * Reads an ONNX model with its external data, and checks its graph (`checkGraphStructure`): a model
+ * ONNX Runtime would refuse fails here as E_MODEL_CORRUPT naming the node and tensor.
+ */
 export function loadModel(path: string): LoadedModel {
   const abs = resolve(path);
   if (!existsSync(abs)) throw errModelNotFound(abs);
@@ -169,6 +174,7 @@ export function loadModel(path: string): LoadedModel {
   const bytes = readFileSync(abs);
   const { proto, unknownFields } = decodeModelWithUnknown(bytes, abs);
   const externalTensors = resolveExternalData(proto, abs);
+  checkGraphStructure(proto, abs);
   return { proto, path: abs, externalTensors, bytes, unknownFields };
 }
 
@@ -186,10 +192,12 @@ export interface SaveOptions {
   externalData?: 'auto' | 'always' | 'never';
   /** Tensors at least this large go external when external data is used. @defaultValue 1024 */
   externalThresholdBytes?: number;
+  /** The side file's name beside the model (a plain file name). @defaultValue `<model file>.data` */
+  externalDataName?: string;
 }
 
 /**
- * Saves atomically. Large models get their big tensors in `<file>.data` beside the model,
+ * Saves atomically. Large models get their big tensors in `<file>.data` (or `externalDataName`) beside the model,
  * written first, so a crash never leaves a model pointing at missing data.
  */
 export async function saveModel(proto: ModelProto, path: string, options: SaveOptions = {}): Promise<{ bytes: number; externalFile?: string }> {
@@ -202,7 +210,8 @@ export async function saveModel(proto: ModelProto, path: string, options: SaveOp
     return { bytes: bytes.byteLength };
   }
   const threshold = options.externalThresholdBytes ?? 1024;
-  const dataName = `${basename(abs)}.data`;
+  const dataName = options.externalDataName ?? `${basename(abs)}.data`;
+  if (basename(dataName) !== dataName || dataName === '.' || dataName === '..') throw errInvalidOption('externalDataName', `"${dataName}" is not a file name`, 'The side file lies beside the model: give a plain file name such as model_q4.onnx_data.');
   const dataPath = join(dirname(abs), dataName);
   let offset = 0;
   const copy: ModelProto = { ...proto, graph: { ...proto.graph, initializer: proto.graph.initializer.map((t) => ({ ...t })) } };

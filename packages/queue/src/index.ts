@@ -3,6 +3,8 @@ export { DEFAULT_CONNECT_TIMEOUT_MS, TRIAL_QUEUE_NAME, TRIAL_QUEUE_PREFIX, check
 export { runTrials } from './coordinator';
 export type { QueueStatus, RunTrialsOptions, TrialOutcome, TrialRequest } from './coordinator';
 export { canonicalJson, trialJobId } from './job-id';
+export { connectedWorkers, listTrials } from './listing';
+export type { ListTrialsOptions, TrialList, TrialListing, TrialState } from './listing';
 export { redisServerAvailable, startLocalRedis } from './local-redis';
 export type { LocalRedis } from './local-redis';
 export { describeMachine, formatMachine, machineKey } from './machine';

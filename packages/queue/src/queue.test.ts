@@ -1,8 +1,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isQforgeError } from '@qforge/core';
-import { checkQueueReachable, redactArgs, redactQueueUrl, redisServerAvailable, runTrials, startLocalRedis, startTrialWorker, trialJobId, type LocalRedis, type TrialHandler, type TrialRequest } from './index';
+import { errInvalidOption, isQforgeError } from '@qforge/core';
+import { checkQueueReachable, listTrials, redactArgs, redactQueueUrl, redisServerAvailable, runTrials, startLocalRedis, startTrialWorker, trialJobId, type LocalRedis, type TrialHandler, type TrialRequest } from './index';
 
 describe('queue URLs and job ids', () => {
   it('never shows a password, and leaves URLs without one as they are', () => {
@@ -138,6 +138,60 @@ withRedis('trials through a real redis-server', () => {
       }
     } finally {
       await second.release();
+    }
+  });
+
+  it('lists waiting, running, completed and failed trials of one runs folder, with worker and progress', async () => {
+    const board = mkdtempSync(join(tmpdir(), 'qforge-board-'));
+    const req = (n: number): TrialRequest => ({ kind: 'square', model, runsDir: board, label: `board n=${n}`, spec: { n, board } });
+    let unblock!: () => void;
+    const blocked = new Promise<void>((r) => (unblock = r));
+    let started!: () => void;
+    const startedP = new Promise<void>((r) => (started = r));
+    const handler: TrialHandler = async (job, ctx) => {
+      const n = (job.spec as { n: number }).n;
+      if (n === 2) throw errInvalidOption('model', 'refused for the test');
+      if (n === 3) {
+        ctx.progress({ phase: 'verify', current: 2, total: 5 });
+        started();
+        await blocked;
+      }
+      return { runDir: join(board, `run-${n}`) };
+    };
+    // Queued with no worker listening: all waiting.
+    const pending = runTrials(redis.url, [req(1), req(2), req(3), req(4)], { attempts: 1 });
+    const waitFor = async (check: (l: Awaited<ReturnType<typeof listTrials>>) => boolean) => {
+      for (let i = 0; i < 100; i++) {
+        const l = await listTrials(redis.url, { runsDir: board });
+        if (check(l)) return l;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error('the listing never reached the expected state');
+    };
+    const queued = await waitFor((l) => l.trials.length === 4);
+    expect(queued.trials.map((t) => t.state)).toEqual(['waiting', 'waiting', 'waiting', 'waiting']);
+    expect(queued.trials.map((t) => t.label)).toEqual(['board n=1', 'board n=2', 'board n=3', 'board n=4']);
+    const w = await startTrialWorker({ url: redis.url, name: 'board-w', handlers: { square: handler } });
+    try {
+      await startedP;
+      const mid = await waitFor((l) => l.counts.running === 1 && l.trials.some((t) => t.progress?.phase === 'verify'));
+      expect(mid.counts).toEqual({ waiting: 1, running: 1, completed: 1, failed: 1 });
+      expect(mid.workers).toBeGreaterThanOrEqual(1);
+      const by = Object.fromEntries(mid.trials.map((t) => [t.label, t]));
+      expect(by['board n=1']).toMatchObject({ state: 'completed', worker: 'board-w', runDir: join(board, 'run-1') });
+      expect(by['board n=2'].state).toBe('failed');
+      expect(by['board n=2'].failedReason).toMatch(/^E_INVALID_OPTION: /);
+      expect(by['board n=3']).toMatchObject({ state: 'running', worker: 'board-w', progress: { phase: 'verify', current: 2, total: 5 } });
+      expect(by['board n=4'].state).toBe('waiting');
+      // Trials of another runs folder are not this folder's.
+      expect((await listTrials(redis.url, { runsDir: dir })).trials.every((t) => t.runsDir === dir)).toBe(true);
+      unblock();
+      await pending;
+      const done = await listTrials(redis.url, { runsDir: board });
+      expect(done.counts).toEqual({ waiting: 0, running: 0, completed: 3, failed: 1 });
+    } finally {
+      unblock();
+      await w.release();
     }
   });
 

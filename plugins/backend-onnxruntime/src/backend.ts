@@ -410,7 +410,7 @@ export class OnnxRuntimeBackend implements Backend {
     throwIfAborted(ctx, 'quantization');
     ctx.progress({ phase: 'write', current: 0, message: options.output });
     // Encoded once, checked by the runtime from the written file, renamed into place only if accepted.
-    return writeQuantizeResult(prep.proto, options.output, { preparation: [...prep.changes, ...changes], decisions });
+    return writeQuantizeResult(prep.proto, options.output, { preparation: [...prep.changes, ...changes], decisions }, options.externalData);
   }
 
   private async benchInputs(model: ModelRef, options: BenchmarkOptions): Promise<Record<string, Tensor>> {

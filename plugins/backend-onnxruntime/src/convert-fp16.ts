@@ -192,5 +192,5 @@ export async function convertModelToFloat16(model: ModelRef, options: QuantizeOp
   const { decisions, changes } = convertToFloat16(loaded.proto, FP16_KEEP_FLOAT_OPS, options.excludeNodes);
   throwIfAborted(ctx, 'fp16 conversion');
   ctx.progress({ phase: 'write', current: 0, message: options.output });
-  return writeQuantizeResult(loaded.proto, options.output, { preparation: [...preparation, ...changes], decisions });
+  return writeQuantizeResult(loaded.proto, options.output, { preparation: [...preparation, ...changes], decisions }, options.externalData);
 }

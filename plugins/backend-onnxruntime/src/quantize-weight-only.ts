@@ -1,7 +1,8 @@
 // Weight-only quantization: MatMul weights → ONNX Runtime's block-wise `MatMulNBits` (4 or 8 bits), by round-to-nearest or GPTQ.
-import { errInvalidOption, errUnsupported, throwIfAborted, type Dataset, type GraphChange, type ModelRef, type NodeDecision, type QuantizeOptions, type QuantizeResult, type QuantType, type RunContext, type WeightOnlyOptions } from '@qforge/core';
+import { errInvalidOption, errUnsupported, throwIfAborted, type Dataset, type GraphChange, type ModelRef, type NodeDecision, type QuantizeOptions, type QuantizeResult, type RunContext, type WeightOnlyOptions } from '@qforge/core';
 import { GraphIndex, encodeModel, intAttr, loadModel, makeNode, makeTensor, tensorToFloat32, topologicalSort, uniqueNamer, withExtraOutputs, type ModelProto, type NodeProto } from '@qforge/onnx';
 import { dropUnusedInitializers, prepareGraph } from './prepare';
+import { blockWeightType, computesWithTableTransposed, describeEmbedding, embeddingChange, gatherBlockQuantized, gatherFromMatMulNBits, refuseBlockLayout, selectEmbeddings, type MatMulNBitsStorage } from './quantize-gather';
 import { createSession, runSession } from './runtime';
 import { selectWeightedNodes, type Candidate } from './selection';
 import { writeQuantizeResult } from './write-model';
@@ -11,6 +12,8 @@ const MS_DOMAIN = 'com.microsoft';
 export const WEIGHT_ONLY_BLOCK_SIZES = [16, 32, 64, 128, 256] as const;
 
 export const DEFAULT_WEIGHT_ONLY: WeightOnlyOptions = { bits: 4, blockSize: 32, symmetric: false, algorithm: 'rtn' };
+/** Embedding tables keep 8 bits unless asked for 4: see WeightOnlyOptions.embeddingBits. */
+export const DEFAULT_EMBEDDING_BITS: 4 | 8 = 8;
 
 /**
  * One weight [K, N] (y = x·W) in MatMulNBits layout: B is uint8 [N, blocks, blockSize·bits/8] with
@@ -33,6 +36,7 @@ export function validateWeightOnly(o: WeightOnlyOptions): void {
   if (!(WEIGHT_ONLY_BLOCK_SIZES as readonly number[]).includes(o.blockSize)) {
     throw errInvalidOption('--block-size', `${o.blockSize} is not a block size ONNX Runtime's MatMulNBits accepts`, `Use one of ${WEIGHT_ONLY_BLOCK_SIZES.join(', ')}.`);
   }
+  if (o.embeddingBits !== undefined && o.embeddingBits !== 4 && o.embeddingBits !== 8) throw errInvalidOption('--embedding-bits', `${o.embeddingBits} is not a width GatherBlockQuantized stores here`, 'Use 4 or 8.');
   if (o.algorithm !== 'rtn' && o.algorithm !== 'gptq') throw errInvalidOption('--algorithm', `unknown algorithm ${o.algorithm}`, 'Use rtn or gptq.');
   const unknown = (o.keepFloat ?? []).filter((p) => p !== 'first' && p !== 'last');
   if (unknown.length) throw errInvalidOption('--keep-float', `unknown position(s) ${unknown.join(', ')}`, 'Use first, last or first,last; name other nodes with --exclude-nodes.');
@@ -86,23 +90,30 @@ function pack(k: number, n: number, o: { bits: 4 | 8; blockSize: number; symmetr
   return { k, n, bits: o.bits, blockSize: o.blockSize, packed, scales, zeroPoints };
 }
 
-/** Round-to-nearest block quantization of W [K, N] (row-major, y = x·W). */
-export function quantizeBlockwiseRtn(w: Float32Array, k: number, n: number, o: { bits: 4 | 8; blockSize: number; symmetric: boolean }): BlockQuantizedWeight {
+/**
+ * Round-to-nearest block quantization of W [K, N] (row-major, y = x·W). `layout: 'nk'` reads the
+ * same weight stored as [N, K] instead (an embedding table [V, D] is W = tableᵀ with K = D, N = V),
+ * so a table is quantized along its rows without a transposed copy.
+ */
+export function quantizeBlockwiseRtn(w: Float32Array, k: number, n: number, o: { bits: 4 | 8; blockSize: number; symmetric: boolean }, layout: 'kn' | 'nk' = 'kn'): BlockQuantizedWeight {
   const blocks = Math.ceil(k / o.blockSize);
   const padded = blocks * o.blockSize;
   const qmax = (1 << o.bits) - 1;
   const codes = new Uint8Array(n * padded);
   const scales = new Float32Array(n * blocks);
   const zps = new Uint8Array(n * blocks);
+  // Element (r, c) sits at r·stride + offset(c).
+  const stride = layout === 'kn' ? n : 1;
   for (let c = 0; c < n; c++) {
+    const offset = layout === 'kn' ? c : c * k;
     for (let b = 0; b < blocks; b++) {
       const start = b * o.blockSize;
       const end = Math.min(k, start + o.blockSize);
-      const { scale, zp } = blockParams(w, start, end, n, c, o.bits, o.symmetric);
+      const { scale, zp } = blockParams(w, start, end, stride, offset, o.bits, o.symmetric);
       scales[c * blocks + b] = scale;
       zps[c * blocks + b] = zp;
       // Padding rows beyond K hold the code of 0, so they add nothing.
-      for (let r = start; r < start + o.blockSize; r++) codes[c * padded + r] = r < end ? code(w[r * n + c], scale, zp, qmax) : zp;
+      for (let r = start; r < start + o.blockSize; r++) codes[c * padded + r] = r < end ? code(w[r * stride + offset], scale, zp, qmax) : zp;
     }
   }
   return pack(k, n, o, codes, scales, zps);
@@ -320,38 +331,105 @@ export async function quantizeWeightOnly(proto: ModelProto, options: { excludeNo
     changes.push({ kind: 'weight-only-statistics', detail: `GPTQ: XᵀX of ${collected.gram.size} distinct MatMul input(s) from ${collected.samples} sample(s), ${collected.rows} row(s)` });
   }
 
+  // Tables tied to a chosen MatMul's weight are found now, while both are still float.
+  const idx = new GraphIndex(g);
+  const excluded = new Set(options.excludeNodes);
+  const looksLikeEmbedding = selectEmbeddings(g, idx, { excluded, replacedReaders: new Set(chosen.map((c) => c.node)) }, []);
+  const tiedTo = new Map<NodeProto, string>();
+  for (const e of looksLikeEmbedding) {
+    const head = chosen.find((c) => !tiedTo.has(c.node) && computesWithTableTransposed(c.weight, false, e.table));
+    if (head) tiedTo.set(head.node, e.table.name);
+  }
+
   const name = uniqueNamer(g);
-  const replaced = new Map<NodeProto, NodeProto>();
-  const weightType: QuantType = o.bits === 4 ? (o.symmetric ? 'int4' : 'uint4') : o.symmetric ? 'int8' : 'uint8';
+  const replaced = new Map<NodeProto, NodeProto[]>();
+  const weightType = blockWeightType(o.bits, o.symmetric);
+  const storage = new Map<string, MatMulNBitsStorage & { gptq: boolean }>();
+  const tiedStorage = new Map<string, { storage: MatMulNBitsStorage; head: string }>();
+  // A float weight goes as soon as every node reading it is rewritten: a large model is never held
+  // in both precisions (the float bytes of an inline model stay in its loaded file buffer anyway).
+  const readersLeft = new Map(chosen.map((c) => [c.weight.name, idx.consumersOf(c.weight.name).length]));
+  let released = 0;
   let fellBack = 0;
+  let reused = 0;
   for (const [i, c] of chosen.entries()) {
     throwIfAborted(ctx, 'quantization');
     const [k, n] = c.weight.dims.map(Number);
-    const w = tensorToFloat32(c.weight);
-    const gptq = gram ? quantizeBlockwiseGptq(w, k, n, o, gram.get(c.node.input[0])!) : undefined;
-    if (gram && !gptq) fellBack++;
-    const q = gptq ?? quantizeBlockwiseRtn(w, k, n, o);
-    const base = c.node.input[1];
-    const blocks = Math.ceil(k / o.blockSize);
-    const bName = name(`${base}_Q${o.bits}`);
-    const sName = name(`${base}_scales`);
-    g.initializer.push(makeTensor(bName, [n, blocks, (o.blockSize * o.bits) / 8], q.packed), makeTensor(sName, [n * blocks], q.scales));
-    const inputs = [c.node.input[0], bName, sName];
-    if (q.zeroPoints) {
-      const zName = name(`${base}_zero_points`);
-      g.initializer.push(makeTensor(zName, [q.zeroPoints.length], q.zeroPoints));
-      inputs.push(zName);
+    // Two MatMuls reading one weight (shared projections) share one packed copy; GPTQ also depends on the input.
+    const key = gram ? `${c.weight.name}\u0000${c.node.input[0]}` : c.weight.name;
+    let s = storage.get(key);
+    if (s) reused++;
+    else {
+      const w = tensorToFloat32(c.weight);
+      const viaGptq = gram ? quantizeBlockwiseGptq(w, k, n, o, gram.get(c.node.input[0])!) : undefined;
+      if (gram && !viaGptq) fellBack++;
+      const q = viaGptq ?? quantizeBlockwiseRtn(w, k, n, o);
+      const base = c.node.input[1];
+      const blocks = Math.ceil(k / o.blockSize);
+      const b = makeTensor(name(`${base}_Q${o.bits}`), [n, blocks, (o.blockSize * o.bits) / 8], q.packed);
+      const sc = makeTensor(name(`${base}_scales`), [n * blocks], q.scales);
+      g.initializer.push(b, sc);
+      s = { b: b.name, scales: sc.name, q, gptq: Boolean(viaGptq) };
+      if (q.zeroPoints) {
+        const z = makeTensor(name(`${base}_zero_points`), [q.zeroPoints.length], q.zeroPoints);
+        g.initializer.push(z);
+        s.zeroPoints = z.name;
+      }
+      storage.set(key, s);
     }
-    replaced.set(c.node, makeNode('MatMulNBits', inputs, [c.node.output[0]], name(`${c.name}_Q${o.bits}`), [intAttr('K', k), intAttr('N', n), intAttr('bits', o.bits), intAttr('block_size', o.blockSize)], MS_DOMAIN));
-    decisions.push({ node: c.name, opType: c.node.opType, quantized: true, weightType, granularity: 'per-block', reason: `MatMulNBits ${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'symmetric' : 'asymmetric'}, ${gptq ? 'GPTQ' : 'round-to-nearest'}` });
+    const inputs = [c.node.input[0], s.b, s.scales, ...(s.zeroPoints ? [s.zeroPoints] : [])];
+    replaced.set(c.node, [makeNode('MatMulNBits', inputs, [c.node.output[0]], name(`${c.name}_Q${o.bits}`), [intAttr('K', k), intAttr('N', n), intAttr('bits', o.bits), intAttr('block_size', o.blockSize)], MS_DOMAIN)]);
+    const tied = tiedTo.get(c.node);
+    if (tied) tiedStorage.set(tied, { storage: s, head: c.name });
+    decisions.push({ node: c.name, opType: c.node.opType, quantized: true, weightType, granularity: 'per-block', reason: `MatMulNBits ${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'symmetric' : 'asymmetric'}, ${s.gptq ? 'GPTQ' : 'round-to-nearest'}${tied ? `; its weight is the transpose of the embedding table ${tied}, which reads this storage too` : ''}` });
+    const left = readersLeft.get(c.weight.name)! - 1;
+    readersLeft.set(c.weight.name, left);
+    if (left === 0 && !idx.graphOutputNames.has(c.weight.name)) {
+      const at = g.initializer.indexOf(c.weight);
+      if (at >= 0) g.initializer.splice(at, 1);
+      c.weight.rawData = new Uint8Array(0);
+      c.weight.floatData = [];
+      released++;
+    }
     ctx.progress({ phase: 'quantize', current: i + 1, total: chosen.length });
   }
-  g.node = g.node.map((node) => replaced.get(node) ?? node);
+
+  // Embedding tables: GatherBlockQuantized, from the tied head's storage when there is one.
+  const embeddings = selectEmbeddings(g, idx, { excluded, replacedReaders: new Set(replaced.keys()) }, decisions);
+  // 4-bit tables cost the byte GPT of docs/benchmarks.md +0.7% perplexity on top of its 4-bit MatMuls; 8-bit ones nothing measurable.
+  const eo = { ...o, bits: o.embeddingBits ?? DEFAULT_EMBEDDING_BITS };
+  const lines: string[] = [];
+  for (const e of embeddings) {
+    const tie = tiedStorage.get(e.table.name);
+    const shareable = tie && eo.bits === o.bits && e.cols % o.blockSize === 0;
+    const refused = shareable ? undefined : refuseBlockLayout(e, eo.bits);
+    if (refused) {
+      decisions.push({ node: e.name, opType: e.node.opType, quantized: false, reason: refused });
+      continue;
+    }
+    const rewrite = shareable ? gatherFromMatMulNBits(e, tie.storage, name) : gatherBlockQuantized(e, quantizeBlockwiseRtn(tensorToFloat32(e.table), e.cols, e.rows, eo, 'nk'), name);
+    g.initializer.push(...rewrite.initializers);
+    replaced.set(e.node, rewrite.nodes);
+    const how = `GatherBlockQuantized ${eo.bits}-bit, block ${o.blockSize} along each row, ${o.symmetric ? 'symmetric' : 'asymmetric'}`;
+    const apart = !tie ? '' : eo.bits !== o.bits ? ` (tied to ${tie.head}, stored apart: ${eo.bits}-bit table, ${o.bits}-bit head)` : ` (tied to ${tie.head}, stored apart: ${e.cols} values per row is not a whole number of blocks)`;
+    const reason = shareable ? `${how}; tied to ${tie.head}: reads its MatMulNBits weight, no table of its own` : `${how}, round-to-nearest${apart}`;
+    const described = describeEmbedding(e, rewrite, { weightType: blockWeightType(eo.bits, o.symmetric), granularity: 'per-block', reason, sharedWith: shareable ? tie.head : undefined });
+    decisions.push(described.decision);
+    lines.push(described.line);
+    // The float table goes now, as the weights did.
+    const at = g.initializer.indexOf(e.table);
+    if (at >= 0) g.initializer.splice(at, 1);
+    e.table.rawData = new Uint8Array(0);
+    e.table.floatData = [];
+  }
+
+  g.node = g.node.flatMap((node) => replaced.get(node) ?? [node]);
   if (replaced.size && !proto.opsetImport.some((op) => op.domain === MS_DOMAIN)) proto.opsetImport.push({ domain: MS_DOMAIN, version: 1 });
   g.node = topologicalSort(g);
-  // The float weights of rewritten nodes go now: for a large model this frees them before saving.
   dropUnusedInitializers(proto);
-  changes.push({ kind: 'weight-only', detail: `${replaced.size} MatMul node(s) → MatMulNBits (${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'symmetric' : 'asymmetric'}, ${o.algorithm})` });
+  const matmuls = chosen.length;
+  changes.push({ kind: 'weight-only', detail: `${matmuls} MatMul node(s) → MatMulNBits (${o.bits}-bit, block ${o.blockSize}, ${o.symmetric ? 'symmetric' : 'asymmetric'}, ${o.algorithm})${reused ? `; ${reused} of them share another's packed weight (same float weight)` : ''}; ${released} float weight(s) released as they were replaced` });
+  if (lines.length) changes.push(embeddingChange('weight-only-gather', lines, `GatherBlockQuantized (${eo.bits}-bit)`));
   if (fellBack) changes.push({ kind: 'weight-only', detail: `GPTQ: ${fellBack} weight(s) rounded to nearest instead (their input statistics could not be factored)` });
   return { decisions, changes };
 }
@@ -368,5 +446,5 @@ export async function quantizeWeightOnlyModel(model: ModelRef, options: Quantize
   }
   throwIfAborted(ctx, 'quantization');
   ctx.progress({ phase: 'write', current: 0, message: options.output });
-  return writeQuantizeResult(loaded.proto, options.output, { preparation: [...preparation, ...changes], decisions });
+  return writeQuantizeResult(loaded.proto, options.output, { preparation: [...preparation, ...changes], decisions }, options.externalData);
 }

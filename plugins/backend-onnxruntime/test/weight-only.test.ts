@@ -119,11 +119,14 @@ describe('weight-only quantization of a byte-level language model', () => {
   it('4-bit round-to-nearest: every MatMul with a weight becomes MatMulNBits, ONNX Runtime runs it, outputs stay close', async () => {
     const r = await rtnModel();
     const out = r.model.path;
-    const quantized = r.decisions.filter((d) => d.quantized);
+    const quantized = r.decisions.filter((d) => d.quantized && d.opType === 'MatMul');
     expect(quantized).toHaveLength(4 * 6 + 1);
     expect(quantized.every((d) => d.weightType === 'uint4' && d.granularity === 'per-block')).toBe(true);
+    // The token embedding table goes to 8 bits (the default for tables), read by GatherBlockQuantized.
+    expect(r.decisions.find((d) => d.opType === 'Gather')).toMatchObject({ quantized: true, weightType: 'uint8' });
     const ops = loadModel(out).proto.graph.node.map((n) => n.opType);
     expect(ops.filter((t) => t === 'MatMulNBits')).toHaveLength(25);
+    expect(ops.filter((t) => t === 'GatherBlockQuantized')).toHaveLength(1);
     // Attention's activation × activation MatMuls have no weight and stay.
     expect(ops.filter((t) => t === 'MatMul')).toHaveLength(8);
     const v = await verify(out);
@@ -143,7 +146,7 @@ describe('weight-only quantization of a byte-level language model', () => {
   it('GPTQ with calibration tokens beats round-to-nearest on held-out tokens', async () => {
     const out = join(dir, 'lm.q4.gptq.onnx');
     const r = await backend.quantize(modelRef(lm), undefined, qopts(out, { algorithm: 'gptq' }, { correctionData: calibData(), correctionSamples: 8 }), ctx);
-    expect(r.decisions.filter((d) => d.quantized).every((d) => d.reason?.includes('GPTQ'))).toBe(true);
+    expect(r.decisions.filter((d) => d.quantized && d.opType === 'MatMul').every((d) => d.reason?.includes('GPTQ'))).toBe(true);
     expect(r.preparation.some((c) => c.kind === 'weight-only-statistics')).toBe(true);
     const gptq = await verify(out);
     const nearest = await verify((await rtnModel()).model.path);

@@ -25,7 +25,7 @@ export default class Benchmark extends QforgeCommand {
     const model = modelRef(args.model);
     const compare = flags.compare ? modelRef(flags.compare) : undefined;
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'benchmark' });
-    const { ctx, stop } = cliRunContext();
+    const { ctx, stop } = cliRunContext({ verbose: this.verbose });
     const shapes = flags['input-shape'] ?? [];
     const dataSpec = flags.data ?? (shapes.length ? 'random' : undefined);
     const dataset = dataSpec ? openDataset(dataSpec, { inputs: withInputShapes(await backend.modelInputs(model, ctx), shapes), image: imageOptions(flags) }) : undefined;

@@ -29,7 +29,7 @@ export default class Calibrate extends QforgeCommand {
     checkOutputPath(flags.output, modelInputFiles(model));
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'calibrate' });
     const target = resolveTargetProfile(flags.target, undefined, backend.capabilities.targets);
-    const { ctx, stop } = cliRunContext();
+    const { ctx, stop } = cliRunContext({ verbose: this.verbose });
     const inputs = withInputShapes(await backend.modelInputs(model, ctx), flags['input-shape'] ?? []);
     const dataset = openDataset(flags.data, { inputs, image: imageOptions(flags) });
     const method = (flags.method ?? target.defaults.method) as CalibrationMethod;

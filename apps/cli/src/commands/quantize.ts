@@ -2,7 +2,9 @@ import { Args, Flags } from '@oclif/core';
 import { errInvalidOption, modelRef, resolveTargetProfile, type CalibrationMethod, type QuantFormat, type QuantMode, type QuantType, type QuantizeRunOptions, type RunReport } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
 import { RANGES, backendFlag, imageFlags, imageOptions, list, numberIn, positiveInt, targetFlag, taskFlags, taskOptions } from '../lib/flags';
+import { checkQueueReachable, redactArgs } from '@qforge/queue';
 import { cliRunContext } from '../lib/progress';
+import { queuedTrialRunner } from '../lib/queue';
 import { runAndRender } from '../lib/run';
 import { formatPresetTable, presetInput, runTransformersPreset, type PresetOutput } from '../lib/transformers-preset';
 
@@ -62,6 +64,7 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     verify: Flags.boolean({ description: 'Verify the int8 model against the original.', default: true, allowNo: true }),
     benchmark: Flags.boolean({ description: 'Benchmark int8 against fp32.', default: true, allowNo: true }),
     'benchmark-runs': Flags.integer({ description: 'Timed runs per model.', default: 100 }),
+    recover: Flags.boolean({ description: 'Static mode: when the verdict fails on real evaluation data, search calibration methods and then keep the most sensitive nodes in float (up to --max-float-share) until the limit it missed holds, and write that model.', default: true, allowNo: true }),
     'latency-search': Flags.boolean({ description: 'Static mode: time the opt-in op families on this machine and keep those that are faster and still pass verification; when int8 kernels are slower than fp32, write int8-stored weights that run at fp32 speed.', default: true, allowNo: true }),
     'latency-budget': Flags.integer({ description: 'Seconds the latency search may spend before it stops trying families (the fp32 check always runs).', default: 300 }),
     threads: Flags.integer({ description: 'Threads for benchmarking.', default: 1 }),
@@ -74,7 +77,8 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     epochs: Flags.integer({ description: 'With --qat: passes over the training data [default: 1].', dependsOn: ['qat'] }),
     'learning-rate': Flags.string({ description: 'With --qat: Adam learning rate [default: 1e-4].', dependsOn: ['qat'] }),
     'batch-size': Flags.integer({ description: 'With --qat: samples per training step [default: 32].', dependsOn: ['qat'] }),
-    'runs-dir': Flags.string({ description: 'Where run directories go.', default: './qforge-runs' }),
+    'runs-dir': Flags.string({ description: 'Where run directories go; with --queue, a folder the workers share.', default: './qforge-runs' }),
+    queue: Flags.string({ description: 'With --accuracy-target: score the search\'s candidates on workers through this Redis queue (redis://host:port; docs/scale-out.md); calibration and the final model stay here. Default: in this process.', helpGroup: 'SCALE-OUT' }),
     ...taskFlags,
     ...imageFlags,
   };
@@ -85,10 +89,14 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     if (flags.preset && (flags.mode !== 'static' || flags['calib-table'] || flags['accuracy-target'])) {
       throw errInvalidOption('--preset', 'the preset chooses the mode of each variant', 'Leave out --mode, --calib-table and --accuracy-target.');
     }
+    if (flags.queue && !flags['accuracy-target']) throw errInvalidOption('--queue', 'only the --accuracy-target search runs trials that workers can share', 'Add --accuracy-target …, or leave out --queue (one quantize run is one process; use `qforge sweep --queue` for a grid).');
+    if (flags.queue && flags.preset) throw errInvalidOption('--queue', 'a preset run has no search to share', 'Leave out --queue.');
+    // An unreachable queue fails now, not after the calibration.
+    if (flags.queue) await checkQueueReachable(flags.queue);
     const model = flags.preset ? presetInput(args.model) : modelRef(args.model);
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
     const target = resolveTargetProfile(flags.target, undefined, backend.capabilities.targets);
-    const { ctx, stop } = cliRunContext();
+    const { ctx, stop } = cliRunContext({ verbose: this.verbose });
     const options: QuantizeRunOptions = {
       model,
       output: flags.output,
@@ -121,6 +129,7 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
       verify: flags.verify,
       benchmark: flags.benchmark,
       benchmarkRuns: positiveInt('benchmark-runs', flags['benchmark-runs']),
+      recover: flags.recover,
       latencySearch: flags['latency-search'],
       latencyBudgetMs: positiveInt('latency-budget', flags['latency-budget'], 86_400) * 1000,
       threads: positiveInt('threads', flags.threads, 1024),
@@ -146,8 +155,9 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
           }
         : undefined,
       maxFloatShare: numberIn('max-float-share', flags['max-float-share'], RANGES.share),
-      command: ['quantize', ...this.argv].join(' '),
+      command: ['quantize', ...redactArgs(this.argv)].join(' '),
       qforgeVersion: this.config.version,
+      ...(flags.queue ? { trialRunner: (plan, c) => queuedTrialRunner({ url: flags.queue!, runsDir: flags['runs-dir'], plan, signal: c.signal }) } : {}),
     };
     if (flags.preset) {
       const out = await runTransformersPreset(options, flags.output!, (o) => runAndRender(backend, o, ctx)).finally(stop);

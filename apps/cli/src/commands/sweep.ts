@@ -8,7 +8,7 @@ import { describeMachine, runTrials, type TrialRequest } from '@qforge/queue';
 import { QforgeCommand } from '../lib/base';
 import { backendFlag, imageFlags, imageOptions, list, targetFlag, taskFlags, taskOptions } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
-import { formatMachine, machineKey, mixedSpeedMachines, queueFlag, queueStatusPrinter, type QueuedRunResult, type SweepTrialSpec } from '../lib/queue';
+import { TRIAL_KIND, formatMachine, machineKey, mixedSpeedMachines, queueFlag, queueStatusPrinter, type QueuedRunResult, type TrialRecipe } from '../lib/queue';
 import { runAndRender } from '../lib/run';
 
 export interface SweepRow {
@@ -70,7 +70,7 @@ export default class Sweep extends QforgeCommand {
     const unknown = methods.filter((m) => !METHODS.includes(m));
     if (unknown.length) throw errInvalidOption('--method', `unknown method(s) ${unknown.join(', ')}`, `Use ${METHODS.join(', ')}.`);
     const granularities = flags['per-channel'] === 'both' ? [true, false] : [flags['per-channel'] === 'on'];
-    const { ctx, stop } = cliRunContext();
+    const { ctx, stop } = cliRunContext({ verbose: this.verbose });
     const scratch = mkdtempSync(join(tmpdir(), 'qforge-sweep-'));
     const rows: SweepRow[] = [];
     const local = describeMachine('local');
@@ -97,22 +97,33 @@ export default class Sweep extends QforgeCommand {
       const inputs = withInputShapes(await backend.modelInputs(model, ctx), flags['input-shape'] ?? []);
       const image = imageOptions(flags);
       if (flags.queue) {
-        // The same grid, one job per cell; each worker calibrates a sample count once and derives the methods.
+        // The same grid, one run trial per cell; each worker calibrates a sample count once and derives the methods.
         const requests: TrialRequest[] = [];
+        const cells: { samples: number; method: string; perChannel: boolean }[] = [];
         const runsDir = resolve(flags['runs-dir']);
         for (const samples of counts)
           for (const method of methods)
             for (const perChannel of granularities) {
-              const spec: SweepTrialSpec = { backend: backend.id, target: target.id, data: flags.data, evalData: flags['eval-data'] ?? flags.data, samples, method: method as CalibrationMethod, perChannel, evalSamples: flags['eval-samples'], benchmarkRuns: flags['benchmark-runs'], task, image, inputShapes: flags['input-shape'] ?? [], command: `sweep samples=${samples} method=${method} per-channel=${perChannel}` };
-              requests.push({ kind: 'sweep', model: resolve(model.path), runsDir, label: `samples=${samples} method=${method} per-channel=${perChannel}`, spec });
+              const recipe: TrialRecipe = {
+                backend: backend.id,
+                target: target.id,
+                calibration: { calibrate: { data: flags.data, samples, method: method as CalibrationMethod } },
+                quantize: { perChannel },
+                evaluation: { data: flags['eval-data'] ?? flags.data, samples: flags['eval-samples'], ...(task ? { task } : {}) },
+                image,
+                inputShapes: flags['input-shape'] ?? [],
+                outcome: { kind: 'run', benchmarkRuns: flags['benchmark-runs'], command: `sweep samples=${samples} method=${method} per-channel=${perChannel}` },
+              };
+              cells.push({ samples, method, perChannel });
+              requests.push({ kind: TRIAL_KIND, model: resolve(model.path), runsDir, label: `samples=${samples} method=${method} per-channel=${perChannel}`, spec: recipe });
             }
         stop();
         const printer = queueStatusPrinter();
         const outcomes = await runTrials<QueuedRunResult>(flags.queue, requests, { onStatus: printer.onStatus, onStalled: printer.onStalled }).finally(printer.done);
-        for (const o of outcomes) {
-          const spec = o.request.spec as SweepTrialSpec;
-          if (o.state === 'completed') rows.push(toRow(o.value.result.runDir, readRunReport(resolve(o.value.result.runDir, 'report.json')), spec.samples, spec.method, spec.perChannel, o.value.machine));
-          else rows.push({ runDir: '', samples: spec.samples, method: spec.method, perChannel: spec.perChannel, verdict: 'error', best: false, error: o.reason });
+        for (const [i, o] of outcomes.entries()) {
+          const { samples, method, perChannel } = cells[i];
+          if (o.state === 'completed') rows.push(toRow(o.value.result.runDir, readRunReport(resolve(o.value.result.runDir, 'report.json')), samples, method, perChannel, o.value.machine));
+          else rows.push({ runDir: '', samples, method, perChannel, verdict: 'error', best: false, error: o.reason });
         }
       }
       for (const samples of flags.queue ? [] : counts) {

@@ -1,4 +1,4 @@
-// `qforge worker`: takes sweep trials from a Redis queue until stopped (docs/scale-out.md).
+// `qforge worker`: takes trials (sweep cells, sensitivity and search candidates) from a Redis queue until stopped (docs/scale-out.md).
 import { Flags } from '@oclif/core';
 import { errInvalidOption } from '@qforge/core';
 import { formatMachine, redactQueueUrl, startTrialWorker } from '@qforge/queue';
@@ -6,8 +6,8 @@ import { QforgeCommand } from '../lib/base';
 import { trialHandlers } from '../lib/queue';
 
 export default class Worker extends QforgeCommand {
-  static summary = 'Run queued trials (sweep cells) from a Redis queue; stop with Ctrl+C or SIGTERM.';
-  static description = `Takes one trial at a time (or --concurrency), runs calibrate → quantize → verify → benchmark with the job's backend and options, and writes the run directory into the shared runs folder the job names. Model and data are read at the paths the queuing command used, so every machine needs the same shared folder; a model whose SHA-256 differs from the queued one is refused.
+  static summary = 'Run queued trials (sweep cells, sensitivity and accuracy-search candidates) from a Redis queue; stop with Ctrl+C or SIGTERM.';
+  static description = `Takes one trial at a time (or --concurrency). A sweep cell runs calibrate → quantize → verify → benchmark with the job's backend and options and writes its run directory into the shared runs folder the job names; a sensitivity or search candidate is quantized with the calibration table the job names and verified, and only its score goes back. Model and data are read at the paths the queuing command used, so every machine needs the same shared folder; a model whose SHA-256 differs from the queued one is refused.
 SIGINT/SIGTERM hands the trial in progress back to the queue (another worker starts it again) and exits 0; a second signal exits at once. A worker killed outright loses its lock after --lock-ms, and another worker takes the trial over.`;
   static examples = ['<%= config.bin %> worker --queue redis://10.0.0.5:6379 --name gpu-box-1', '<%= config.bin %> worker --queue redis://:$REDIS_PASSWORD@10.0.0.5:6379 --concurrency 2'];
   static flags = {

@@ -24,15 +24,39 @@ function stopNow(signal: CancelSignal): never {
   process.exit(CANCEL_SIGNALS[signal]);
 }
 
+/** One `debug: …` line on stderr (--verbose). */
+export function writeDebug(message: string): void {
+  process.stderr.write(`debug: ${message.replace(/\n/g, '\ndebug: ')}\n`);
+}
+
+/**
+ * The run context of a command: progress bars on a terminal, the logger, cancellation by signal.
+ * `verbose` (--verbose) turns on debug lines: the backends' and pipeline's own, and each phase's
+ * start and duration.
+ */
 export function cliRunContext(options: { quiet?: boolean; verbose?: boolean } = {}): { ctx: RunContext; stop: () => void } {
   const tty = Boolean(process.stderr.isTTY) && !options.quiet;
   let bar: SingleBar | undefined;
   let phase = '';
+  let timedPhase: { name: string; first: number; last: number; events: number } | undefined;
+  const endPhase = () => {
+    if (timedPhase) writeDebug(`phase ${timedPhase.name}: ${timedPhase.last - timedPhase.first} ms from its first to its last progress event (${timedPhase.events})`);
+    timedPhase = undefined;
+  };
   const stop = () => {
     bar?.stop();
     bar = undefined;
   };
   const progress = (e: ProgressEvent) => {
+    if (options.verbose) {
+      if (timedPhase?.name !== e.phase) {
+        endPhase();
+        timedPhase = { name: e.phase, first: Date.now(), last: Date.now(), events: 0 };
+        writeDebug(`phase ${e.phase} started${e.total ? ` (${e.total} steps)` : ''}${e.message ? `: ${e.message}` : ''}`);
+      }
+      timedPhase.events++;
+      timedPhase.last = Date.now();
+    }
     if (!tty) return;
     if (e.phase !== phase || !bar) {
       stop();
@@ -46,7 +70,9 @@ export function cliRunContext(options: { quiet?: boolean; verbose?: boolean } = 
     bar.update(e.current);
   };
   const logger: Logger = {
-    debug: (m) => options.verbose && process.stderr.write(`debug: ${m}\n`),
+    debug: (m) => {
+      if (options.verbose) writeDebug(m);
+    },
     info: (m) => !options.quiet && process.stderr.write(`${m}\n`),
     warn: (m) => process.stderr.write(`warning: ${m}\n`),
   };
@@ -64,6 +90,7 @@ export function cliRunContext(options: { quiet?: boolean; verbose?: boolean } = 
   const signals = Object.keys(CANCEL_SIGNALS) as CancelSignal[];
   for (const s of signals) process.on(s, onSignal);
   const stopAll = () => {
+    if (options.verbose) endPhase();
     stop();
     for (const s of signals) process.off(s, onSignal);
   };

@@ -1,7 +1,8 @@
 // `--preset transformers.js`: the quantized variants transformers.js loads, each a verified run, and one table over them.
-import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { copyFileAtomic, describeTaskMetric, errInvalidOption, formatSpeedup, modelRef, type ModelRef, type QuantMode, type QuantizeRunOptions, type RunReport, type Verdict } from '@qforge/core';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { copyFileAtomic, describeTaskMetric, errInvalidOption, formatSpeedup, modelInputFiles, modelRef, writeFileAtomic, type ModelRef, type QuantMode, type QuantizeRunOptions, type RunReport, type Verdict } from '@qforge/core';
+import { allGraphs, decodeModel, encodeModel } from '@qforge/onnx';
 
 /**
  * One variant: transformers.js builds the file name as `model` + the suffix of the `dtype` it is
@@ -30,6 +31,42 @@ export const TRANSFORMERS_JS_VARIANTS: readonly PresetVariant[] = [
   { dtype: 'bnb4', file: 'model_bnb4.onnx', skipped: 'MatMulBnb4 (NF4/FP4) is not written' },
 ];
 
+/**
+ * The side file transformers.js fetches for a model file that has external data: `<file>_data`
+ * (its `getExternalDataChunkNames`; further chunks `<file>_data_1`, …), e.g. `model_q4.onnx_data`,
+ * when config.json's `transformers.js_config.use_external_data_format` is set for the file.
+ */
+export const transformersJsDataName = (file: string, chunk = 0) => `${file}_data${chunk ? `_${chunk}` : ''}`;
+
+/**
+ * Copies a written model under another file name. A model with external data gets its side
+ * file(s) copied under the new name's `_data` name(s), and the copy records those names: ONNX
+ * Runtime finds a side file by the name in the model, and transformers.js fetches it by the
+ * model's file name. Returns the side files written.
+ */
+export async function copyModelAs(from: string, to: string): Promise<string[]> {
+  const proto = decodeModel(readFileSync(from), from);
+  const renamed = new Map<string, string>();
+  for (const g of allGraphs(proto.graph)) {
+    for (const t of g.initializer) {
+      if (t.dataLocation !== 1) continue;
+      for (const e of t.externalData ?? []) {
+        if (e.key !== 'location' || !e.value) continue;
+        const target = renamed.get(e.value) ?? transformersJsDataName(basename(to), renamed.size);
+        renamed.set(e.value, target);
+        e.value = target;
+      }
+    }
+  }
+  if (!renamed.size) {
+    copyFileAtomic(from, to);
+    return [];
+  }
+  for (const [source, target] of renamed) copyFileAtomic(join(dirname(from), source), join(dirname(to), target));
+  await writeFileAtomic(to, encodeModel(proto));
+  return [...renamed.values()];
+}
+
 /** The fp32 model of a transformers.js repository folder (`onnx/model.onnx` or `model.onnx`), or the file given. */
 export function presetInput(path: string): ModelRef {
   const abs = resolve(path);
@@ -51,6 +88,8 @@ export interface PresetVariantResult {
   runDir?: string;
   sameAs?: string;
   skipped?: string;
+  /** Side files holding the weights (`<file>_data`), when the model is too large for one file. */
+  externalData?: string[];
   sizeBytes?: number;
   /** Variant size / fp32 size. */
   sizeRatio?: number;
@@ -92,8 +131,8 @@ export async function runTransformersPreset(
         results.push({ dtype: v.dtype, file: v.file, skipped: `${v.sameAs} was not written` });
         continue;
       }
-      copyFileAtomic(twin.path, path);
-      results.push({ ...twin, dtype: v.dtype, file: v.file, path, sameAs: twin.file });
+      const externalData = await copyModelAs(twin.path, path);
+      results.push({ ...twin, dtype: v.dtype, file: v.file, path, sameAs: twin.file, ...(externalData.length ? { externalData } : {}) });
       continue;
     }
     const options: QuantizeRunOptions = {
@@ -103,14 +142,18 @@ export async function runTransformersPreset(
       // q4 is 4-bit whatever --weight-bits says; block size, symmetry, algorithm and keeps follow the flags.
       weightOnly: v.mode === 'weight-only' ? { blockSize: 32, symmetric: false, algorithm: 'rtn', ...base.weightOnly, bits: 4 } : base.weightOnly,
       command: `${base.command ?? 'quantize'} [${v.dtype} → ${v.file}]`,
+      // Weights too large for one file go where transformers.js looks for them.
+      externalData: { ...base.externalData, fileName: transformersJsDataName(v.file) },
     };
     const { runDir, report } = await run(options, v);
     const b = report.benchmark;
+    const externalData = modelInputFiles(modelRef(path)).slice(1).map((f) => basename(f));
     results.push({
       dtype: v.dtype,
       file: v.file,
       path,
       runDir,
+      ...(externalData.length ? { externalData } : {}),
       sizeBytes: report.sizes?.outputBytes,
       sizeRatio: report.sizes?.ratio,
       latencyMsP50: b?.primary.latencyMs.p50,
@@ -140,5 +183,10 @@ export function formatPresetTable(out: PresetOutput): string {
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (c === rows[0].length - 1 ? 0 : r[c].length))));
   const lines = rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  '));
+  const external = out.variants.filter((v) => v.externalData?.length);
+  if (external.length) {
+    const files = Object.fromEntries(external.map((v) => [v.file, v.externalData!.length]));
+    lines.push(`Weights in side files (${external.flatMap((v) => v.externalData!).join(', ')}): transformers.js loads them when config.json has "transformers.js_config": {"use_external_data_format": ${JSON.stringify(files)}}.`);
+  }
   return [`transformers.js variants of ${out.input} in ${out.outputDir}:`, ...lines].join('\n');
 }
