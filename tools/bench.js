@@ -224,7 +224,10 @@ async function calibMemory(id, samples) {
   const inputs = await inputsOf(m);
   const t0 = performance.now();
   const table = await backend.calibrate(core.modelRef(m.path), core.openDataset(spec, { inputs, image: m.image }), { method: 'minmax', samples, target: core.resolveTargetProfile('auto') }, ctx);
-  console.log(JSON.stringify({ samples: table.sampleCount, maxRssBytes: process.resourceUsage().maxRSS * 1024, ms: performance.now() - t0 }));
+  // VmHWM is this process's own peak: ru_maxrss survives execve on Linux, so a child spawned by a
+  // large parent would report the parent's size.
+  const hwmKiB = Number(/VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]);
+  console.log(JSON.stringify({ samples: table.sampleCount, maxRssBytes: (Number.isFinite(hwmKiB) ? hwmKiB : process.resourceUsage().maxRSS) * 1024, ms: performance.now() - t0 }));
 }
 
 function measureMemory(id, samples) {

@@ -93,7 +93,7 @@
         <div class="card">accuracy<b>${report.verify && report.verify.accuracy ? pct(report.verify.accuracy.candidate) : '—'}</b><span class="muted">${report.verify && report.verify.accuracy ? `fp32 ${pct(report.verify.accuracy.reference)}, drop ${num(report.verify.accuracy.dropPoints)} pts` : ''}</span></div>
       </div>
       <p>${report.verdictReasons.map(esc).join('; ')}</p>
-      ${report.search ? `<h3>Accuracy-aware search: ${esc(report.search.target)} ${report.search.met ? 'met' : 'NOT met'}</h3>
+      ${report.search ? `<h3>${report.search.trigger === 'verdict' ? 'Search after the default recipe failed' : 'Accuracy-aware search'}: ${esc(report.search.target)} ${report.search.met ? 'met' : 'NOT met'}</h3>
         <table id="search"><thead><tr><th>step</th><th>method</th><th>samples</th><th>nodes in float</th><th>score</th><th>met</th></tr></thead><tbody>
         ${report.search.path.map((s) => `<tr><td>${esc(s.step)}</td><td>${esc(s.method)}</td><td>${esc(s.samples)}</td><td>${esc(s.floatNodes.join(', ') || '—')}</td><td>${num(s.score, 3)}</td><td>${s.met ? 'yes' : 'no'}</td></tr>`).join('')}</tbody></table>` : ''}
       ${report.sensitivity ? `<h3>Sensitivity: ${esc(report.sensitivity.metric)}, all quantized ${num(report.sensitivity.baseline, 2)}${report.sensitivity.rankAgreement !== undefined ? `, rank agreement ${num(report.sensitivity.rankAgreement)}` : ''}</h3>

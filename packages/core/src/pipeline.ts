@@ -528,7 +528,12 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       report.verdictReasons.unshift('verification was skipped (--no-verify)');
     }
     // Weight-only, fp16 and storage-only models compute in float: their point is size, so speed is not judged.
-    if (bench && mode !== 'weight-only' && mode !== 'fp16' && !options.storageOnly) report.verdictReasons.push(...speedReasons(bench));
+    if (bench && mode !== 'weight-only' && mode !== 'fp16' && !options.storageOnly) {
+      // The latency search may have said it already (with why nothing faster was written): once is enough.
+      const SLOWER = 'int8 is slower than fp32 here';
+      const said = report.verdictReasons.some((r) => r.startsWith(SLOWER));
+      report.verdictReasons.push(...speedReasons(bench).filter((r) => !(said && r.startsWith(SLOWER))));
+    }
     return await finish();
   } catch (e) {
     const err: QforgeError = toQforgeError(e);

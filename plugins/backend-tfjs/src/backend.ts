@@ -1,6 +1,7 @@
 // The TensorFlow.js backend: reads Layers and Graph models from disk and picks the fastest engine here.
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import {
   AccuracyAccumulator,
   FidelityAccumulator,
@@ -61,7 +62,7 @@ import { FakeQuantTwin, RANGE_DECAY, trainTwin, type QatRecord } from './qat';
 import { lowerLayersModel } from './keras-lower';
 import { readModelJson } from './model-json';
 import { openRunner, tfliteEdges, tfliteRunner, type ModelRunner } from './runner';
-import { convertToTflite } from './tflite-convert';
+import { convertToFloatTflite, convertToTflite } from './tflite-convert';
 import { loadTfliteInterpreter, tfliteRuntimeVersion } from './tflite-runtime';
 import { compressLayersModel } from './weight-compress';
 
@@ -81,7 +82,7 @@ export const TFJS_CAPABILITIES: BackendCapabilities = defineCapabilities({
   training: ['qat'],
   notes: [
     'TensorFlow.js Layers models → full-integer int8 .tflite per the TFLite quantization spec (BatchNorm folded, ReLU/ReLU6 fused)',
-    'calibrates with TensorFlow.js; verifies and benchmarks the .tflite in the real TFLite interpreter (WebAssembly)',
+    'calibrates with TensorFlow.js; verifies and benchmarks the .tflite in the real TFLite interpreter (WebAssembly), timed against the fp32 .tflite of the same graph written beside it',
     'engine: tfjs-node when installed, else WebAssembly (SIMD), else pure JavaScript',
     '--mode weight-only: a TensorFlow.js model with int8 per-channel kernels (dequantized on load by qforge\'s loader)',
     'Graph models (converted SavedModels: fused conv/depthwise/matmul, batch norm, pads, pools, concat, mean, element-wise ops; uint8/float16 weights) → int8 .tflite the same way',
@@ -91,6 +92,35 @@ export const TFJS_CAPABILITIES: BackendCapabilities = defineCapabilities({
 
 /** Largest relative difference between the lowered graph and TensorFlow.js before conversion is refused. */
 const LOWERING_TOLERANCE = 1e-3;
+
+const FP32_TWIN_DESCRIPTION = 'fp32 .tflite of the same graph (same operators, float32 weights and activations): the reference an int8 benchmark runs against in the same interpreter';
+
+interface Fp32Twin {
+  /** Resolved path of the fp32 .tflite. */
+  path: string;
+  sha256: string;
+  /** SHA-256 of the model file (model.json) both were made from. */
+  source: string;
+  /** SHA-256 of the int8 .tflite as written. */
+  int8Sha256: string;
+}
+
+/** Where the fp32 twin of an int8 .tflite goes: `model.int8.tflite` → `model.fp32.tflite`, `m.tflite` → `m.fp32.tflite`. */
+export function fp32TwinPath(int8Path: string): string {
+  return `${int8Path.replace(/\.tflite$/i, '').replace(/\.int8$/i, '')}.fp32.tflite`;
+}
+
+/** Largest absolute difference relative to the largest reference value (∞ when lengths differ). */
+function relativeError(got: Float32Array | undefined, want: Float32Array): number {
+  if (!got || got.length !== want.length) return Infinity;
+  let err = 0;
+  let mag = 1e-6;
+  for (let i = 0; i < want.length; i++) {
+    err = Math.max(err, Math.abs(got[i] - want[i]));
+    mag = Math.max(mag, Math.abs(want[i]));
+  }
+  return Number.isNaN(err) ? Infinity : err / mag;
+}
 
 export class TfjsBackend implements Backend {
   readonly id = 'tfjs';
@@ -313,7 +343,12 @@ export class TfjsBackend implements Backend {
     // The model is read (and refused if broken) before the table is matched against it.
     const probe = await this.firstInputs(model, undefined);
     const lowered = await this.lower(model, probe);
-    lowered.exec.dispose();
+    let floatOutputs: Record<string, Float32Array>;
+    try {
+      floatOutputs = lowered.exec.run({ [lowered.graph.inputs[0]]: Object.values(probe)[0].data as Float32Array });
+    } finally {
+      lowered.exec.dispose();
+    }
     let graph = lowered.graph;
     const modelSha = await sha256File(model.path);
     assertTableMatches(table, modelSha);
@@ -356,13 +391,68 @@ export class TfjsBackend implements Backend {
       check.dispose();
     }
     await writeFileAtomic(options.output, bytes);
+    // The fp32 reference is the model as given (before quantization-aware training), so a run's
+    // benchmark compares int8 with fp32 in one interpreter.
+    const reference = await this.writeFp32Twin(model, modelSha, lowered.graph, options.output, bytes, { probe, expected: floatOutputs });
     ctx.progress({ phase: 'quantize', current: 1, total: 1 });
     return {
       model: { path: options.output, format: 'tflite' },
       sizeBytes: bytes.byteLength,
-      preparation: [...graph.changes, ...training, ...conversion.changes],
+      preparation: [...graph.changes, ...training, ...conversion.changes, ...(reference.change ? [reference.change] : [])],
       decisions: conversion.decisions,
+      ...(reference.path ? { artifacts: { [reference.path]: FP32_TWIN_DESCRIPTION } } : {}),
     };
+  }
+
+  /** fp32 .tflite twins written by this instance, by resolved int8 path. */
+  private readonly fp32Twins = new Map<string, Fp32Twin>();
+
+  /**
+   * Writes the float32 .tflite of `graph` beside the int8 file (`fp32TwinPath`), after checking
+   * it in the interpreter against the float graph's outputs on the probe. One twin per source model
+   * and folder is enough: the variants a run writes beside its model (without a correction, latency
+   * candidates) share it rather than leave copies behind. A twin the interpreter refuses or that
+   * disagrees is not written, and the change says why.
+   */
+  private async writeFp32Twin(model: ModelRef, modelSha: string, graph: IrGraph, output: string, int8: Uint8Array, check: { probe: Record<string, Tensor>; expected: Record<string, Float32Array> }): Promise<{ path?: string; change?: GraphChange }> {
+    const int8Sha256 = createHash('sha256').update(int8).digest('hex');
+    for (const t of this.fp32Twins.values()) {
+      if (t.source === modelSha && dirname(t.path) === dirname(resolve(output)) && existsSync(t.path) && (await sha256File(t.path)) === t.sha256) {
+        this.fp32Twins.set(resolve(output), { ...t, int8Sha256 });
+        return { path: t.path };
+      }
+    }
+    const path = resolve(fp32TwinPath(output));
+    const bytes = writeTflite(convertToFloatTflite(graph, { description: `qforge ${this.version}: fp32 reference of ${basename(model.path)} (same operators as the int8 .tflite)` }).model);
+    let it: ModelRunner | undefined;
+    try {
+      it = tfliteRunner(await loadTfliteInterpreter(bytes, { name: path }), tfliteEdges(bytes));
+      const got = it.predict(check.probe);
+      graph.outputs.forEach((o, k) => {
+        const err = relativeError(got[it!.outputNames[k]], check.expected[o]);
+        if (!(err <= LOWERING_TOLERANCE)) throw new Error(`output ${k} differs from the float graph by ${err.toExponential(2)} of its largest value`);
+      });
+    } catch (e) {
+      return { change: { kind: 'fp32-reference-not-written', node: '*', detail: `the fp32 .tflite was not written (${(e as Error).message}); benchmarks compare with TensorFlow.js, labeled cross-runtime` } };
+    } finally {
+      it?.dispose();
+    }
+    await writeFileAtomic(path, bytes);
+    this.fp32Twins.set(resolve(output), { path, sha256: createHash('sha256').update(bytes).digest('hex'), source: modelSha, int8Sha256 });
+    return { path };
+  }
+
+  /**
+   * The fp32 .tflite to time an int8 .tflite against when `compare` is the TensorFlow.js model it
+   * was made from in this process (a quantize run's own benchmark): the same interpreter on both
+   * sides. Anything else (another process, a changed file) keeps the comparison asked for.
+   */
+  private async sameRuntimeReference(model: ModelRef, compare: ModelRef | undefined): Promise<ModelRef | undefined> {
+    if (!compare || model.format !== 'tflite' || (compare.format !== 'tfjs-layers' && compare.format !== 'tfjs-graph')) return undefined;
+    const twin = this.fp32Twins.get(resolve(model.path));
+    if (!twin || !existsSync(twin.path) || !existsSync(compare.path)) return undefined;
+    const [source, int8, fp32] = await Promise.all([sha256File(compare.path), sha256File(model.path), sha256File(twin.path)]);
+    return source === twin.source && int8 === twin.int8Sha256 && fp32 === twin.sha256 ? { path: twin.path, format: 'tflite' } : undefined;
   }
 
   /**
@@ -473,8 +563,12 @@ export class TfjsBackend implements Backend {
       const m = await openRunner(ref);
       return { ref, m, loadTimeMs: performance.now() - t0, samples: [] as number[] };
     };
+    // A quantize run asks for "the fp32 model": its fp32 .tflite, in the interpreter the int8 one runs in.
+    const reference = await this.sameRuntimeReference(model, options.compare);
+    if (reference) ctx.logger.debug(`benchmark: ${basename(model.path)} against its fp32 .tflite ${reference.path} (same interpreter) instead of ${options.compare!.path}`);
     const runs = [await open(model)];
-    if (options.compare) runs.push(await open(options.compare));
+    const compareRef = reference ?? options.compare;
+    if (compareRef) runs.push(await open(compareRef));
     let peak = process.memoryUsage().rss;
     try {
       const series = await measureAlternately(
@@ -505,8 +599,8 @@ export class TfjsBackend implements Backend {
     const runtimes = runs.map((r) => runtimeOf(r.ref.format));
     const runtime = [...new Set(runtimes)].join(' vs ');
     const speedupEstimate = compare ? estimateSpeedup(runs[0].samples, runs[1].samples) : undefined;
-    // No fp32 .tflite is written, so an int8 .tflite is timed against fp32 TensorFlow.js: the
-    // ratio mixes two runtimes with quantization, and says so.
+    // An int8 .tflite timed against the TensorFlow.js model (asked for by name, or no fp32 .tflite
+    // at hand): the ratio mixes two runtimes with quantization, and says so.
     const crossRuntime = compare && runtimes[0] !== runtimes[1] ? { primary: runtimes[0], compare: runtimes[1] } : undefined;
     const inputShapes = Object.fromEntries(Object.entries(inputs).map(([k, t]) => [k, t.dims]));
     return { backend: this.id, runtime, target: engine, primary, compare, speedup: speedupEstimate?.median, speedupEstimate, ...(crossRuntime ? { crossRuntime } : {}), inputShapes };

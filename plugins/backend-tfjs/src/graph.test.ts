@@ -159,6 +159,13 @@ describe('TensorFlow.js graph models → int8 .tflite', () => {
     expect(v.outputs[0].preActivation?.op).toBe('Softmax');
     expect(v.outputs[0].preActivation!.snrDb).toBeGreaterThan(25);
     expect(v.layers!.length).toBeGreaterThan(8);
+    // The fp32 .tflite beside it: the same operators in float32, computing what TensorFlow.js computes.
+    const twin = join(work, 'coverage.fp32.tflite');
+    expect(Object.keys(q.artifacts!)).toEqual([twin]);
+    expect(readTflite(new Uint8Array(readFileSync(twin))).operators.map((o) => o.op)).toEqual(ops.filter((op) => op !== 'QUANTIZE' && op !== 'DEQUANTIZE'));
+    const f = await backend.verify(model, { path: twin, format: 'tflite' }, data(4), { samples: 16, thresholds: {} }, ctx);
+    expect(f.outputs[0].snrDb).toBeGreaterThan(100);
+    expect(f.outputs[0].maxAbsError).toBeLessThanOrEqual(1e-5);
   });
 
   it('names every node it cannot convert in one coded error and writes nothing', async () => {
@@ -200,5 +207,8 @@ describe('a real published graph model from npm (nsfwjs MobileNetV2 "mid", uint8
     const v = await backend.verify(model, q.model, openDataset(join(photos, 'eval'), { inputs }), { samples: 24, thresholds: {} }, ctx);
     expect(v.outputs[0].top1Agreement).toBeGreaterThanOrEqual(0.95);
     expect(v.outputs[0].preActivation!.snrDb).toBeGreaterThan(15);
+    const f = await backend.verify(model, { path: Object.keys(q.artifacts!)[0], format: 'tflite' }, openDataset(join(photos, 'eval'), { inputs }), { samples: 24, thresholds: {} }, ctx);
+    expect(f.outputs[0].snrDb).toBeGreaterThan(100);
+    expect(f.outputs[0].maxAbsError).toBeLessThanOrEqual(1e-5);
   });
 });

@@ -2,7 +2,7 @@
 import type { BackendFactory } from '@qforge/core';
 import { TfjsBackend } from './backend';
 
-export { TFJS_CAPABILITIES, TfjsBackend } from './backend';
+export { TFJS_CAPABILITIES, TfjsBackend, fp32TwinPath } from './backend';
 export { chooseEngine, loadTf, loadTfModel, readArtifacts } from './engine';
 export type { LoadedTfModel, TfjsEngine } from './engine';
 export { readModelJson } from './model-json';
@@ -13,8 +13,8 @@ export { FakeQuantTwin, trainTwin } from './qat';
 export type { QatRecord } from './qat';
 export { IrExecutor, fuseIr } from './ir';
 export type { IrGraph, IrOp } from './ir';
-export { convertToTflite } from './tflite-convert';
-export type { TfliteConversion, TfliteConvertOptions, TfliteIoType } from './tflite-convert';
+export { convertToFloatTflite, convertToTflite } from './tflite-convert';
+export type { TfliteConversion, TfliteConvertOptions, TfliteFloatConversion, TfliteIoType } from './tflite-convert';
 export { loadTfliteInterpreter, tfliteRuntimeVersion } from './tflite-runtime';
 export type { TfliteInterpreter, TfliteTensorMeta } from './tflite-runtime';
 export { QFORGE_INT8_SCHEME, compressLayersModel, decodeCompressedWeights } from './weight-compress';

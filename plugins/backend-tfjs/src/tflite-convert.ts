@@ -1,7 +1,8 @@
 // IR graph + calibrated ranges → a full-integer TFLite model, following the TFLite 8-bit
 // quantization specification: int8 weights symmetric per output channel (zero point 0, ±127),
 // int8 activations asymmetric per tensor, int32 bias with scale s_in·s_w, fixed output parameters
-// for Softmax/Logistic/Tanh, and matched parameters where the kernels require them.
+// for Softmax/Logistic/Tanh, and matched parameters where the kernels require them. The same graph
+// is also written as a float32 .tflite (same operators), the fp32 reference in the same interpreter.
 import {
   quantizeBias,
   quantizeWeights,
@@ -90,6 +91,71 @@ function transpose2d(k: Float32Array, [r, c]: number[]): Float32Array {
   return out;
 }
 
+/** A weighted op's kernel in TFLite layout, with the axis its output channels run along. */
+function tfliteFilter(op: IrConv | IrDense): { filter: Float32Array; shape: number[]; axis: number } {
+  if (op.kind === 'conv2d') {
+    const [kh, kw, ci, co] = op.kernelShape;
+    return { filter: toOhwi(op.kernel, op.kernelShape), shape: [co, kh, kw, ci], axis: 0 };
+  }
+  if (op.kind === 'depthwise') {
+    // [kh, kw, in, mult] is already [1, kh, kw, in·mult] in memory: output channel c·mult + m.
+    const [kh, kw, ci, m] = op.kernelShape;
+    return { filter: op.kernel, shape: [1, kh, kw, ci * m], axis: 3 };
+  }
+  return { filter: transpose2d(op.kernel, op.kernelShape), shape: [op.kernelShape[1], op.kernelShape[0]], axis: 0 };
+}
+
+const OP_NAME: Record<'conv2d' | 'depthwise' | 'dense', 'CONV_2D' | 'DEPTHWISE_CONV_2D' | 'FULLY_CONNECTED'> = { conv2d: 'CONV_2D', depthwise: 'DEPTHWISE_CONV_2D', dense: 'FULLY_CONNECTED' };
+
+/**
+ * The TFLite operator of one IR op over tensors the caller made (int8 or float32): the op and its
+ * options do not depend on the numeric type, so both models are written by this one function.
+ */
+function tfliteOperator(op: IrOp, ins: number[], out: number, t: { weights: (op: IrConv | IrDense) => number[]; int32Const: (name: string, values: number[], shape?: number[]) => number }): TfliteOperator {
+  const o = (x: Omit<TfliteOperator, 'outputs'>): TfliteOperator => ({ ...x, outputs: [out] });
+  switch (op.kind) {
+    case 'conv2d':
+      return o({ op: 'CONV_2D', inputs: [ins[0], ...t.weights(op)], options: new Conv2DOptionsT(PAD[op.padding], op.strides[1], op.strides[0], ACT[op.activation], op.dilation[1], op.dilation[0]) });
+    case 'depthwise':
+      return o({ op: 'DEPTHWISE_CONV_2D', inputs: [ins[0], ...t.weights(op)], options: new DepthwiseConv2DOptionsT(PAD[op.padding], op.strides[1], op.strides[0], op.kernelShape[3], ACT[op.activation], op.dilation[1], op.dilation[0]) });
+    case 'dense':
+      return o({ op: 'FULLY_CONNECTED', inputs: [ins[0], ...t.weights(op)], options: new FullyConnectedOptionsT(ACT[op.activation]) });
+    case 'add':
+      return o({ op: 'ADD', inputs: ins, options: new AddOptionsT(ACT[op.activation]) });
+    case 'mul':
+      return o({ op: 'MUL', inputs: ins, options: new MulOptionsT(ACT[op.activation]) });
+    case 'sub':
+      return o({ op: 'SUB', inputs: ins, options: new SubOptionsT(ACT[op.activation]) });
+    case 'concat':
+      return o({ op: 'CONCATENATION', inputs: ins, options: new ConcatenationOptionsT(op.axis, ActivationFunctionType.NONE) });
+    case 'maxpool':
+    case 'avgpool':
+      return o({ op: op.kind === 'maxpool' ? 'MAX_POOL_2D' : 'AVERAGE_POOL_2D', inputs: ins, options: new Pool2DOptionsT(PAD[op.padding], op.strides[1], op.strides[0], op.pool[1], op.pool[0], ActivationFunctionType.NONE) });
+    case 'mean':
+      return o({ op: 'MEAN', inputs: [ins[0], t.int32Const(`${op.layer}/axes`, [1, 2])], options: new ReducerOptionsT(op.keepDims ?? false) });
+    case 'reshape':
+      return o({ op: 'RESHAPE', inputs: [ins[0], t.int32Const(`${op.layer}/shape`, op.shape)], options: new ReshapeOptionsT(op.shape) });
+    case 'pad':
+      return o({ op: 'PAD', inputs: [ins[0], t.int32Const(`${op.layer}/paddings`, op.paddings.flat(), [op.paddings.length, 2])] });
+    case 'relu':
+      return o({ op: 'RELU', inputs: ins });
+    case 'relu6':
+      return o({ op: 'RELU6', inputs: ins });
+    case 'logistic':
+      return o({ op: 'LOGISTIC', inputs: ins });
+    case 'tanh':
+      return o({ op: 'TANH', inputs: ins });
+    case 'softmax':
+      return o({ op: 'SOFTMAX', inputs: ins, options: new SoftmaxOptionsT(1) });
+    case 'hardswish':
+      return o({ op: 'HARD_SWISH', inputs: ins });
+    case 'leakyrelu':
+      return o({ op: 'LEAKY_RELU', inputs: ins, options: new LeakyReluOptionsT(op.alpha) });
+    case 'batchnorm':
+      throw new Error(`BatchNorm ${op.layer} reached the writer unfolded`);
+  }
+}
+
 /**
  * The int8 parameters of every activation tensor, as the writer stores them: the input's and each
  * op's own range, the input's parameters through pass-through ops, fixed ones for Softmax/Logistic/
@@ -165,25 +231,7 @@ export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]
 
   const weighted = (op: IrConv | IrDense) => {
     const inScale = params.get(op.inputs[0])!.scale;
-    let filter: Float32Array;
-    let shape: number[];
-    let axis: number;
-    if (op.kind === 'conv2d') {
-      filter = toOhwi(op.kernel, op.kernelShape);
-      const [kh, kw, ci, co] = op.kernelShape;
-      shape = [co, kh, kw, ci];
-      axis = 0;
-    } else if (op.kind === 'depthwise') {
-      // [kh, kw, in, mult] is already [1, kh, kw, in·mult] in memory: output channel c·mult + m.
-      filter = op.kernel;
-      const [kh, kw, ci, m] = op.kernelShape;
-      shape = [1, kh, kw, ci * m];
-      axis = 3;
-    } else {
-      filter = transpose2d(op.kernel, op.kernelShape);
-      shape = [op.kernelShape[1], op.kernelShape[0]];
-      axis = 0;
-    }
+    const { filter, shape, axis } = tfliteFilter(op);
     // Fully connected weights are per tensor, as the TFLite converter writes them: every int8
     // FULLY_CONNECTED kernel (micro runtimes included) takes them, and the file stays small.
     const perChannelAxis = options.perChannel && op.kind !== 'dense' ? axis : undefined;
@@ -201,7 +249,7 @@ export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]
     if (bias !== op.bias) corrected++;
     const b = quantizeBias(bias, inScale, values.scales);
     const biasTensor = addTensor({ name: `${op.layer}/bias`, shape: [op.bias.length], type: 'int32', data: bytes(b.values), quantization: { scale: values.scales.length === 1 ? [b.scales[0]] : Array.from(b.scales), zeroPoint: values.scales.length === 1 ? [0] : Array.from(b.scales, () => 0), quantizedDimension: 0 } });
-    decisions.push({ node: op.layer, opType: op.kind === 'conv2d' ? 'CONV_2D' : op.kind === 'depthwise' ? 'DEPTHWISE_CONV_2D' : 'FULLY_CONNECTED', quantized: true, weightType: 'int8', activationType: 'int8', granularity: perChannelAxis !== undefined ? 'per-channel' : 'per-tensor' });
+    decisions.push({ node: op.layer, opType: OP_NAME[op.kind], quantized: true, weightType: 'int8', activationType: 'int8', granularity: perChannelAxis !== undefined ? 'per-channel' : 'per-tensor' });
     return [w, biasTensor];
   };
   let corrected = 0;
@@ -221,67 +269,9 @@ export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]
         return t;
       });
     }
-    const emit = (o: Omit<TfliteOperator, 'outputs'>) => operators.push({ ...o, outputs: [out] });
-    switch (op.kind) {
-      case 'conv2d':
-        emit({ op: 'CONV_2D', inputs: [ins[0], ...weighted(op)], options: new Conv2DOptionsT(PAD[op.padding], op.strides[1], op.strides[0], ACT[op.activation], op.dilation[1], op.dilation[0]) });
-        break;
-      case 'depthwise':
-        emit({ op: 'DEPTHWISE_CONV_2D', inputs: [ins[0], ...weighted(op)], options: new DepthwiseConv2DOptionsT(PAD[op.padding], op.strides[1], op.strides[0], op.kernelShape[3], ACT[op.activation], op.dilation[1], op.dilation[0]) });
-        break;
-      case 'dense':
-        emit({ op: 'FULLY_CONNECTED', inputs: [ins[0], ...weighted(op)], options: new FullyConnectedOptionsT(ACT[op.activation]) });
-        break;
-      case 'add':
-        emit({ op: 'ADD', inputs: ins, options: new AddOptionsT(ACT[op.activation]) });
-        break;
-      case 'mul':
-        emit({ op: 'MUL', inputs: ins, options: new MulOptionsT(ACT[op.activation]) });
-        break;
-      case 'sub':
-        emit({ op: 'SUB', inputs: ins, options: new SubOptionsT(ACT[op.activation]) });
-        break;
-      case 'concat':
-        emit({ op: 'CONCATENATION', inputs: ins, options: new ConcatenationOptionsT(op.axis, ActivationFunctionType.NONE) });
-        break;
-      case 'maxpool':
-      case 'avgpool':
-        emit({ op: op.kind === 'maxpool' ? 'MAX_POOL_2D' : 'AVERAGE_POOL_2D', inputs: ins, options: new Pool2DOptionsT(PAD[op.padding], op.strides[1], op.strides[0], op.pool[1], op.pool[0], ActivationFunctionType.NONE) });
-        break;
-      case 'mean':
-        emit({ op: 'MEAN', inputs: [ins[0], int32Const(`${op.layer}/axes`, [1, 2])], options: new ReducerOptionsT(op.keepDims ?? false) });
-        break;
-      case 'reshape':
-        emit({ op: 'RESHAPE', inputs: [ins[0], int32Const(`${op.layer}/shape`, op.shape)], options: new ReshapeOptionsT(op.shape) });
-        break;
-      case 'pad':
-        emit({ op: 'PAD', inputs: [ins[0], int32Const(`${op.layer}/paddings`, op.paddings.flat(), [op.paddings.length, 2])] });
-        break;
-      case 'relu':
-        emit({ op: 'RELU', inputs: ins });
-        break;
-      case 'relu6':
-        emit({ op: 'RELU6', inputs: ins });
-        break;
-      case 'logistic':
-        emit({ op: 'LOGISTIC', inputs: ins });
-        break;
-      case 'tanh':
-        emit({ op: 'TANH', inputs: ins });
-        break;
-      case 'softmax':
-        emit({ op: 'SOFTMAX', inputs: ins, options: new SoftmaxOptionsT(1) });
-        break;
-      case 'hardswish':
-        emit({ op: 'HARD_SWISH', inputs: ins });
-        break;
-      case 'leakyrelu':
-        emit({ op: 'LEAKY_RELU', inputs: ins, options: new LeakyReluOptionsT(op.alpha) });
-        break;
-      case 'batchnorm':
-        throw new Error(`BatchNorm ${op.layer} reached the writer unfolded`);
-    }
-    if (!['conv2d', 'depthwise', 'dense'].includes(op.kind)) decisions.push({ node: op.layer, opType: operators[operators.length - 1].op, quantized: true, activationType: 'int8' });
+    const written = tfliteOperator(op, ins, out, { weights: weighted, int32Const });
+    operators.push(written);
+    if (!['conv2d', 'depthwise', 'dense'].includes(op.kind)) decisions.push({ node: op.layer, opType: written.op, quantized: true, activationType: 'int8' });
   }
 
   if (corrected) changes.push({ kind: 'bias-correction', node: '*', detail: `${corrected} layer bias(es) corrected for the mean shift of their int8 weights` });
@@ -297,6 +287,48 @@ export function convertToTflite(g: IrGraph, ranges: Map<string, [number, number]
     decisions,
     params,
     changes,
+  };
+}
+
+export interface TfliteFloatConversion {
+  model: TfliteModel;
+  /** Every operator, none quantized. */
+  decisions: NodeDecision[];
+}
+
+/**
+ * The same graph as `convertToTflite` writes, in float32: the same operators in the same order,
+ * float32 weights (TFLite layout), biases and activations, no quantization parameters, float
+ * inputs and outputs. Timing it against the int8 file in one interpreter measures what int8 does
+ * there, without a change of runtime.
+ */
+export function convertToFloatTflite(g: IrGraph, options: { description?: string; metadata?: Record<string, Uint8Array> } = {}): TfliteFloatConversion {
+  const tensors: TfliteTensor[] = [];
+  const index = new Map<string, number>();
+  const addTensor = (t: TfliteTensor) => {
+    tensors.push(t);
+    return tensors.length - 1;
+  };
+  const activation = (id: string) => {
+    if (!index.has(id)) index.set(id, addTensor({ name: id, shape: g.shapes.get(id)!, type: 'float32' }));
+    return index.get(id)!;
+  };
+  const int32Const = (name: string, values: number[], shape = [values.length]) => addTensor({ name, shape, type: 'int32', data: bytes(Int32Array.from(values)) });
+  const weights = (op: IrConv | IrDense) => {
+    const { filter, shape } = tfliteFilter(op);
+    return [addTensor({ name: `${op.layer}/weights`, shape, type: 'float32', data: bytes(filter) }), addTensor({ name: `${op.layer}/bias`, shape: [op.bias.length], type: 'float32', data: bytes(Float32Array.from(op.bias)) })];
+  };
+  const inputs = g.inputs.map((id) => activation(id));
+  const operators: TfliteOperator[] = [];
+  const decisions: NodeDecision[] = [];
+  for (const op of g.ops) {
+    const written = tfliteOperator(op, op.inputs.map((i) => activation(i)), activation(op.output), { weights, int32Const });
+    operators.push(written);
+    decisions.push({ node: op.layer, opType: written.op, quantized: false, reason: 'fp32 reference model' });
+  }
+  return {
+    model: { description: options.description, tensors, operators, inputs, outputs: g.outputs.map((id) => activation(id)), metadata: options.metadata },
+    decisions,
   };
 }
 

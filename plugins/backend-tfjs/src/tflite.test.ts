@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { createRunContext, modelSizeBytes, openDataset, quantizeOptionsFor, resolveTargetProfile, type CalibrationTable, type Dataset, type QuantizeOptions } from '@qforge/core';
+import { createRunContext, modelSizeBytes, openDataset, quantizeOptionsFor, resolveTargetProfile, type CalibrationTable, type Dataset, type ModelRef, type QuantizeOptions } from '@qforge/core';
 import { readTflite, type TfliteModel } from '@qforge/tflite';
 import { TfjsBackend } from './backend';
 import { loadTf } from './engine';
@@ -69,6 +69,19 @@ async function calibrate(model: string, data: Dataset, samples = 32): Promise<Ca
   return backend.calibrate({ path: model, format: 'tfjs-layers' }, data, { method: 'minmax', samples, target }, ctx);
 }
 
+/**
+ * The fp32 .tflite written beside the int8 one computes, in the TFLite interpreter, what the
+ * TensorFlow.js model computes (float32 against float32: only summation order may differ).
+ */
+async function expectFloatTwin(model: ModelRef, twin: string, data: Dataset, samples: number): Promise<void> {
+  expect(twin).toMatch(/\.fp32\.tflite$/);
+  const v = await backend.verify(model, { path: twin, format: 'tflite' }, data, { samples, thresholds: {} }, ctx);
+  for (const o of v.outputs) {
+    expect(o.snrDb).toBeGreaterThan(100);
+    expect(o.maxAbsError).toBeLessThanOrEqual(1e-5);
+  }
+}
+
 const int8Values = (m: TfliteModel, name: string) => new Int8Array(m.tensors.find((t) => t.name === name)!.data!.slice().buffer);
 
 describe('TensorFlow.js → int8 .tflite', () => {
@@ -111,12 +124,19 @@ describe('TensorFlow.js → int8 .tflite', () => {
     expect(v.layers!.map((l) => l.tensor)).toEqual(expect.arrayContaining(['conv1', 'pool1', 'fc1']));
     for (const l of v.layers!) expect(l.snrDb).toBeGreaterThan(20);
 
+    // The fp32 .tflite of the same graph is written beside it and is what the run's benchmark times.
+    const twin = join(work, 'mnist.fp32.tflite');
+    expect(Object.keys(q.artifacts!)).toEqual([twin]);
     const bench = await backend.benchmark(q.model, { threads: 1, warmup: 2, runs: 6, compare: model }, ctx);
-    expect(bench.runtime).toMatch(/tflite-wasm .* vs tfjs/);
+    expect(bench.runtime).toMatch(/^tflite-wasm [^ ]+$/);
+    expect(bench.compare!.model).toEqual({ path: twin, format: 'tflite' });
     expect(bench.primary.latencyMs.count).toBe(6);
     expect(bench.speedup).toBeGreaterThan(0);
-    // int8 TFLite against fp32 TensorFlow.js: two runtimes, and the result says so.
-    expect(bench.crossRuntime).toEqual({ primary: expect.stringMatching(/^tflite-wasm/), compare: expect.stringMatching(/^tfjs/) });
+    expect(bench.crossRuntime).toBeUndefined();
+    // int8 TFLite against fp32 TensorFlow.js, asked for by another process: two runtimes, and the result says so.
+    const cross = await new TfjsBackend().benchmark(q.model, { threads: 1, warmup: 2, runs: 6, compare: model }, ctx);
+    expect(cross.runtime).toMatch(/tflite-wasm .* vs tfjs/);
+    expect(cross.crossRuntime).toEqual({ primary: expect.stringMatching(/^tflite-wasm/), compare: expect.stringMatching(/^tfjs/) });
     const same = await backend.benchmark(model, { threads: 1, warmup: 1, runs: 3, compare: model }, ctx);
     expect(same.crossRuntime).toBeUndefined();
   });
@@ -134,6 +154,7 @@ describe('TensorFlow.js → int8 .tflite', () => {
     const v = await backend.verify(model, q.model, openDataset('mnist:test', { inputs }), { samples: 1000, thresholds: { maxAccuracyDropPoints: 0.5 } }, ctx);
     expect(v.passed).toBe(true);
     expect(Math.abs(v.accuracy!.dropPoints)).toBeLessThanOrEqual(0.5);
+    await expectFloatTwin(model, Object.keys(q.artifacts!)[0], openDataset('mnist:test', { inputs }), 200);
   });
 
   it('folds BatchNorm, fuses ReLU/ReLU6 and converts every supported layer kind with high fidelity', async () => {
@@ -152,6 +173,9 @@ describe('TensorFlow.js → int8 .tflite', () => {
     const v = await backend.verify({ path, format: 'tfjs-layers' }, q.model, openDataset('random:4', { inputs }), { samples: 16, thresholds: { minSnrDb: 25 }, perLayer: true }, ctx);
     expect(v.outputs[0].snrDb).toBeGreaterThan(25);
     expect(v.outputs[0].preActivation?.op).toBe('Sigmoid');
+    const twin = Object.keys(q.artifacts!)[0];
+    expect(readTflite(new Uint8Array(readFileSync(twin))).operators.map((o) => o.op)).toEqual(readTflite(new Uint8Array(readFileSync(out))).operators.map((o) => o.op).filter((op) => op !== 'QUANTIZE' && op !== 'DEQUANTIZE'));
+    await expectFloatTwin({ path, format: 'tfjs-layers' }, twin, openDataset('random:4', { inputs }), 16);
   });
 
   it('writes int8 model inputs and outputs when asked', async () => {
@@ -221,6 +245,7 @@ describe('a real pretrained TensorFlow.js model from npm (nsfwjs MobileNetV2) on
     expect(m.operators.filter((o) => o.op === 'DEPTHWISE_CONV_2D')).toHaveLength(17);
     const v = await backend.verify(model, q.model, openDataset(join(photos, 'eval'), { inputs }), { samples: 12, thresholds: { minSnrDb: 20 } }, ctx);
     expect(v.outputs[0].snrDb).toBeGreaterThanOrEqual(20);
+    await expectFloatTwin(model, Object.keys(q.artifacts!)[0], openDataset(join(photos, 'eval'), { inputs }), 12);
   });
 });
 
