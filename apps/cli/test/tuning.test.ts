@@ -1,6 +1,8 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { OnnxRuntimeBackend } from '@qforge/backend-onnxruntime';
+import { createRunContext, modelRef, resolveTargetProfile, runQuantize } from '@qforge/core';
 import { EXAMPLE, qforge } from './helpers';
 
 const runs = mkdtempSync(join(tmpdir(), 'qforge-tuning-'));
@@ -52,6 +54,18 @@ describe('finding the best int8 model', () => {
     expect(kept.sort()).toEqual([...report.search.floatNodes].sort());
     expect(report.quantization.quantizedNodes).toBeGreaterThan(0);
     expect(report.verdictReasons.join(' ')).toContain('chosen by a search scored on this evaluation data');
+  });
+  it('the search after a failed verdict stops at its time budget and writes the default recipe', async () => {
+    // A budget that is over before the first trial (calibration alone takes longer): the cut is deterministic.
+    const { report } = await runQuantize(
+      new OnnxRuntimeBackend(),
+      { model: modelRef(EXAMPLE), runsDir: runs, target: resolveTargetProfile('auto'), data: 'mnist:calib', samples: 16, evalData: 'mnist:test', evalSamples: 100, thresholds: { minSnrDb: 50 }, maxFloatShare: 1, benchmark: false, recoverBudgetMs: 1 },
+      createRunContext(),
+    );
+    expect(report.verdict).toBe('fail');
+    expect(report.search).toBeUndefined();
+    expect(report.quantization!.skippedNodes).toBe(0);
+    expect(report.verdictReasons.join(' ')).toMatch(/stopped at its time budget \(0 s, --recover-budget\) after 0 trial\(s\)/);
   });
   it('a failed verdict the search cannot fix writes the default recipe and fails', () => {
     const r = qforge(['quantize', EXAMPLE, '--data', 'mnist:calib', '--eval-data', 'mnist:test', '--samples', '16', '--eval-samples', '100', '--min-snr', '70', '--max-float-share', '0.5', '--no-benchmark', '--runs-dir', runs, '--json']);

@@ -15,7 +15,7 @@ import { beginWorkDir, endWorkDir, preflightRun } from './run-dir';
 import { REPORT_SCHEMA_VERSION, formatRunSummary, type ArtifactRecord, type RunReport } from './report';
 import { quantizeOptionsFor, readCpuInfo, type TargetProfile } from './target';
 import { withInputShapes } from './tensor';
-import { Trial, deriveTable, parseAccuracyTarget, searchForTarget, type AccuracyTarget, type SensitivityResult, type TrialPlan, type TrialRunner } from './tuning';
+import { Trial, deriveTable, parseAccuracyTarget, searchForTarget, type AccuracyTarget, type SensitivityResult, type TrialPlan, type TrialRunner, type TrialScore } from './tuning';
 import { failedTargets } from './verdict';
 import { decideCorrections, type Correction } from './corrections';
 import { benchmarkTimer, chooseForLatency, DEFAULT_LATENCY_BUDGET_MS } from './latency-search';
@@ -77,6 +77,8 @@ export interface QuantizeRunOptions {
    * @defaultValue true
    */
   recover?: boolean;
+  /** Time the search after a failed verdict may take, in ms. @defaultValue DEFAULT_RECOVER_BUDGET_MS (10 minutes) */
+  recoverBudgetMs?: number;
   /** What the search gives sensitive nodes: float (default) or 16-bit activations. */
   fallback?: 'float' | 'a16';
   /** Nodes whose activations stay 16-bit (W8A16). */
@@ -203,6 +205,36 @@ function speedReasons(b: BenchmarkResult): string[] {
   return [];
 }
 
+/** Time the search after a failed verdict may take before the default recipe is written. */
+export const DEFAULT_RECOVER_BUDGET_MS = 10 * 60 * 1000;
+
+/** The recovery search ran out of its time budget (not an error of the run: the default is written). */
+class SearchOutOfTime extends Error {
+  constructor(readonly trials: number) {
+    super('recovery search out of time');
+  }
+}
+
+/** One trial at a time, checking the deadline between trials (sensitivity alone is one trial per node). */
+function withDeadline(inner: TrialRunner, deadline: number): TrialRunner {
+  let trials = 0;
+  return {
+    async runAll(variants, until) {
+      const out: TrialScore[] = [];
+      for (const v of variants) {
+        if (Date.now() > deadline) throw new SearchOutOfTime(trials);
+        const [r] = await inner.runAll([v]);
+        trials++;
+        out.push(r);
+        if (until?.(r)) break;
+      }
+      return out;
+    },
+    describe: () => inner.describe?.(),
+    dispose: () => inner.dispose?.(),
+  };
+}
+
 /**
  * Runs the pipeline and always writes report.json (a failed run records its coded error).
  * The quantized model appears only if quantization succeeded; it is written atomically.
@@ -305,7 +337,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
    * verdict: records the path in the report, puts the nodes it keeps in higher precision into
    * `options` and returns the table of the method it chose (without histograms).
    */
-  const searchAndApply = async (histTable: CalibrationTable, target: AccuracyTarget): Promise<CalibrationTable> => {
+  const searchAndApply = async (histTable: CalibrationTable, target: AccuracyTarget, deadline?: number): Promise<CalibrationTable> => {
     const evalSpec = opts.evalData ?? opts.data!;
     const plan: TrialPlan = {
       backend,
@@ -314,7 +346,8 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       evaluation: { dataset: openData(evalSpec), samples: opts.evalSamples ?? 200, metric: target.metric, task: opts.task },
       ...(typeof evalSpec === 'string' ? { evaluationSource: { spec: evalSpec, image: opts.image, inputShapes: opts.inputShapes } } : {}),
     };
-    const trial: TrialRunner = opts.trialRunner ? opts.trialRunner(plan, ctx) : new Trial(backend, opts.model, options, plan.evaluation, ctx);
+    const inner: TrialRunner = opts.trialRunner ? opts.trialRunner(plan, ctx) : new Trial(backend, opts.model, options, plan.evaluation, ctx);
+    const trial: TrialRunner = deadline === undefined ? inner : withDeadline(inner, deadline);
     try {
       const methods = [...new Set<CalibrationMethod>([histTable.method, 'percentile', 'entropy', 'mse'])];
       report.search = await searchForTarget(trial, histTable, target, { methods, maxFloatShare: opts.maxFloatShare ?? 0.1, fallback: opts.fallback }, ctx);
@@ -405,29 +438,39 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
         const [metric, op, value] = missed;
         const target: AccuracyTarget = { metric, op, value, text: `${metric}${op}${value}` };
         ctx.logger.info(`verdict FAIL (${verify.failures[0]}): searching for ${target.text} (--no-recover skips this)`);
+        const budgetMs = opts.recoverBudgetMs ?? DEFAULT_RECOVER_BUDGET_MS;
+        const deadline = Date.now() + budgetMs;
         const histTable = await backend.calibrate(opts.model, open(opts.data), { method: table!.method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: true, equalize: options.equalize }, ctx);
         const before = { table: table!, excludeNodes: options.excludeNodes, activation16Nodes: options.activation16Nodes };
-        const found = await searchAndApply(histTable, target);
-        report.search!.trigger = 'verdict';
-        const q2 = await backend.quantize(opts.model, found, options, ctx);
-        const verify2 = await backend.verify(opts.model, q2.model, ds, verifyOptions, ctx);
-        if (verify2.passed) {
-          ({ q, verify, table } = { q: q2, verify: verify2, table: found });
-          report.verify = verify;
-          await recordOutput();
-          report.options.excludeNodes = options.excludeNodes;
-          report.options.activation16Nodes = options.activation16Nodes;
-          if (report.calibrationTable) {
-            await writeCalibrationTable(report.calibrationTable.path, table);
-            report.calibrationTable = { ...(await artifact(report.calibrationTable.path)), format: 'json' };
-            report.calibration = { ...report.calibration!, method: table.method };
+        let found: CalibrationTable | undefined;
+        try {
+          found = await searchAndApply(histTable, target, deadline);
+        } catch (e) {
+          if (!(e instanceof SearchOutOfTime)) throw e;
+          report.verdictReasons.push(`the search after the failed verdict stopped at its time budget (${Math.round(budgetMs / 1000)} s, --recover-budget) after ${e.trials} trial(s) without a passing recipe; the default recipe is written`);
+        }
+        if (found) {
+          report.search!.trigger = 'verdict';
+          const q2 = await backend.quantize(opts.model, found, options, ctx);
+          const verify2 = await backend.verify(opts.model, q2.model, ds, verifyOptions, ctx);
+          if (verify2.passed) {
+            ({ q, verify, table } = { q: q2, verify: verify2, table: found });
+            report.verify = verify;
+            await recordOutput();
+            report.options.excludeNodes = options.excludeNodes;
+            report.options.activation16Nodes = options.activation16Nodes;
+            if (report.calibrationTable) {
+              await writeCalibrationTable(report.calibrationTable.path, table);
+              report.calibrationTable = { ...(await artifact(report.calibrationTable.path)), format: 'json' };
+              report.calibration = { ...report.calibration!, method: table.method };
+            }
+            report.verdictReasons.push(`the default recipe failed (${target.text} missed); the recipe written was chosen by a search scored on this evaluation data — confirm on other held-out data`);
+          } else {
+            // Nothing the search reached passes: the plain default recipe is written, with its honest FAIL.
+            Object.assign(options, { excludeNodes: before.excludeNodes, activation16Nodes: before.activation16Nodes });
+            q = await backend.quantize(opts.model, before.table, options, ctx);
+            report.verdictReasons.push(`the search after the failed verdict found no recipe that passes (best: ${report.search!.method}, ${report.search!.floatNodes.length} node(s) in float); the default recipe is written`);
           }
-          report.verdictReasons.push(`the default recipe failed (${target.text} missed); the recipe written was chosen by a search scored on this evaluation data — confirm on other held-out data`);
-        } else {
-          // Nothing the search reached passes: the plain default recipe is written, with its honest FAIL.
-          Object.assign(options, { excludeNodes: before.excludeNodes, activation16Nodes: before.activation16Nodes });
-          q = await backend.quantize(opts.model, before.table, options, ctx);
-          report.verdictReasons.push(`the search after the failed verdict found no recipe that passes (best: ${report.search!.method}, ${report.search!.floatNodes.length} node(s) in float); the default recipe is written`);
         }
       }
       // Each switchable correction is measured against the same run without it, on the same data,
