@@ -16,7 +16,7 @@ import { REPORT_SCHEMA_VERSION, formatRunSummary, type ArtifactRecord, type RunR
 import { quantizeOptionsFor, readCpuInfo, type TargetProfile } from './target';
 import { withInputShapes } from './tensor';
 import { Trial, deriveTable, parseAccuracyTarget, searchForTarget, type AccuracyTarget, type SensitivityResult, type TrialPlan, type TrialRunner, type TrialScore } from './tuning';
-import { failedTargets } from './verdict';
+import { failedTargets, judgeVerification } from './verdict';
 import { decideCorrections, type Correction } from './corrections';
 import { benchmarkTimer, chooseForLatency, DEFAULT_LATENCY_BUDGET_MS } from './latency-search';
 import { DEFAULT_BENCH_MIN_TIME_MS, formatSpeedup } from './bench-stats';
@@ -337,7 +337,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
    * verdict: records the path in the report, puts the nodes it keeps in higher precision into
    * `options` and returns the table of the method it chose (without histograms).
    */
-  const searchAndApply = async (histTable: CalibrationTable, target: AccuracyTarget, deadline?: number): Promise<CalibrationTable> => {
+  const searchAndApply = async (histTable: CalibrationTable, target: AccuracyTarget, deadline?: number, accept?: (v: VerifyResult) => boolean): Promise<CalibrationTable> => {
     const evalSpec = opts.evalData ?? opts.data!;
     const plan: TrialPlan = {
       backend,
@@ -350,7 +350,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     const trial: TrialRunner = deadline === undefined ? inner : withDeadline(inner, deadline);
     try {
       const methods = [...new Set<CalibrationMethod>([histTable.method, 'percentile', 'entropy', 'mse'])];
-      report.search = await searchForTarget(trial, histTable, target, { methods, maxFloatShare: opts.maxFloatShare ?? 0.1, fallback: opts.fallback }, ctx);
+      report.search = await searchForTarget(trial, histTable, target, { methods, maxFloatShare: opts.maxFloatShare ?? 0.1, fallback: opts.fallback, accept }, ctx);
       const ran = trial.describe?.();
       if (ran) report.options.queue = ran;
     } finally {
@@ -434,7 +434,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       // A failed verdict on real data is searched out of before anything else (calibration methods,
       // then the most sensitive nodes in float), aiming at the very limit the verdict missed.
       const missed = failedTargets(verify)[0];
-      if (missed && opts.recover !== false && mode === 'static' && !opts.calibTable && !opts.accuracyTarget && opts.data && !ds.description.synthetic && !options.qat) {
+      if (missed && opts.recover !== false && mode === 'static' && !opts.calibTable && !opts.accuracyTarget && opts.data && !(typeof opts.data === 'string' && /^random\b/.test(opts.data)) && !ds.description.synthetic && !options.qat) {
         const [metric, op, value] = missed;
         const target: AccuracyTarget = { metric, op, value, text: `${metric}${op}${value}` };
         ctx.logger.info(`verdict FAIL (${verify.failures[0]}): searching for ${target.text} (--no-recover skips this)`);
@@ -443,11 +443,22 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
         const histTable = await backend.calibrate(opts.model, open(opts.data), { method: table!.method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: true, equalize: options.equalize }, ctx);
         const before = { table: table!, excludeNodes: options.excludeNodes, activation16Nodes: options.activation16Nodes };
         let found: CalibrationTable | undefined;
+        // A candidate counts only when the whole verdict passes with the run's own limits, judged as
+        // the final verification will judge it (the target's metric only ranks candidates).
+        const accept = (v: VerifyResult) => judgeVerification({ ...v, thresholds: verifyOptions.thresholds, failures: [], decidedBy: [] }).passed;
         try {
-          found = await searchAndApply(histTable, target, deadline);
+          found = await searchAndApply(histTable, target, deadline, accept);
         } catch (e) {
-          if (!(e instanceof SearchOutOfTime)) throw e;
-          report.verdictReasons.push(`the search after the failed verdict stopped at its time budget (${Math.round(budgetMs / 1000)} s, --recover-budget) after ${e.trials} trial(s) without a passing recipe; the default recipe is written`);
+          if (e instanceof SearchOutOfTime) {
+            report.verdictReasons.push(`the search after the failed verdict stopped at its time budget (${Math.round(budgetMs / 1000)} s, --recover-budget) after ${e.trials} trial(s) without a passing recipe; the default recipe is written`);
+          } else {
+            // A step this backend cannot take (e.g. no float fallback) ends the search, not the run.
+            const err = toQforgeError(e);
+            if (err.code === 'E_ABORTED') throw e;
+            Object.assign(options, { excludeNodes: before.excludeNodes, activation16Nodes: before.activation16Nodes });
+            report.search = undefined;
+            report.verdictReasons.push(`the search after the failed verdict stopped: ${err.code} ${err.message}; the default recipe is written`);
+          }
         }
         if (found) {
           report.search!.trigger = 'verdict';

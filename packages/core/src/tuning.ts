@@ -328,11 +328,17 @@ export async function searchForTarget(
   trial: TrialRunner,
   tableWithHistograms: CalibrationTable,
   target: AccuracyTarget,
-  options: { methods: CalibrationMethod[]; maxFloatShare: number; fallback?: 'float' | 'a16' },
+  options: {
+    methods: CalibrationMethod[];
+    maxFloatShare: number;
+    fallback?: 'float' | 'a16';
+    /** What "met" means when it is more than the target's metric (the whole verdict, for recovery); the metric still ranks. */
+    accept?: (v: VerifyResult) => boolean;
+  },
   ctx: RunContext,
 ): Promise<SearchResult> {
   const precision = options.fallback ?? 'float';
-  const met = (r: TrialScore) => meets(r.verify, target);
+  const met = (r: TrialScore) => (options.accept ? options.accept(r.verify) : meets(r.verify, target));
   const path: SearchStep[] = [];
   const tables = options.methods.map((method) => deriveTable(tableWithHistograms, method));
   const byMethod = upToFirst(await trial.runAll(options.methods.map((method, i) => ({ table: tables[i], excludeNodes: [], label: `method ${method}` })), met), met);

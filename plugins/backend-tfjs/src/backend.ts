@@ -93,8 +93,6 @@ export const TFJS_CAPABILITIES: BackendCapabilities = defineCapabilities({
 /** Largest relative difference between the lowered graph and TensorFlow.js before conversion is refused. */
 const LOWERING_TOLERANCE = 1e-3;
 
-const FP32_TWIN_DESCRIPTION = 'fp32 .tflite of the same graph (same operators, float32 weights and activations): the reference an int8 benchmark runs against in the same interpreter';
-
 interface Fp32Twin {
   /** Resolved path of the fp32 .tflite. */
   path: string;
@@ -400,7 +398,8 @@ export class TfjsBackend implements Backend {
       sizeBytes: bytes.byteLength,
       preparation: [...graph.changes, ...training, ...conversion.changes, ...(reference.change ? [reference.change] : [])],
       decisions: conversion.decisions,
-      ...(reference.path ? { artifacts: { [reference.path]: FP32_TWIN_DESCRIPTION } } : {}),
+      // The fp32 twin stays beside the int8 file in the run folder and is not an artifact: copied
+      // beside `-o` under its fixed name it could overwrite a user's file.
     };
   }
 
