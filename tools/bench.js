@@ -131,6 +131,7 @@ async function benchModel(m) {
     ctx,
   );
   result.wallMs = performance.now() - t0;
+  if (r.status !== 'succeeded') throw new Error(`${m.id}: qforge quantize ${r.status}: ${r.error?.code ?? ''} ${r.error?.message ?? ''}`);
   result.calibrationMs = r.calibration?.durationMs;
   result.calibrationSamples = r.calibration?.sampleCount;
   result.calibrationMethod = r.calibration?.method;
