@@ -337,13 +337,13 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
    * verdict: records the path in the report, puts the nodes it keeps in higher precision into
    * `options` and returns the table of the method it chose (without histograms).
    */
-  const searchAndApply = async (histTable: CalibrationTable, target: AccuracyTarget, deadline?: number, accept?: (v: VerifyResult) => boolean): Promise<CalibrationTable> => {
+  const searchAndApply = async (open: (spec: string | Dataset) => Dataset, histTable: CalibrationTable, target: AccuracyTarget, deadline?: number, accept?: (v: VerifyResult) => boolean): Promise<CalibrationTable> => {
     const evalSpec = opts.evalData ?? opts.data!;
     const plan: TrialPlan = {
       backend,
       model: opts.model,
       options,
-      evaluation: { dataset: openData(evalSpec), samples: opts.evalSamples ?? 200, metric: target.metric, task: opts.task },
+      evaluation: { dataset: open(evalSpec), samples: opts.evalSamples ?? 200, metric: target.metric, task: opts.task },
       ...(typeof evalSpec === 'string' ? { evaluationSource: { spec: evalSpec, image: opts.image, inputShapes: opts.inputShapes } } : {}),
     };
     const inner: TrialRunner = opts.trialRunner ? opts.trialRunner(plan, ctx) : new Trial(backend, opts.model, options, plan.evaluation, ctx);
@@ -362,9 +362,6 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     else options.excludeNodes = [...new Set([...options.excludeNodes, ...report.search.floatNodes])];
     return derived;
   };
-  let openData: (spec: string | Dataset) => Dataset = () => {
-    throw new Error('datasets open after the model inputs are read');
-  };
 
   try {
     if (!detection.available) throw errBackendUnavailable(backend.id, detection.reason ?? 'unknown reason', detection.hint);
@@ -372,7 +369,6 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     ctx.logger.debug(`model inputs: ${inputs.map((i) => `${i.name} ${i.dtype} [${i.shape.map((dim) => dim ?? '?').join(',')}]`).join('; ')}`);
     // Every dataset is checked against the inputs and records the shapes it fed.
     const open = (spec: string | Dataset): Dataset => (typeof spec === 'string' ? openDataset(spec, { inputs, image: opts.image }) : conformDataset(spec, inputs));
-    openData = open;
     let table: CalibrationTable | undefined;
     if (mode === 'static') {
       const t0 = Date.now();
@@ -382,7 +378,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
         const ds = open(opts.data!); // present: preflightRun refuses static runs without data or a table
         const method = opts.method ?? d.method;
         table = await backend.calibrate(opts.model, ds, { method, samples: opts.samples ?? 128, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: Boolean(opts.accuracyTarget), equalize: options.equalize }, ctx);
-        if (opts.accuracyTarget) table = await searchAndApply(table, parseAccuracyTarget(opts.accuracyTarget));
+        if (opts.accuracyTarget) table = await searchAndApply(open, table, parseAccuracyTarget(opts.accuracyTarget));
       }
       const tablePath = join(workDir, 'calibration.json');
       await writeCalibrationTable(tablePath, table);
@@ -447,7 +443,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
         // the final verification will judge it (the target's metric only ranks candidates).
         const accept = (v: VerifyResult) => judgeVerification({ ...v, thresholds: verifyOptions.thresholds, failures: [], decidedBy: [] }).passed;
         try {
-          found = await searchAndApply(histTable, target, deadline, accept);
+          found = await searchAndApply(open, histTable, target, deadline, accept);
         } catch (e) {
           if (e instanceof SearchOutOfTime) {
             report.verdictReasons.push(`the search after the failed verdict stopped at its time budget (${Math.round(budgetMs / 1000)} s, --recover-budget) after ${e.trials} trial(s) without a passing recipe; the default recipe is written`);

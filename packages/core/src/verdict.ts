@@ -83,7 +83,7 @@ export function failedTargets(result: VerifyResult): VerdictTarget[] {
   result.outputs.forEach((o, k) => {
     const verdict = judgeTask(o, t, result, k === 0);
     if (verdict && !verdict[0] && verdict[2]) out.push(verdict[2]);
-    const minSnrDb = t.minSnrDb ?? (!verdict && t.minCosine === undefined ? FALLBACK_MIN_SNR_DB : undefined);
+    const minSnrDb = snrLimit(t, Boolean(verdict));
     if (minSnrDb !== undefined && o.snrDb < minSnrDb) out.push(['snr', '>=', minSnrDb]);
   });
   if (result.accuracy && t.maxAccuracyDropPoints !== undefined && result.accuracy.dropPoints > t.maxAccuracyDropPoints && !out.some((x) => x[0] === 'top1-drop')) out.push(['top1-drop', '<=', t.maxAccuracyDropPoints]);
@@ -92,6 +92,12 @@ export function failedTargets(result: VerifyResult): VerdictTarget[] {
 
 /** The SNR an output without a task verdict must reach when no limit was given. */
 const FALLBACK_MIN_SNR_DB = 20;
+
+/**
+ * The SNR limit of one output: the one given, else (outputs no task metric judged, no cosine limit)
+ * the fallback, so no output passes unjudged.
+ */
+const snrLimit = (t: VerifyThresholds, taskJudged: boolean): number | undefined => t.minSnrDb ?? (!taskJudged && t.minCosine === undefined ? FALLBACK_MIN_SNR_DB : undefined);
 
 export function judgeVerification(result: VerifyResult): VerifyResult {
   const t = result.thresholds;
@@ -106,7 +112,7 @@ export function judgeVerification(result: VerifyResult): VerifyResult {
     }
     // An output no task metric judged (a backend that reports fidelity only) is never passed
     // unjudged: it falls back to the SNR limit that applied before task-aware verdicts.
-    const minSnrDb = t.minSnrDb ?? (!verdict && t.minCosine === undefined ? FALLBACK_MIN_SNR_DB : undefined);
+    const minSnrDb = snrLimit(t, Boolean(verdict));
     if (minSnrDb !== undefined && o.snrDb < minSnrDb) failures.push(`${o.output}: SNR ${o.snrDb.toFixed(1)} dB < ${minSnrDb} dB`);
     if (t.minCosine !== undefined && o.cosine < t.minCosine) failures.push(`${o.output}: cosine ${o.cosine.toFixed(4)} < ${t.minCosine}`);
     if (!verdict && (minSnrDb !== undefined || t.minCosine !== undefined)) decidedBy.push(`${o.output}: ${minSnrDb !== undefined ? `SNR ${o.snrDb.toFixed(1)} dB` : `cosine ${o.cosine.toFixed(4)}`}`);

@@ -2,7 +2,7 @@
 import { errUnsupportedOp, quantizeWeights, type GraphChange, type NodeDecision, type QuantizeOptions } from '@qforge/core';
 import { GraphIndex, attrInt, makeNode, makeTensor, opsetVersion, tensorToFloat32, topologicalSort, uniqueNamer, type ModelProto, type NodeProto } from '@qforge/onnx';
 import { dropUnusedInitializers } from './prepare';
-import { computesWithTableTransposed, describeEmbedding, embeddingChange, gatherInt8Columns, gatherInt8Rows, selectEmbeddings } from './quantize-gather';
+import { applyEmbeddingRewrite, computesWithTableTransposed, embeddingChange, gatherInt8Columns, gatherInt8Rows, selectEmbeddings } from './quantize-gather';
 import { selectWeightedNodes } from './selection';
 
 export const DYNAMIC_OP_TYPES = ['MatMul', 'Gemm', 'Gather'] as const;
@@ -110,20 +110,11 @@ function quantizeEmbeddingsInt8(
       continue;
     }
     const rewrite = tie ? gatherInt8Columns(e, { data: tie.data, scale: tie.scale, perColumn: tie.perColumn }, o.name) : gatherInt8Rows(e, perRow, o.name);
-    g.initializer.push(...rewrite.initializers);
-    o.replaced.set(e.node, rewrite.nodes);
     const scales = perRow ? 'one scale per row' : 'one scale for the table';
     const reason = tie
       ? `int8, ${scales}; tied to ${tie.head}: looks its rows up in that DynamicQuantizeMatMul's int8 weight (no table of its own), dequantizes only the rows gathered`
       : `int8, ${scales}, symmetric; Gather on the int8 table, DequantizeLinear of the rows gathered`;
-    const described = describeEmbedding(e, rewrite, { weightType: 'int8', granularity: perRow ? 'per-channel' : 'per-tensor', reason, sharedWith: tie?.head });
-    decisions.push(described.decision);
-    lines.push(described.line);
-    // The float table goes as soon as its int8 form exists.
-    const at = g.initializer.indexOf(e.table);
-    if (at >= 0) g.initializer.splice(at, 1);
-    e.table.rawData = new Uint8Array(0);
-    e.table.floatData = [];
+    applyEmbeddingRewrite(g, e, rewrite, o.replaced, { weightType: 'int8', granularity: perRow ? 'per-channel' : 'per-tensor', reason, sharedWith: tie?.head }, { decisions, lines });
   }
   return lines;
 }

@@ -239,14 +239,28 @@ function dequantizedRows(c: EmbeddingCandidate, s: { data: string; scale: string
   return { nodes, initializers, addedBytes: 0 };
 }
 
-/** Records one rewritten Gather as a decision, and its table's bytes before and after as a change line. */
-export function describeEmbedding(c: EmbeddingCandidate, rewrite: EmbeddingRewrite, how: { weightType: QuantType; granularity: NodeDecision['granularity']; reason: string; sharedWith?: string }): { decision: NodeDecision; line: string } {
+/**
+ * Puts one Gather's rewrite into the graph (its initializers, its replacement nodes), records its
+ * decision and its bytes line, and frees the float table as soon as its quantized form exists.
+ */
+export function applyEmbeddingRewrite(
+  g: GraphProto,
+  c: EmbeddingCandidate,
+  rewrite: EmbeddingRewrite,
+  replaced: Map<NodeProto, NodeProto[]>,
+  how: { weightType: QuantType; granularity: NodeDecision['granularity']; reason: string; sharedWith?: string },
+  out: { decisions: NodeDecision[]; lines: string[] },
+): void {
+  g.initializer.push(...rewrite.initializers);
+  replaced.set(c.node, rewrite.nodes);
   const floatBytes = c.rows * c.cols * FLOAT_BYTES;
   const after = how.sharedWith ? `no table of its own (reads ${how.sharedWith}'s storage; ${formatBytes(rewrite.addedBytes)} added)` : formatBytes(rewrite.addedBytes);
-  return {
-    decision: { node: c.name, opType: c.node.opType, quantized: true, weightType: how.weightType, granularity: how.granularity, reason: how.reason },
-    line: `${c.name}: ${c.table.name} [${c.rows}×${c.cols}] ${formatBytes(floatBytes)} float32 → ${after}`,
-  };
+  out.decisions.push({ node: c.name, opType: c.node.opType, quantized: true, weightType: how.weightType, granularity: how.granularity, reason: how.reason });
+  out.lines.push(`${c.name}: ${c.table.name} [${c.rows}×${c.cols}] ${formatBytes(floatBytes)} float32 → ${after}`);
+  const at = g.initializer.indexOf(c.table);
+  if (at >= 0) g.initializer.splice(at, 1);
+  c.table.rawData = new Uint8Array(0);
+  c.table.floatData = [];
 }
 
 /** The change entry naming every rewritten Gather with its bytes. */

@@ -2,7 +2,7 @@
 import { errInvalidOption, errUnsupported, throwIfAborted, type Dataset, type GraphChange, type ModelRef, type NodeDecision, type QuantizeOptions, type QuantizeResult, type RunContext, type WeightOnlyOptions } from '@qforge/core';
 import { GraphIndex, encodeModel, intAttr, loadModel, makeNode, makeTensor, tensorToFloat32, topologicalSort, uniqueNamer, withExtraOutputs, type ModelProto, type NodeProto } from '@qforge/onnx';
 import { dropUnusedInitializers, prepareGraph } from './prepare';
-import { blockWeightType, computesWithTableTransposed, describeEmbedding, embeddingChange, gatherBlockQuantized, gatherFromMatMulNBits, refuseBlockLayout, selectEmbeddings, type MatMulNBitsStorage } from './quantize-gather';
+import { applyEmbeddingRewrite, blockWeightType, computesWithTableTransposed, embeddingChange, gatherBlockQuantized, gatherFromMatMulNBits, refuseBlockLayout, selectEmbeddings, type MatMulNBitsStorage } from './quantize-gather';
 import { createSession, runSession } from './runtime';
 import { selectWeightedNodes, type Candidate } from './selection';
 import { writeQuantizeResult } from './write-model';
@@ -408,19 +408,10 @@ export async function quantizeWeightOnly(proto: ModelProto, options: { excludeNo
       continue;
     }
     const rewrite = shareable ? gatherFromMatMulNBits(e, tie.storage, name) : gatherBlockQuantized(e, quantizeBlockwiseRtn(tensorToFloat32(e.table), e.cols, e.rows, eo, 'nk'), name);
-    g.initializer.push(...rewrite.initializers);
-    replaced.set(e.node, rewrite.nodes);
     const how = `GatherBlockQuantized ${eo.bits}-bit, block ${o.blockSize} along each row, ${o.symmetric ? 'symmetric' : 'asymmetric'}`;
     const apart = !tie ? '' : eo.bits !== o.bits ? ` (tied to ${tie.head}, stored apart: ${eo.bits}-bit table, ${o.bits}-bit head)` : ` (tied to ${tie.head}, stored apart: ${e.cols} values per row is not a whole number of blocks)`;
     const reason = shareable ? `${how}; tied to ${tie.head}: reads its MatMulNBits weight, no table of its own` : `${how}, round-to-nearest${apart}`;
-    const described = describeEmbedding(e, rewrite, { weightType: blockWeightType(eo.bits, o.symmetric), granularity: 'per-block', reason, sharedWith: shareable ? tie.head : undefined });
-    decisions.push(described.decision);
-    lines.push(described.line);
-    // The float table goes now, as the weights did.
-    const at = g.initializer.indexOf(e.table);
-    if (at >= 0) g.initializer.splice(at, 1);
-    e.table.rawData = new Uint8Array(0);
-    e.table.floatData = [];
+    applyEmbeddingRewrite(g, e, rewrite, replaced, { weightType: blockWeightType(eo.bits, o.symmetric), granularity: 'per-block', reason, sharedWith: shareable ? tie.head : undefined }, { decisions, lines });
   }
 
   g.node = g.node.flatMap((node) => replaced.get(node) ?? [node]);
