@@ -48,13 +48,19 @@ async function run(s, t) { const o = await s.run({ [s.inputNames[0]]: t }); retu
     const chars = fs.readFileSync(charsetFile, 'utf8').split('\n').map((l) => l.replace(/\r$/, '')); if (chars[chars.length - 1] === '') chars.pop();
     const dict = ['<blank>', ...chars, ' '];
     const decode = (o) => { const [, T, C] = o.dims; let s = '', prev = -1; for (let t = 0; t < T; t++) { let k = 0; for (let c = 1; c < C; c++) if (o.data[t * C + c] > o.data[t * C + k]) k = c; if (k !== prev && k !== 0) s += dict[k]; prev = k; } return s; };
-    const right = [0, 0]; let same = 0;
+    // Levenshtein distance, for character accuracy (PaddleOCR's norm_edit_dis).
+    const edit = (x, y) => { let prev = Array.from({ length: y.length + 1 }, (_, j) => j); for (let i = 1; i <= x.length; i++) { const cur = [i]; for (let j = 1; j <= y.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1] === y[j - 1] ? 0 : 1)); prev = cur; } return prev[y.length]; };
+    const noSpace = (s) => s.replace(/ /g, '');
+    const right = [0, 0]; const rightNs = [0, 0]; const charAcc = [0, 0]; let same = 0;
     for (const [i, f] of files.entries()) {
       const t = await load(f, 320, 48, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], true);
       const [sa, sb] = [decode(await run(a, t)), decode(await run(b, t))];
       if (sa === labels[i]) right[0]++; if (sb === labels[i]) right[1]++; if (sa === sb) same++;
+      [sa, sb].forEach((s, k) => { if (noSpace(s) === noSpace(labels[i])) rightNs[k]++; charAcc[k] += 1 - edit(s, labels[i]) / Math.max(s.length, labels[i].length, 1); });
     }
-    console.log(`rec: line accuracy fp32 ${(100 * right[0] / files.length).toFixed(1)}%, int8 ${(100 * right[1] / files.length).toFixed(1)}% (${files.length} lines); decoded equal ${(100 * same / files.length).toFixed(1)}%`);
+    const pct = (x) => `${(100 * x / files.length).toFixed(1)}%`;
+    console.log(`rec: line accuracy fp32 ${pct(right[0])}, int8 ${pct(right[1])} (${files.length} lines); decoded equal ${pct(same)}`);
+    console.log(`rec: line accuracy ignoring spaces (PaddleOCR RecMetric's default) fp32 ${pct(rightNs[0])}, int8 ${pct(rightNs[1])}; character accuracy fp32 ${pct(charAcc[0])}, int8 ${pct(charAcc[1])}`);
   } else {
     const labels = JSON.parse(fs.readFileSync(path.join(dir, 'labels.json'), 'utf8'));
     const right = [0, 0]; let same = 0;

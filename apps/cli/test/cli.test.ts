@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +47,20 @@ describe('bad input: coded error, hint, exit 2, no partial output', () => {
     const r = qforge([...args, '--json']);
     expect(r.code).toBe(2);
     expect(r.json().error).toMatchObject({ code, hint: expect.any(String) });
+  });
+
+  // --ignore-space compares decoded text: a classifier (no --ctc/--charset) or index sequences (--ctc alone) have none.
+  it.each([
+    ['quantize, no --ctc/--charset', ['quantize', EXAMPLE, '--data', 'random', '--samples', '2', '--ignore-space']],
+    ['verify, no --ctc/--charset', ['verify', EXAMPLE, EXAMPLE, '--data', 'random', '--ignore-space']],
+    ['verify, --ctc without --charset', ['verify', EXAMPLE, EXAMPLE, '--data', 'random', '--ctc', '--ignore-space']],
+    ['sweep, no --ctc/--charset', ['sweep', EXAMPLE, '--data', 'random', '--ignore-space']],
+  ])('--ignore-space without a charset is refused before anything runs: %s', (_name, args) => {
+    const cwd = mkdtempSync(join(tmpdir(), 'qforge-ignore-space-'));
+    const r = qforge([...args, '--json'], { cwd });
+    expect(r.code).toBe(2);
+    expect(r.json().error).toMatchObject({ code: 'E_INVALID_OPTION', context: { option: '--ignore-space' }, hint: expect.stringContaining('--charset') });
+    expect(readdirSync(cwd)).toEqual([]);
   });
 
   it('a file that is not a model', () => {
@@ -238,5 +253,26 @@ describe('TensorFlow.js → int8 .tflite from the CLI', () => {
     const r = qforge(['quantize', tfjs, '--target', 'x86-avx2', '--data', 'mnist:calib', '--runs-dir', join(work, 'tflite-runs')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/E_INVALID_OPTION[\s\S]*tflite-int8/);
+  });
+});
+
+describe('CTC recognizer from the CLI: --ignore-space', () => {
+  const ASSETS = join(REPO, 'node_modules', '@gutenye', 'ocr-models', 'assets');
+  const REC = join(ASSETS, 'ch_PP-OCRv4_rec_infer.onnx');
+  const text = join(work, 'text');
+  beforeAll(() => {
+    execFileSync(process.execPath, [join(REPO, 'tools', 'render-text.js'), text, '4', 'rec']);
+  });
+  const verify = (extra: string[]) =>
+    qforge(['verify', REC, REC, '--data', join(text, 'rec', 'eval'), '--samples', '4', '--image-size', '320x48', '--resize', 'pad', '--mean', '0.5,0.5,0.5', '--std', '0.5,0.5,0.5', '--charset', join(ASSETS, 'ppocr_keys_v1.txt'), '--no-per-layer', '--json', ...extra]);
+
+  it('the flag reaches the verdict: the result records it and the deciding line says so; without it, neither', () => {
+    const on = verify(['--ignore-space']);
+    expect(on.code).toBe(0);
+    expect(on.json().outputs[0].task).toMatchObject({ kind: 'sequence', ignoreSpace: true });
+    expect(on.json().decidedBy[0]).toMatch(/line accuracy \(spaces ignored\) /);
+    const off = verify([]);
+    expect(off.json().outputs[0].task.ignoreSpace).toBeUndefined();
+    expect(off.json().decidedBy.join(' ')).not.toContain('spaces ignored');
   });
 });

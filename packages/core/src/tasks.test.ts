@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { VerifyResult } from './contract';
 import { datasetFromIterable } from './datasets/custom';
 import { withLabelFile } from './datasets/labels';
-import { OutputAccumulator, ctcGreedy, ctcText, detectTask, editDistance, parseTaskFlags, readCharset } from './tasks';
+import { OutputAccumulator, ctcGreedy, ctcText, describeTaskMetric, detectTask, editDistance, parseTaskFlags, readCharset } from './tasks';
 import { parseAccuracyTarget, score, meets } from './tuning';
 import { judgeVerification } from './verdict';
 
@@ -121,6 +121,64 @@ describe('sequences: CTC-decoded lines', () => {
     const plain = new OutputAccumulator('probs', { dims: [1, 6, 4], producer: 'Softmax' });
     plain.add(ab, ab, [1, 6, 4]);
     expect(verification([plain.result()]).decidedBy![0]).toMatch(/position agreement 100\.0%/);
+  });
+  describe('ignoreSpace (--ignore-space, PaddleOCR RecMetric ignore_space)', () => {
+    // Blank, a, b, c, and PaddleOCR's trailing space class (index 4).
+    const ab = sequence([1, 0, 2, 0, 0, 0], 5);
+    const abSpace = sequence([1, 0, 2, 4, 0, 0], 5);
+    /** fp32 reads "ab" three times; int8 adds a trailing space once; one label has a space fp32 never reads. */
+    const measure = (ctc: { blank: number; charset?: string[]; ignoreSpace?: boolean }) => {
+      const acc = new OutputAccumulator('probs', { dims: [1, 6, 5], producer: 'Softmax' }, { ctc });
+      acc.add(ab, abSpace, [1, 6, 5], { text: 'ab' });
+      acc.add(ab, ab, [1, 6, 5], { text: 'ab' });
+      acc.add(ab, ab, [1, 6, 5], { text: 'a b' });
+      return verification([acc.result()]);
+    };
+
+    it('spaces count by default: lines that differ only in spaces are misread, and the verdict fails', () => {
+      const v = measure({ blank: 0, charset });
+      const t = v.outputs[0].task!;
+      expect(t.ignoreSpace).toBeUndefined();
+      expect(t.lineAgreement).toBeCloseTo(2 / 3);
+      expect(t.lineAccuracy!.reference).toBeCloseTo(2 / 3);
+      expect(t.lineAccuracy!.candidate).toBeCloseTo(1 / 3);
+      expect(t.charAccuracy!.reference).toBeCloseTo((1 + 1 + 2 / 3) / 3);
+      expect(t.charAccuracy!.candidate).toBeCloseTo((2 / 3 + 1 + 2 / 3) / 3);
+      expect(describeTaskMetric(t)).toBe('line accuracy 66.7% → 33.3% (char 88.9% → 77.8%)');
+      expect(v.passed).toBe(false);
+      expect(v.failures[0]).toBe('probs (sequence): line accuracy 66.7% → 33.3%, drop 33.33 points > 3');
+    });
+
+    it('with ignoreSpace, prediction and label are compared without spaces, and the text says so', () => {
+      const v = measure({ blank: 0, charset, ignoreSpace: true });
+      const t = v.outputs[0].task!;
+      expect(t).toMatchObject({ ignoreSpace: true, lineAgreement: 1, lineAccuracy: { reference: 1, candidate: 1, dropPoints: 0 }, charAccuracy: { reference: 1, candidate: 1, dropPoints: 0 } });
+      // The examples show what was decoded, spaces and all.
+      expect(t.examples![0]).toEqual({ label: 'ab', reference: 'ab', candidate: 'ab ' });
+      expect(describeTaskMetric(t)).toBe('line accuracy (spaces ignored) 100.0% → 100.0% (char 100.0% → 100.0%)');
+      expect(v.passed).toBe(true);
+      expect(v.decidedBy![0]).toBe('probs (sequence): line accuracy (spaces ignored) 100.0% → 100.0%, drop 0.00 points ≤ 3');
+    });
+
+    it('other characters still count: an int8 model that misreads a letter fails with spaces ignored', () => {
+      const acc = new OutputAccumulator('probs', { dims: [1, 6, 5], producer: 'Softmax' }, { ctc: { blank: 0, charset, ignoreSpace: true } });
+      acc.add(ab, sequence([1, 0, 3, 4, 0, 0], 5), [1, 6, 5], { text: 'ab' });
+      const v = verification([acc.result()]);
+      expect(v.outputs[0].task!.lineAccuracy).toMatchObject({ reference: 1, candidate: 0, dropPoints: 100 });
+      expect(v.failures[0]).toMatch(/line accuracy \(spaces ignored\) 100\.0% → 0\.0%/);
+    });
+
+    it('without labels it applies to decoded-line agreement; without a charset (index sequences) it is not applied nor claimed', () => {
+      const unlabeled = new OutputAccumulator('probs', { dims: [1, 6, 5], producer: 'Softmax' }, { ctc: { blank: 0, charset, ignoreSpace: true } });
+      unlabeled.add(ab, abSpace, [1, 6, 5]);
+      expect(verification([unlabeled.result()]).decidedBy![0]).toMatch(/decoded lines equal \(spaces ignored\) 100\.0% ≥ 90\.0%/);
+      const indices = new OutputAccumulator('probs', { dims: [1, 6, 5], producer: 'Softmax' }, { ctc: { blank: 0, ignoreSpace: true } });
+      indices.add(ab, ab, [1, 6, 5]);
+      const t = indices.result().task!;
+      expect(t.ignoreSpace).toBeUndefined();
+      expect(t.examples![0].reference).toBe('1 2');
+      expect(describeTaskMetric(t)).toBe('decoded lines equal 100.0%');
+    });
   });
   it('reads a charset file, one symbol per line, spaces kept', () => {
     const dir = mkdtempSync(join(tmpdir(), 'qforge-charset-'));

@@ -28,6 +28,13 @@ export interface CtcOptions {
   charset?: string[];
   /** Where the charset came from, for reports. */
   charsetFile?: string;
+  /**
+   * Compare decoded lines and labels with every space removed (`--ignore-space`), as PaddleOCR's
+   * `RecMetric(ignore_space=True)` does: line accuracy, character accuracy and line agreement stop
+   * counting where spaces fall. Needs `charset` (index sequences have no spaces); without one it is
+   * not applied and the result does not claim it. @defaultValue false
+   */
+  ignoreSpace?: boolean;
 }
 
 /** How outputs are interpreted; part of `VerifyOptions`. */
@@ -66,11 +73,13 @@ export interface TaskFidelity {
   pixelAgreement?: number;
   /** sequence with CTC: share of samples whose decoded strings are equal. */
   lineAgreement?: number;
+  /** sequence with CTC and a charset: lines and labels were compared with every space removed (`--ignore-space`). */
+  ignoreSpace?: boolean;
   /** sequence with CTC and string labels: share of lines read exactly. */
   lineAccuracy?: AccuracyPair;
   /** sequence with CTC and string labels: 1 − mean normalized edit distance (PaddleOCR's norm_edit_dis). */
   charAccuracy?: AccuracyPair;
-  /** A few decoded lines, for reports. */
+  /** A few decoded lines, for reports (as decoded: spaces kept even when `ignoreSpace`). */
   examples?: { label?: string; reference: string; candidate: string }[];
   /** embedding: ‖ref − cand‖ / ‖ref‖ over all samples (0.1 is the old 20 dB SNR). */
   relativeError?: number;
@@ -191,6 +200,11 @@ export function ctcText(indices: number[], classes: number, ctc: CtcOptions): st
   }).join('');
 }
 
+/** PaddleOCR's `ignore_space`: `str.replace(" ", "")`, the ASCII space only. */
+function withoutSpaces(s: string): string {
+  return s.replace(/ /g, '');
+}
+
 /** What a sample may carry for task metrics. */
 export interface TaskLabel {
   label?: number;
@@ -245,6 +259,8 @@ export class OutputAccumulator {
   private candHits = 0;
   /** A Softmax output holds probabilities, not logits (LogSoftmax outputs are log-softmax invariant). */
   private readonly probabilities: boolean;
+  /** Decoded text is compared without spaces: asked for, and there is text (a charset) to take them from. */
+  private readonly ignoreSpace: boolean;
   private readonly examples: NonNullable<TaskFidelity['examples']> = [];
 
   constructor(
@@ -255,6 +271,7 @@ export class OutputAccumulator {
     const forced = options.tasks?.[output];
     const detected = detectTask(first.dims, first.producer, first.modelInputs);
     this.probabilities = first.producer === 'Softmax';
+    this.ignoreSpace = Boolean(options.ctc?.ignoreSpace && options.ctc.charset);
     this.kind = forced ?? detected.kind;
     this.detectedFrom = forced ? `--task ${output}=${forced}` : detected.detectedFrom;
     this.fidelity = new FidelityAccumulator(output);
@@ -285,18 +302,22 @@ export class OutputAccumulator {
         const ctc = this.options.ctc;
         if (!ctc) break;
         const steps = dims.length >= 2 ? dims[dims.length - 2] : reference.length / last;
+        const compared = this.ignoreSpace ? withoutSpaces : (s: string) => s;
         for (let off = 0; off < reference.length; off += steps * last) {
           const ref = ctcText(ctcGreedy(reference, off, steps, last, ctc.blank), last, ctc);
           const cand = ctcText(ctcGreedy(candidate, off, steps, last, ctc.blank), last, ctc);
+          const r = compared(ref);
+          const c = compared(cand);
           this.lines++;
-          if (ref === cand) this.sameLines++;
+          if (r === c) this.sameLines++;
           const text = label.text;
           if (text !== undefined && ctc.charset) {
+            const t = compared(text);
             this.labeledLines++;
-            if (ref === text) this.refExact++;
-            if (cand === text) this.candExact++;
-            this.refChar += 1 - editDistance(ref, text) / Math.max(1, [...ref].length, [...text].length);
-            this.candChar += 1 - editDistance(cand, text) / Math.max(1, [...cand].length, [...text].length);
+            if (r === t) this.refExact++;
+            if (c === t) this.candExact++;
+            this.refChar += 1 - editDistance(r, t) / Math.max(1, [...r].length, [...t].length);
+            this.candChar += 1 - editDistance(c, t) / Math.max(1, [...c].length, [...t].length);
           }
           if (this.examples.length < MAX_EXAMPLES) this.examples.push({ ...(text !== undefined ? { label: text } : {}), reference: ref, candidate: cand });
         }
@@ -379,6 +400,7 @@ export class OutputAccumulator {
     }
     if (this.kind === 'sequence' && this.lines > 0) {
       task.lineAgreement = this.sameLines / this.lines;
+      if (this.ignoreSpace) task.ignoreSpace = true;
       if (this.labeledLines > 0) {
         const pair = (r: number, c: number): AccuracyPair => ({ reference: r / this.labeledLines, candidate: c / this.labeledLines, dropPoints: ((r - c) / this.labeledLines) * 100 });
         task.lineAccuracy = pair(this.refExact, this.candExact);
@@ -412,8 +434,8 @@ export function describeTaskMetric(t: TaskFidelity): string {
     case 'map':
       return `map IoU ${t.iou!.toFixed(3)} at threshold ${t.threshold} (pixel agreement ${(t.pixelAgreement! * 100).toFixed(2)}%)`;
     case 'sequence':
-      if (t.lineAccuracy) return `line accuracy ${(t.lineAccuracy.reference * 100).toFixed(1)}% → ${(t.lineAccuracy.candidate * 100).toFixed(1)}% (char ${(t.charAccuracy!.reference * 100).toFixed(1)}% → ${(t.charAccuracy!.candidate * 100).toFixed(1)}%)`;
-      if (t.lineAgreement !== undefined) return `decoded lines equal ${(t.lineAgreement * 100).toFixed(1)}%`;
+      if (t.lineAccuracy) return `line accuracy${spacesNote(t)} ${(t.lineAccuracy.reference * 100).toFixed(1)}% → ${(t.lineAccuracy.candidate * 100).toFixed(1)}% (char ${(t.charAccuracy!.reference * 100).toFixed(1)}% → ${(t.charAccuracy!.candidate * 100).toFixed(1)}%)`;
+      if (t.lineAgreement !== undefined) return `decoded lines equal${spacesNote(t)} ${(t.lineAgreement * 100).toFixed(1)}%`;
       return `position agreement ${((t.positionAgreement ?? 0) * 100).toFixed(1)}%`;
     case 'embedding':
       return `relative error ${t.relativeError!.toPrecision(3)}`;
@@ -421,6 +443,11 @@ export function describeTaskMetric(t: TaskFidelity): string {
       if (!t.perplexity) return 'no position with a next token to score';
       return `perplexity ${t.perplexity.reference.toFixed(3)} → ${t.perplexity.candidate.toFixed(3)} (${signedPercent(t.perplexity.increasePercent)}) over ${t.scoredTokens} tokens, next-token agreement ${((t.nextTokenAgreement ?? 0) * 100).toFixed(1)}%`;
   }
+}
+
+/** ` (spaces ignored)` after a line metric computed with `ignoreSpace`, else nothing. */
+export function spacesNote(t: Pick<TaskFidelity, 'ignoreSpace'>): string {
+  return t.ignoreSpace ? ' (spaces ignored)' : '';
 }
 
 /** `+0.42%` / `−0.10%`. */

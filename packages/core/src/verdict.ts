@@ -1,7 +1,7 @@
 // Pass/fail of a verification against its thresholds, judged the same way for every backend.
 import type { VerifyResult, VerifyThresholds } from './contract';
 import type { OutputFidelity } from './metrics';
-import { DEFAULT_TASK_THRESHOLDS, signedPercent } from './tasks';
+import { DEFAULT_TASK_THRESHOLDS, signedPercent, spacesNote } from './tasks';
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
@@ -45,11 +45,11 @@ function judgeTask(o: OutputFidelity, t: VerifyThresholds, result: VerifyResult,
         // A reference that reads nothing means the labels or the charset are wrong: no verdict can rest on it.
         if (a.reference === 0) return [false, `${name}: the fp32 model reads none of the labeled lines (check --charset, --ctc blank index and the labels)`];
         const ok = a.dropPoints <= d.maxLineAccuracyDropPoints;
-        return [ok, `${name}: line accuracy ${pct(a.reference)} → ${pct(a.candidate)}, drop ${a.dropPoints.toFixed(2)} points ${ok ? '≤' : '>'} ${d.maxLineAccuracyDropPoints}`, ['line-acc-drop', '<=', d.maxLineAccuracyDropPoints]];
+        return [ok, `${name}: line accuracy${spacesNote(task)} ${pct(a.reference)} → ${pct(a.candidate)}, drop ${a.dropPoints.toFixed(2)} points ${ok ? '≤' : '>'} ${d.maxLineAccuracyDropPoints}`, ['line-acc-drop', '<=', d.maxLineAccuracyDropPoints]];
       }
       if (task.lineAgreement !== undefined) {
         const ok = task.lineAgreement >= d.minLineAgreement;
-        return [ok, `${name}: decoded lines equal ${pct(task.lineAgreement)} ${ok ? '≥' : '<'} ${pct(d.minLineAgreement)}`, ['line-agree', '>=', d.minLineAgreement]];
+        return [ok, `${name}: decoded lines equal${spacesNote(task)} ${pct(task.lineAgreement)} ${ok ? '≥' : '<'} ${pct(d.minLineAgreement)}`, ['line-agree', '>=', d.minLineAgreement]];
       }
       if (task.positionAgreement === undefined) return undefined;
       const ok = task.positionAgreement >= d.minPositionAgreement;

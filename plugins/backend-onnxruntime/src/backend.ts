@@ -480,7 +480,10 @@ export class OnnxRuntimeBackend implements Backend {
       for (const n of candProto.graph.node) {
         if (n.opType !== 'DequantizeLinear') continue;
         const q = producers.get(n.input[0]);
-        if (q?.opType === 'QuantizeLinear' && refNames.has(q.input[0]) && !outputs.includes(q.input[0])) layerPairs.push({ ref: q.input[0], cand: n.output[0], node: producers.get(q.input[0])?.name });
+        // Only the tensor's own dequantizer (same scale and zero point as its Q): a relabeled one reads
+        // the same integers as another tensor (x·f + o, quantize-qdq.ts) and is not X itself.
+        const own = n.input[1] === q?.input[1] && (n.input[2] ?? '') === (q?.input[2] ?? '');
+        if (q?.opType === 'QuantizeLinear' && own && refNames.has(q.input[0]) && !outputs.includes(q.input[0])) layerPairs.push({ ref: q.input[0], cand: n.output[0], node: producers.get(q.input[0])?.name });
       }
     }
     // Outputs made by a saturating activation are also compared on the activation's input.

@@ -7,6 +7,7 @@ import {
   quantizeWeights,
   quantizeTensor,
   quantizeWithScales,
+  quantRange,
   scaleFromRange,
   widenScalesForBias,
   type CalibrationTable,
@@ -32,7 +33,7 @@ import {
   type NodeProto,
 } from '@qforge/onnx';
 import { QDQ_MIN_OPSET, dropUnusedInitializers, type OpsetRefusal } from './prepare';
-import { OP_QUANTIZERS, defaultStaticOpTypes, opQuantizer, type OpContext, type OpQuantizer } from './ops';
+import { OP_QUANTIZERS, defaultStaticOpTypes, opQuantizer, type AffineMap, type OpContext, type OpQuantizer } from './ops';
 
 const MS_DOMAIN = 'com.microsoft';
 
@@ -93,30 +94,72 @@ function outputTensor(idx: GraphIndex, n: NodeProto, q: OpQuantizer): string {
   return act ? act.output[0] : n.output[0];
 }
 
-export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, opts: QuantizeOptions & { perAxisAllowed: boolean; opsetRefusal?: OpsetRefusal }): QdqResult {
-  const g = proto.graph;
-  const requested = opts.opTypes.length ? opts.opTypes : [...STATIC_OP_TYPES];
-  const unknown = requested.filter((t) => !STATIC_KNOWN.includes(t));
-  if (unknown.length) throw errUnsupportedOp('onnxruntime', unknown, { operation: 'static quantization', supported: STATIC_KNOWN.join(',') });
-  const opTypes = new Set(requested);
-  const excluded = new Set(opts.excludeNodes);
-  const idx = new GraphIndex(g);
-  const opset = opsetVersion(proto);
-  const ctx: OpContext = { idx, opset };
-  const order = topologicalSort(g);
-  const name = uniqueNamer(g);
+type ActParams = QuantParams & { type: QuantType };
+
+/** A quantized tensor whose integers are another tensor's: params = (root scale · factor, root zero point − shift). */
+interface Derivation {
+  root: string;
+  factor: number;
+  shift: number;
+}
+
+/** What static quantization decided before touching the graph. */
+interface StaticPlan {
+  selected: Map<NodeProto, OpQuantizer>;
+  weightOnly: Map<NodeProto, OpQuantizer>;
+  decisions: NodeDecision[];
+  wide: Set<string>;
+  qTensors: Map<string, ActParams>;
+  constInputs: Set<string>;
+  outputPairs: Set<string>;
+  floatOutputConvs: Set<NodeProto>;
+  fusedActivations: NodeProto[];
+  sharedThrough: NodeProto[];
+  /** Affine nodes that leave the graph, each with the tensor whose integers its output reuses. */
+  relabeled: { node: NodeProto; y: string; root: string }[];
+  /** Affine candidates whose relabel turned out impossible in this plan (they are planned again without it). */
+  failedRelabels: NodeProto[];
+}
+
+interface PlanInput {
+  g: ModelProto['graph'];
+  idx: GraphIndex;
+  ctx: OpContext;
+  order: NodeProto[];
+  table: CalibrationTable;
+  opts: QuantizeOptions;
+  opTypes: Set<string>;
+  excluded: Set<string>;
+  /** Affine nodes not to relabel (an earlier plan found it impossible). */
+  noRelabel: Set<NodeProto>;
+}
+
+const nodeName = (n: NodeProto) => n.name || n.output[0];
+
+function planStatic(p: PlanInput): StaticPlan {
+  const { idx, ctx, order, table, opts, opTypes, excluded, noRelabel } = p;
   const decisions: NodeDecision[] = [];
-  const changes: GraphChange[] = [];
-  /** Nodes that run int8, with their family; weight-only nodes keep float kernels. */
   const selected = new Map<NodeProto, OpQuantizer>();
   const weightOnly = new Map<NodeProto, OpQuantizer>();
-  const nodeName = (n: NodeProto) => n.name || n.output[0];
   const skip = (n: NodeProto, reason: string) => decisions.push({ node: nodeName(n), opType: n.opType, quantized: false, reason });
   const isConstant = (t: string) => idx.initializers.has(t);
+  // Affine candidates: relabeled where their source or all their consumers are int8 (decided below).
+  const affine = new Map<NodeProto, AffineMap>();
+  for (const n of order) {
+    const q = opQuantizer(n.opType, n.domain);
+    const m = q?.affine?.(n, ctx);
+    if (!m || noRelabel.has(n) || excluded.has(nodeName(n)) || idx.graphOutputNames.has(n.output[0])) continue;
+    // hard-swish's `x + 3` before Clip(0, 6): with the family's kernel asked for, one QLinearAdd
+    // with the Clip in its output range beats a relabel followed by a float Clip and a requantize.
+    if (q!.fusesActivation && opTypes.has(n.opType) && fusedActivation(idx, n.output[0])) continue;
+    affine.set(n, m);
+  }
+  const isPassThrough = (c: NodeProto) => affine.has(c) || opQuantizer(c.opType, c.domain)?.role === 'pass-through';
+  const sourceOf = (c: NodeProto) => affine.get(c)?.input ?? c.input[0];
 
   for (const n of order) {
     const q = opQuantizer(n.opType, n.domain);
-    if (!q || q.role === 'recurrent' || q.role === 'pass-through' || !opTypes.has(n.opType)) continue;
+    if (!q || q.role === 'recurrent' || q.role === 'pass-through' || affine.has(n) || !opTypes.has(n.opType)) continue;
     if (excluded.has(nodeName(n))) {
       skip(n, 'excluded by the user (--exclude-nodes)');
       continue;
@@ -157,9 +200,9 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
   }
   // An int8 element-wise op between float neighbours only adds a quantize and a dequantize.
   const feedsFromInt8 = (t: string) => {
-    let p = idx.producer.get(t);
-    while (p && opQuantizer(p.opType, p.domain)?.role === 'pass-through') p = idx.producer.get(p.input[0]);
-    return Boolean(p && selected.has(p));
+    let pr = idx.producer.get(t);
+    while (pr && isPassThrough(pr)) pr = idx.producer.get(sourceOf(pr));
+    return Boolean(pr && selected.has(pr));
   };
   for (const [n, q] of [...selected]) {
     if (q.role !== 'activation') continue;
@@ -169,53 +212,49 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
     selected.delete(n);
     skip(n, 'neither its inputs nor its consumers run in int8: quantizing it alone would only add Q/DQ work');
   }
-  if (opset < QDQ_MIN_OPSET && (selected.size || weightOnly.size)) {
-    const r = opts.opsetRefusal;
-    throw errUnsupportedOp('onnxruntime', [r?.op ?? `opset ${opset}`], {
-      operation: `opset upgrade ${opset} → ${QDQ_MIN_OPSET} (QuantizeLinear needs opset ${QDQ_MIN_OPSET})`,
-      node: r?.node,
-      reason: `${r?.reason ?? `the model is at opset ${opset}`}; re-export at opset 13 or later, or use --mode dynamic`,
-    });
-  }
 
   // Activation parameters: uint8/int8 asymmetric per tensor, full range (weights carry reduce-range);
   // uint16 around the nodes asked to keep 16-bit activations (W8A16).
   const a16 = new Set(opts.activation16Nodes ?? []);
-  const unknownA16 = [...a16].filter((x) => ![...selected.keys()].some((n) => nodeName(n) === x));
-  if (unknownA16.length) throw errInvalidOption('--a16-nodes', `not quantized nodes of this model: ${unknownA16.join(', ')}`, 'Name nodes from the report\'s decisions (or `qforge sensitivity`).');
   const wide = new Set<string>();
-  const paramsOf = (min: number, max: number, tensor: string): QuantParams & { type: QuantType } => {
+  const rangeOf = (tensor: string): [number, number] => {
+    const t = table.tensors[tensor];
+    if (!t) throw errCalibTableMismatch(`no range for tensor ${tensor}`, { tensor });
+    return [t.range[0], t.range[1]];
+  };
+  const paramsOf = (min: number, max: number, tensor: string): ActParams => {
     const type: QuantType = wide.has(tensor) ? 'uint16' : opts.activationType;
     return { ...scaleFromRange(min, max, { type }), type };
   };
-  const actParams = (tensor: string): QuantParams & { type: QuantType } => {
-    const t = table.tensors[tensor];
-    if (!t) throw errCalibTableMismatch(`no range for tensor ${tensor}`, { tensor });
-    return paramsOf(t.range[0], t.range[1], tensor);
-  };
+  const actParams = (tensor: string): ActParams => paramsOf(...rangeOf(tensor), tensor);
   const activationInputsOf = (n: NodeProto, q: OpQuantizer) => q.activationInputs(n, ctx).map((i) => n.input[i]);
   for (const [n, q] of selected) {
     if (!a16.has(nodeName(n))) continue;
     for (const t of activationInputsOf(n, q)) if (!isConstant(t)) wide.add(t);
     wide.add(outputTensor(idx, n, q));
   }
-  const qTensors = new Map<string, QuantParams & { type: QuantType }>();
+  const qTensors = new Map<string, ActParams>();
   /** Float constants read by element-wise families, quantized from their values in the activation type. */
   const constInputs = new Set<string>();
   const outputPairs = new Set<string>();
   const floatOutputConvs = new Set<NodeProto>();
+  const fusedActivations: NodeProto[] = [];
   for (const [n, q] of selected) {
     for (const t of activationInputsOf(n, q)) {
       if (isConstant(t)) constInputs.add(t);
       else if (!qTensors.has(t)) qTensors.set(t, actParams(t));
     }
   }
+  /** Whether an int8 kernel reads the tensor, directly or through pass-through and affine nodes. */
+  const readByInt8 = (t: string, depth = 0): boolean =>
+    depth < 64 && idx.consumersOf(t).some((c) => selected.has(c) || (isPassThrough(c) && c.output.some((o) => o && readByInt8(o, depth + 1))));
   // Output rules after input ranges: a fixed output range (Sigmoid) wins over its consumer's calibrated one.
   for (const [n, q] of selected) {
     const act = q.fusesActivation ? fusedActivation(idx, n.output[0]) : undefined;
     const y = act ? act.output[0] : n.output[0];
     const rule = q.output(n, ctx);
-    if (act) changes.push({ kind: 'fuse-activation', node: n.name, detail: `${act.opType} absorbed into the output range of ${nodeName(n)}` });
+    if (q.floatOutput?.(n, ctx) && !readByInt8(y)) continue;
+    if (act) fusedActivations.push(n);
     if (rule.kind === 'fixed') {
       qTensors.set(y, paramsOf(rule.min, rule.max, y));
       continue;
@@ -231,25 +270,158 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
       qTensors.set(y, actParams(y));
     }
   }
-  // Share parameters through pass-through ops between quantized tensors, so no requantization happens.
-  const isPassThrough = (c: NodeProto) => opQuantizer(c.opType, c.domain)?.role === 'pass-through';
+
+  // Pass-through and affine nodes, in graph order. Each quantized tensor derives from a root (a
+  // tensor quantized from its own range): pass-through outputs share their input's parameters, an
+  // affine output multiplies the scale and shifts the zero point. Roots' parameters are final
+  // only once every shift is known (a shift may snap its root's scale), so they compose at the end.
+  const derived = new Map<string, Derivation>();
+  const derivationOf = (t: string): Derivation | undefined => derived.get(t) ?? (qTensors.has(t) ? { root: t, factor: 1, shift: 0 } : undefined);
+  /** Roots whose scale a shift fixed: another shift must be a whole number of steps at that scale. */
+  const pinned = new Set<string>();
   const sharedThrough: NodeProto[] = [];
-  const rescaled: { node: NodeProto; x: string; y: string }[] = [];
+  const relabeled: StaticPlan['relabeled'] = [];
+  const failedRelabels: NodeProto[] = [];
+  const feedsInt8 = (outs: string[]) => outs.every((o) => idx.consumersOf(o).every((c) => selected.has(c) || isPassThrough(c)));
   for (const n of order) {
+    const m = affine.get(n);
+    if (m) {
+      const y = n.output[0];
+      let d = derivationOf(m.input);
+      let madeRoot = false;
+      // A float source feeding only int8 consumers: quantizing the source instead of the output is
+      // the same single rounding, and the node itself disappears. Not when float ops also read the
+      // source: they would read it rounded too.
+      const onlyInt8Readers = idx.consumersOf(m.input).every((c) => c === n || selected.has(c) || isPassThrough(c)) && !idx.graphOutputNames.has(m.input);
+      if (!d && onlyInt8Readers && feedsInt8([y]) && table.tensors[m.input] && !wide.has(m.input)) {
+        qTensors.set(m.input, actParams(m.input));
+        d = { root: m.input, factor: 1, shift: 0 };
+        madeRoot = true;
+      }
+      // Read by float ops, a relabel only trades the float op for a DequantizeLinear (and its snap
+      // costs precision): it pays only where int8 kernels read the output.
+      if (!d || !feedsInt8([y])) {
+        if (madeRoot) qTensors.delete(m.input);
+        continue;
+      }
+      const step = relabelStep(d, m, qTensors.get(d.root)!, pinned.has(d.root), rangeOf(d.root), wide.has(d.root) || wide.has(y));
+      if (!step) {
+        if (madeRoot) qTensors.delete(m.input);
+        failedRelabels.push(n);
+        continue;
+      }
+      if (step.root) {
+        qTensors.set(d.root, step.root);
+        if (m.offset !== 0) pinned.add(d.root);
+      }
+      derived.set(y, step.derivation);
+      relabeled.push({ node: n, y, root: d.root });
+      continue;
+    }
     const q = opQuantizer(n.opType, n.domain);
-    if (q?.role !== 'pass-through') continue;
-    const p = qTensors.get(n.input[0]);
+    if (q?.role !== 'pass-through' || q.affine) continue;
+    const d = derivationOf(n.input[0]);
     const outs = n.output.filter(Boolean);
     // A 16-bit tensor keeps its own parameters: sharing would narrow it back to 8 bits.
-    if (!p || outs.some((o) => idx.graphOutputNames.has(o) || wide.has(o)) || wide.has(n.input[0]) || q.refuse?.(n, ctx)) continue;
-    const feedsInt8 = outs.every((o) => idx.consumersOf(o).every((c) => selected.has(c) || isPassThrough(c)));
-    if (!feedsInt8) continue;
-    const rule = q.output(n, ctx);
-    for (const o of outs) qTensors.set(o, rule.kind === 'scaled' ? { ...p, scale: p.scale * rule.factor } : p);
-    if (rule.kind === 'scaled') rescaled.push({ node: n, x: n.input[0], y: n.output[0] });
-    else sharedThrough.push(n);
+    if (!d || outs.some((o) => idx.graphOutputNames.has(o) || wide.has(o)) || wide.has(n.input[0]) || q.refuse?.(n, ctx)) continue;
+    if (!feedsInt8(outs)) continue;
+    for (const o of outs) derived.set(o, d);
+    sharedThrough.push(n);
   }
+  for (const [t, d] of derived) {
+    const r = qTensors.get(d.root)!;
+    qTensors.set(t, { ...r, scale: r.scale * d.factor, zeroPoint: r.zeroPoint - d.shift });
+  }
+  return { selected, weightOnly, decisions, wide, qTensors, constInputs, outputPairs, floatOutputConvs, fusedActivations, sharedThrough, relabeled, failedRelabels };
+}
 
+/** The most a shift may enlarge its root's scale (u/k ≤ 1.03: the shift is at least 34 steps). */
+const MAX_SNAP = 1.03;
+
+/**
+ * One affine step y = f·x + o on a quantized x (root r, x = F·r with r = s·(q − z + S)):
+ * y = s·F·f·(q − z + S + o/(s·F·f)), exact when o/(s·F·f) is a whole number k. An unpinned root's
+ * scale is enlarged (never shrunk, so its range still fits) until it is, by at most 3%; its range
+ * is widened, by at most a quarter, when y's zero would fall outside the integers. Returns the new
+ * root parameters (when they change) and y's derivation, or undefined when no exact relabel exists.
+ */
+export function relabelStep(
+  d: Derivation,
+  m: AffineMap,
+  root: ActParams,
+  pinned: boolean,
+  range: [number, number],
+  wide: boolean,
+): { root?: ActParams; derivation: Derivation } | undefined {
+  const factor = d.factor * m.factor;
+  if (m.offset === 0) return { derivation: { ...d, factor } };
+  if (wide || root.type === 'uint16') return undefined;
+  const { qmin, qmax } = quantRange({ type: root.type });
+  const within = (zp: number) => zp >= qmin && zp <= qmax;
+  if (pinned || d.shift !== 0) {
+    const u = m.offset / (root.scale * factor);
+    const k = Math.round(u);
+    if (Math.abs(u - k) > 1e-4 * Math.max(1, Math.abs(u))) return undefined;
+    const shift = d.shift + k;
+    return within(root.zeroPoint - shift) ? { derivation: { root: d.root, factor, shift } } : undefined;
+  }
+  let [lo, hi] = [Math.min(range[0], 0), Math.max(range[1], 0)];
+  const span = hi - lo;
+  // y is zero where the root is −o/F: that value must be on the root's integer grid.
+  const zeroAt = -m.offset / factor;
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const base = scaleFromRange(lo, hi, { type: root.type });
+    const u = m.offset / (base.scale * factor);
+    const k = Math.sign(u) * Math.floor(Math.abs(u));
+    // The snap enlarges the scale by u/k: beyond MAX_SNAP the root loses more precision than the
+    // requantization the relabel saves.
+    if (k === 0 || u / k > MAX_SNAP) return undefined;
+    const scale = m.offset / (factor * k);
+    const zeroPoint = Math.round(qmin - lo / scale);
+    if (within(zeroPoint) && within(zeroPoint - k)) return { root: { ...root, scale, zeroPoint }, derivation: { root: d.root, factor, shift: k } };
+    // Widen the root's range to hold y's zero, with a step of margin, if that costs little.
+    const margin = 1.5 * scale;
+    lo = Math.min(lo, zeroAt - margin);
+    hi = Math.max(hi, zeroAt + margin);
+    if (hi - lo > 1.25 * span) return undefined;
+  }
+  return undefined;
+}
+
+export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, opts: QuantizeOptions & { perAxisAllowed: boolean; opsetRefusal?: OpsetRefusal }): QdqResult {
+  const g = proto.graph;
+  const requested = opts.opTypes.length ? opts.opTypes : [...STATIC_OP_TYPES];
+  const unknown = requested.filter((t) => !STATIC_KNOWN.includes(t));
+  if (unknown.length) throw errUnsupportedOp('onnxruntime', unknown, { operation: 'static quantization', supported: STATIC_KNOWN.join(',') });
+  const opTypes = new Set(requested);
+  const excluded = new Set(opts.excludeNodes);
+  const idx = new GraphIndex(g);
+  const opset = opsetVersion(proto);
+  const ctx: OpContext = { idx, opset };
+  const order = topologicalSort(g);
+  const name = uniqueNamer(g);
+  const isConstant = (t: string) => idx.initializers.has(t);
+  // An affine node whose relabel proves impossible is planned again as an ordinary node (its
+  // family's int8 kernel when asked for, else float); its neighbours' choices follow.
+  const noRelabel = new Set<NodeProto>();
+  let plan = planStatic({ g, idx, ctx, order, table, opts, opTypes, excluded, noRelabel });
+  for (let round = 0; round < 4 && plan.failedRelabels.length; round++) {
+    plan.failedRelabels.forEach((n) => noRelabel.add(n));
+    plan = planStatic({ g, idx, ctx, order, table, opts, opTypes, excluded, noRelabel });
+  }
+  const { selected, weightOnly, decisions, wide, qTensors, constInputs, outputPairs, floatOutputConvs, sharedThrough, relabeled } = plan;
+  const changes: GraphChange[] = plan.fusedActivations.map((n) => ({ kind: 'fuse-activation', node: n.name, detail: `${fusedActivation(idx, n.output[0])!.opType} absorbed into the output range of ${nodeName(n)}` }));
+  if (opset < QDQ_MIN_OPSET && (selected.size || weightOnly.size)) {
+    const r = opts.opsetRefusal;
+    throw errUnsupportedOp('onnxruntime', [r?.op ?? `opset ${opset}`], {
+      operation: `opset upgrade ${opset} → ${QDQ_MIN_OPSET} (QuantizeLinear needs opset ${QDQ_MIN_OPSET})`,
+      node: r?.node,
+      reason: `${r?.reason ?? `the model is at opset ${opset}`}; re-export at opset 13 or later, or use --mode dynamic`,
+    });
+  }
+  const a16 = new Set(opts.activation16Nodes ?? []);
+  const unknownA16 = [...a16].filter((x) => ![...selected.keys()].some((n) => nodeName(n) === x));
+  if (unknownA16.length) throw errInvalidOption('--a16-nodes', `not quantized nodes of this model: ${unknownA16.join(', ')}`, 'Name nodes from the report\'s decisions (or `qforge sensitivity`).');
   const zpArray = (type: QuantType) => (type === 'uint16' ? Uint16Array : type === 'int8' ? Int8Array : Uint8Array);
   const newNodes: NodeProto[] = [];
   const dqName = new Map<string, string>();
@@ -393,25 +565,27 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
     });
   }
 
-  // A rescale leaves the graph: its output's DequantizeLinear reads the input's integers with the
-  // multiplied scale, so Div and the Q that would requantize its output both go.
+  // An affine node leaves the graph: its output's DequantizeLinear reads its root's integers with
+  // the derived scale and zero point, so the node and the Q that would requantize its output both go.
   const gone = new Set<NodeProto>();
-  for (const r of rescaled) {
-    const x = qdqOf.get(r.x);
+  for (const r of relabeled) {
+    const root = qdqOf.get(r.root);
     const y = qdqOf.get(r.y);
-    if (!x || !y) continue;
-    y.dq.input[0] = x.q.output[0];
+    if (!root || !y) continue;
+    y.dq.input[0] = root.q.output[0];
     gone.add(r.node).add(y.q);
+    const p = qTensors.get(r.y)!;
+    changes.push({ kind: 'fold-affine-qparams', node: nodeName(r.node), detail: `${r.node.opType} by a scalar constant folded into quantization parameters: ${r.y} reads ${r.root}'s integers at scale ${p.scale.toPrecision(4)}, zero point ${p.zeroPoint}` });
   }
   g.node = g.node.filter((n) => !gone.has(n));
   g.node.push(...newNodes.filter((n) => !gone.has(n)));
-  // Dequantizers left without readers by the rescales.
+  // Dequantizers left without readers by the relabels.
   const read = new Set(g.node.flatMap((n) => n.input));
   g.node = g.node.filter((n) => n.opType !== 'DequantizeLinear' || n.output.some((o) => read.has(o) || idx.graphOutputNames.has(o)));
   g.node = topologicalSort(g);
   dropUnusedInitializers(proto);
   if (wide.size && !proto.opsetImport.some((o) => o.domain === MS_DOMAIN)) proto.opsetImport.push({ domain: MS_DOMAIN, version: 1 });
-  const shared = `${sharedThrough.length ? `; ${sharedThrough.length} pass-through op(s) share their input's parameters` : ''}${rescaled.length ? `; ${rescaled.length} division(s) by a constant folded into a dequantization scale` : ''}`;
+  const shared = `${sharedThrough.length ? `; ${sharedThrough.length} pass-through op(s) share their input's parameters` : ''}${relabeled.length ? `; ${relabeled.length} product(s)/sum(s) with a scalar constant folded into quantization parameters` : ''}`;
   changes.push({ kind: 'insert-qdq', detail: `${qTensors.size} activation tensor(s) and ${weightCache.size} weight(s) quantized${constInputs.size ? `, ${constInputs.size} constant operand(s)` : ''}${shared}${wide.size ? `; ${wide.size} activation tensor(s) at 16 bits around ${a16.size} node(s)` : ''}` });
   return { decisions, changes, quantizedTensors: [...qTensors.keys()] };
 }

@@ -92,6 +92,8 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     }
     if (flags.queue && !flags['accuracy-target']) throw errInvalidOption('--queue', 'only the --accuracy-target search runs trials that workers can share', 'Add --accuracy-target …, or leave out --queue (one quantize run is one process; use `qforge sweep --queue` for a grid).');
     if (flags.queue && flags.preset) throw errInvalidOption('--queue', 'a preset run has no search to share', 'Leave out --queue.');
+    // Task flags that contradict each other fail now, not after the calibration.
+    const task = taskOptions(flags);
     // An unreachable queue fails now, not after the calibration.
     if (flags.queue) await checkQueueReachable(flags.queue);
     const model = flags.preset ? presetInput(args.model) : modelRef(args.model);
@@ -142,7 +144,7 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
         maxLineAccuracyDropPoints: numberIn('max-line-acc-drop', flags['max-line-acc-drop'], RANGES.accDropPoints),
         maxPerplexityIncreasePercent: numberIn('max-ppl-increase', flags['max-ppl-increase'], RANGES.percentIncrease),
       },
-      task: taskOptions(flags),
+      task,
       image: imageOptions(flags),
       inputShapes: flags['input-shape'] ?? [],
       accuracyTarget: flags['accuracy-target'],

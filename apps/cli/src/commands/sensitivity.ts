@@ -34,6 +34,8 @@ With --queue, calibration runs here and every variant is a trial for \`qforge wo
     const model = modelRef(args.model);
     const backend = await this.registry.resolve({ backend: flags.backend, format: model.format, verb: 'quantize' });
     const target = resolveTargetProfile(flags.target, undefined, backend.capabilities.targets);
+    // Task flags that contradict each other fail now, not after the calibration.
+    const task = taskOptions(flags);
     // An unreachable queue fails now, not after the calibration.
     if (flags.queue) await checkQueueReachable(flags.queue);
     const { ctx, stop } = cliRunContext({ verbose: this.verbose });
@@ -44,7 +46,7 @@ With --queue, calibration runs here and every variant is a trial for \`qforge wo
       const table = await backend.calibrate(model, openDataset(flags.data, { inputs, image }), { method: (flags.method ?? d.method) as CalibrationMethod, samples: positiveInt('samples', flags.samples), target }, ctx);
       const base = quantizeOptionsFor(target, { output: '' });
       const evalData = flags['eval-data'] ?? flags.data;
-      const evaluation: EvalPlan = { dataset: openDataset(evalData, { inputs, image }), samples: positiveInt('eval-samples', flags['eval-samples']), metric: flags.metric as MetricKind, task: taskOptions(flags) };
+      const evaluation: EvalPlan = { dataset: openDataset(evalData, { inputs, image }), samples: positiveInt('eval-samples', flags['eval-samples']), metric: flags.metric as MetricKind, task };
       let trial: TrialRunner;
       if (flags.queue) {
         stop();

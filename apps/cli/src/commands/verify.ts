@@ -41,12 +41,13 @@ export default class Verify extends QforgeCommand {
       maxPerplexityIncreasePercent: numberIn('max-ppl-increase', flags['max-ppl-increase'], RANGES.percentIncrease),
       ...(flags['min-cosine'] !== undefined ? { minCosine: numberIn('min-cosine', flags['min-cosine'], RANGES.cosine) } : {}),
     };
+    const task = taskOptions(flags);
     const reference = modelRef(args.reference);
     const candidate = modelRef(args.candidate);
     const backend = await this.registry.resolve({ backend: flags.backend, format: reference.format, verb: 'verify' });
     const { ctx, stop } = cliRunContext({ verbose: this.verbose });
     const dataset = openDataset(flags.data, { inputs: withInputShapes(await backend.modelInputs(reference, ctx), flags['input-shape'] ?? []), image: imageOptions(flags) });
-    const r = await backend.verify(reference, candidate, dataset, { samples: positiveInt('samples', flags.samples), thresholds, perLayer: flags['per-layer'], ...taskOptions(flags) }, ctx).finally(stop);
+    const r = await backend.verify(reference, candidate, dataset, { samples: positiveInt('samples', flags.samples), thresholds, perLayer: flags['per-layer'], ...task }, ctx).finally(stop);
     this.logDebug(`verified on ${r.samples} sample(s) of ${dataset.description.source}: ${Object.entries(dataset.description.inputShapes ?? {}).map(([name, shapes]) => `${name} ${shapes.join(' | ')}`).join('; ') || 'shapes not recorded'}`);
     // The task metric first: what the output means and whether it still says the same.
     for (const o of r.outputs) if (o.task) this.log(`${o.output} (${o.task.kind}; ${o.task.detectedFrom}): ${describeTaskMetric(o.task)}`);

@@ -85,16 +85,24 @@ export const taskFlags = {
   ctc: Flags.boolean({ description: 'Greedy-decode sequence outputs as CTC and compare the decoded strings (implied by --charset).', helpGroup: 'TASK' }),
   'ctc-blank': Flags.integer({ description: 'Index of the CTC blank class.', default: 0, helpGroup: 'TASK' }),
   charset: Flags.string({ description: 'CTC symbols, one per line in class order after the blank (PaddleOCR ppocr_keys_v1.txt); with string labels (labels.txt beside the data) gives line and character accuracy.', helpGroup: 'TASK' }),
+  'ignore-space': Flags.boolean({ description: "Compare decoded lines and labels with every space removed, as PaddleOCR's RecMetric(ignore_space) does: line and character accuracy stop counting where spaces fall. Needs --charset.", default: false, helpGroup: 'TASK' }),
 };
 
-export function taskOptions(flags: { task?: string[]; 'map-threshold'?: string; ctc?: boolean; 'ctc-blank'?: number; charset?: string }): TaskOptions {
+export function taskOptions(flags: { task?: string[]; 'map-threshold'?: string; ctc?: boolean; 'ctc-blank'?: number; charset?: string; 'ignore-space'?: boolean }): TaskOptions {
   const out: TaskOptions = {};
   if (flags.task?.length) out.tasks = parseTaskFlags(flags.task);
   if (flags['map-threshold'] !== undefined) out.mapThreshold = numberIn('map-threshold', flags['map-threshold'], { min: -1e6, max: 1e6 });
+  if (flags['ignore-space'] && !flags.charset) {
+    throw errInvalidOption(
+      '--ignore-space',
+      flags.ctc ? 'without --charset the decoded lines are class indices, which hold no spaces to ignore' : 'it applies to CTC-decoded text lines, and neither --ctc nor --charset was given',
+      'Pass --charset <file> (the recognizer\'s symbols, e.g. ppocr_keys_v1.txt), or leave out --ignore-space.',
+    );
+  }
   if (flags.ctc || flags.charset) {
     const blank = flags['ctc-blank'] ?? 0;
     if (!Number.isInteger(blank) || blank < 0) throw errInvalidOption('--ctc-blank', `must be a class index (integer ≥ 0), got ${blank}`);
-    out.ctc = { blank, ...(flags.charset ? { charset: readCharset(flags.charset), charsetFile: flags.charset } : {}) };
+    out.ctc = { blank, ...(flags.charset ? { charset: readCharset(flags.charset), charsetFile: flags.charset } : {}), ...(flags['ignore-space'] ? { ignoreSpace: true } : {}) };
   }
   return out;
 }

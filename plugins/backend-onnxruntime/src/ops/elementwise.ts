@@ -1,6 +1,7 @@
 // Element-wise family: Add and Mul (residual sums, SE-block scaling, hard-swish) → QLinearAdd / QLinearMul.
 import type { OpContext, OpQuantizer } from './types';
 import type { NodeProto } from '@qforge/onnx';
+import { affineMap } from './affine';
 
 /**
  * A constant operand is quantized on one 8-bit grid in the activation type (the int8 kernels take
@@ -28,4 +29,8 @@ export const elementwiseQuantizer: OpQuantizer = {
   refuse: refuseElementwise,
   activationInputs: () => [0, 1],
   output: () => ({ kind: 'own' }),
+  // A product with a positive scalar or a sum with one (PP-LCNet's learnable affine `x·a + b`)
+  // becomes a change of the input's quantization parameters where that input is int8: no
+  // QLinearMul/QLinearAdd and none of their requantization rounding.
+  affine: affineMap,
 };

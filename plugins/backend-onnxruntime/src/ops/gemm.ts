@@ -17,6 +17,9 @@ export const gemmQuantizer: OpQuantizer = {
   refuse: (node, ctx) => (hasComputedB(node, ctx.idx) ? undefined : refuseWeighted(node, ctx.idx)),
   activationInputs: (node, ctx) => (hasComputedB(node, ctx.idx) ? [0, 1] : [0]),
   output: () => ({ kind: 'own' }),
+  // Measured (ORT 1.30): a constant B becomes MatMulIntegerToFloat; a computed B stays a float
+  // MatMul on dequantized inputs unless a Q follows (QLinearMatMul).
+  floatOutput: (node, ctx) => !hasComputedB(node, ctx.idx),
   // Gemm's B is [K, N] ([N, K] with transB); a MatMul weight has one output axis only when 2-D.
   weightAxis: (node, rank) => (node.opType === 'Gemm' ? (attrInt(node, 'transB', 0) ? 0 : 1) : rank === 2 ? 1 : undefined),
   biasShift: gemmBiasShift,

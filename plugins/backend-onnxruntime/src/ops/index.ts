@@ -6,11 +6,12 @@ import { elementwiseQuantizer } from './elementwise';
 import { gemmQuantizer } from './gemm';
 import { lstmQuantizer } from './lstm';
 import { averagePoolQuantizer } from './pooling';
-import { rescaleQuantizer } from './rescale';
+import { affineQuantizer } from './affine';
 import { maxPoolQuantizer, padQuantizer, reshapeQuantizer, resizeQuantizer, sliceQuantizer } from './pass-through';
 import type { OpQuantizer } from './types';
 
-export type { OpContext, OpQuantizer, OpRole, OutputRule, QOperatorPattern } from './types';
+export type { AffineMap, OpContext, OpQuantizer, OpRole, OutputRule, QOperatorPattern } from './types';
+export { affineMap } from './affine';
 
 /** Every registered family. */
 export const OP_QUANTIZERS: readonly OpQuantizer[] = [
@@ -28,7 +29,7 @@ export const OP_QUANTIZERS: readonly OpQuantizer[] = [
   resizeQuantizer,
   sliceQuantizer,
   padQuantizer,
-  rescaleQuantizer,
+  affineQuantizer,
 ];
 
 const BY_OP_TYPE = new Map<string, OpQuantizer>();

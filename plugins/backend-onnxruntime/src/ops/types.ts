@@ -6,10 +6,16 @@ import type { NodeProto, GraphIndex } from '@qforge/onnx';
  * - `own`: the output's calibrated range (after a fused Relu/Clip when `fusesActivation`).
  * - `shared`: input 0's parameters, so no requantization happens (ops that only move or select values).
  * - `fixed`: a range known from the op's math (Sigmoid and Softmax in [0, 1]), no calibration needed.
- * - `scaled`: input 0's integers and zero point with the scale times `factor` (a pass-through op that
- *   multiplies by a constant: the node is removed, the consumers' DequantizeLinear does the product).
  */
-export type OutputRule = { kind: 'own' } | { kind: 'shared' } | { kind: 'fixed'; min: number; max: number } | { kind: 'scaled'; factor: number };
+export type OutputRule = { kind: 'own' } | { kind: 'shared' } | { kind: 'fixed'; min: number; max: number };
+
+/** y = factor·x + offset, x being the node's tensor input `input` (the other input is a scalar constant). */
+export interface AffineMap {
+  input: string;
+  /** > 0: a scale stays positive. */
+  factor: number;
+  offset: number;
+}
 
 /**
  * The role of a family in the graph.
@@ -49,6 +55,20 @@ export interface OpQuantizer {
   activationInputs(node: NodeProto, ctx: OpContext): number[];
   /** How the output's parameters are chosen (weighted and activation families). */
   output(node: NodeProto, ctx: OpContext): OutputRule;
+  /**
+   * When the node is an affine map of one tensor by scalar constants, it can leave the graph where
+   * that tensor is quantized: DQ(q, s, z)·f + o = DQ(q, s·f, z − o/(s·f)), exact when o/(s·f) is an
+   * integer (the driver snaps the source's scale so it is) and the zero point stays in range. The
+   * consumers' DequantizeLinear then reads the source's integers: no kernel, no extra rounding.
+   * Tried before the family's own int8 kernel.
+   */
+  affine?(node: NodeProto, ctx: OpContext): AffineMap | undefined;
+  /**
+   * Whether the runtime has an int8 kernel with a float output for this node (ONNX Runtime fuses
+   * `DQ → MatMul` without a Q into MatMulIntegerToFloat, for a constant B only): an output that
+   * only float ops read is then left unquantized — no rounding of logits, no Q/DQ work.
+   */
+  floatOutput?(node: NodeProto, ctx: OpContext): boolean;
   /** A single Relu/Clip(0, …) consumer is absorbed into the output range (ONNX Runtime drops it before a Q). */
   readonly fusesActivation?: boolean;
   /** The output-channel axis of the weight at input[1], or undefined for one scale per tensor. */
