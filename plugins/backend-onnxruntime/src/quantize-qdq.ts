@@ -7,7 +7,6 @@ import {
   quantizeWeights,
   quantizeTensor,
   quantizeWithScales,
-  quantRange,
   scaleFromRange,
   widenScalesForBias,
   type CalibrationTable,
@@ -96,11 +95,10 @@ function outputTensor(idx: GraphIndex, n: NodeProto, q: OpQuantizer): string {
 
 type ActParams = QuantParams & { type: QuantType };
 
-/** A quantized tensor whose integers are another tensor's: params = (root scale · factor, root zero point − shift). */
+/** A quantized tensor whose integers are another tensor's: params = (root scale · factor, root zero point). */
 interface Derivation {
   root: string;
   factor: number;
-  shift: number;
 }
 
 /** What static quantization decided before touching the graph. */
@@ -273,12 +271,9 @@ function planStatic(p: PlanInput): StaticPlan {
 
   // Pass-through and affine nodes, in graph order. Each quantized tensor derives from a root (a
   // tensor quantized from its own range): pass-through outputs share their input's parameters, an
-  // affine output multiplies the scale and shifts the zero point. Roots' parameters are final
-  // only once every shift is known (a shift may snap its root's scale), so they compose at the end.
+  // affine output multiplies the scale.
   const derived = new Map<string, Derivation>();
-  const derivationOf = (t: string): Derivation | undefined => derived.get(t) ?? (qTensors.has(t) ? { root: t, factor: 1, shift: 0 } : undefined);
-  /** Roots whose scale a shift fixed: another shift must be a whole number of steps at that scale. */
-  const pinned = new Set<string>();
+  const derivationOf = (t: string): Derivation | undefined => derived.get(t) ?? (qTensors.has(t) ? { root: t, factor: 1 } : undefined);
   const sharedThrough: NodeProto[] = [];
   const relabeled: StaticPlan['relabeled'] = [];
   const failedRelabels: NodeProto[] = [];
@@ -295,26 +290,17 @@ function planStatic(p: PlanInput): StaticPlan {
       const onlyInt8Readers = idx.consumersOf(m.input).every((c) => c === n || selected.has(c) || isPassThrough(c)) && !idx.graphOutputNames.has(m.input);
       if (!d && onlyInt8Readers && feedsInt8([y]) && table.tensors[m.input] && !wide.has(m.input)) {
         qTensors.set(m.input, actParams(m.input));
-        d = { root: m.input, factor: 1, shift: 0 };
+        d = { root: m.input, factor: 1 };
         madeRoot = true;
       }
-      // Read by float ops, a relabel only trades the float op for a DequantizeLinear (and its snap
-      // costs precision): it pays only where int8 kernels read the output.
-      if (!d || !feedsInt8([y])) {
-        if (madeRoot) qTensors.delete(m.input);
-        continue;
-      }
-      const step = relabelStep(d, m, qTensors.get(d.root)!, pinned.has(d.root), rangeOf(d.root), wide.has(d.root) || wide.has(y));
-      if (!step) {
+      // Read by float ops, a relabel only trades the float op for a DequantizeLinear: it pays only
+      // where int8 kernels read the output.
+      if (!d || !feedsInt8([y]) || wide.has(d.root) || wide.has(y)) {
         if (madeRoot) qTensors.delete(m.input);
         failedRelabels.push(n);
         continue;
       }
-      if (step.root) {
-        qTensors.set(d.root, step.root);
-        if (m.offset !== 0) pinned.add(d.root);
-      }
-      derived.set(y, step.derivation);
+      derived.set(y, { root: d.root, factor: d.factor * m.factor });
       relabeled.push({ node: n, y, root: d.root });
       continue;
     }
@@ -330,62 +316,9 @@ function planStatic(p: PlanInput): StaticPlan {
   }
   for (const [t, d] of derived) {
     const r = qTensors.get(d.root)!;
-    qTensors.set(t, { ...r, scale: r.scale * d.factor, zeroPoint: r.zeroPoint - d.shift });
+    qTensors.set(t, { ...r, scale: r.scale * d.factor });
   }
   return { selected, weightOnly, decisions, wide, qTensors, constInputs, outputPairs, floatOutputConvs, fusedActivations, sharedThrough, relabeled, failedRelabels };
-}
-
-/** The most a shift may enlarge its root's scale (u/k ≤ 1.03: the shift is at least 34 steps). */
-const MAX_SNAP = 1.03;
-
-/**
- * One affine step y = f·x + o on a quantized x (root r, x = F·r with r = s·(q − z + S)):
- * y = s·F·f·(q − z + S + o/(s·F·f)), exact when o/(s·F·f) is a whole number k. An unpinned root's
- * scale is enlarged (never shrunk, so its range still fits) until it is, by at most 3%; its range
- * is widened, by at most a quarter, when y's zero would fall outside the integers. Returns the new
- * root parameters (when they change) and y's derivation, or undefined when no exact relabel exists.
- */
-export function relabelStep(
-  d: Derivation,
-  m: AffineMap,
-  root: ActParams,
-  pinned: boolean,
-  range: [number, number],
-  wide: boolean,
-): { root?: ActParams; derivation: Derivation } | undefined {
-  const factor = d.factor * m.factor;
-  if (m.offset === 0) return { derivation: { ...d, factor } };
-  if (wide || root.type === 'uint16') return undefined;
-  const { qmin, qmax } = quantRange({ type: root.type });
-  const within = (zp: number) => zp >= qmin && zp <= qmax;
-  if (pinned || d.shift !== 0) {
-    const u = m.offset / (root.scale * factor);
-    const k = Math.round(u);
-    if (Math.abs(u - k) > 1e-4 * Math.max(1, Math.abs(u))) return undefined;
-    const shift = d.shift + k;
-    return within(root.zeroPoint - shift) ? { derivation: { root: d.root, factor, shift } } : undefined;
-  }
-  let [lo, hi] = [Math.min(range[0], 0), Math.max(range[1], 0)];
-  const span = hi - lo;
-  // y is zero where the root is −o/F: that value must be on the root's integer grid.
-  const zeroAt = -m.offset / factor;
-  for (let attempt = 0; attempt < 4; attempt++) {
-    const base = scaleFromRange(lo, hi, { type: root.type });
-    const u = m.offset / (base.scale * factor);
-    const k = Math.sign(u) * Math.floor(Math.abs(u));
-    // The snap enlarges the scale by u/k: beyond MAX_SNAP the root loses more precision than the
-    // requantization the relabel saves.
-    if (k === 0 || u / k > MAX_SNAP) return undefined;
-    const scale = m.offset / (factor * k);
-    const zeroPoint = Math.round(qmin - lo / scale);
-    if (within(zeroPoint) && within(zeroPoint - k)) return { root: { ...root, scale, zeroPoint }, derivation: { root: d.root, factor, shift: k } };
-    // Widen the root's range to hold y's zero, with a step of margin, if that costs little.
-    const margin = 1.5 * scale;
-    lo = Math.min(lo, zeroAt - margin);
-    hi = Math.max(hi, zeroAt + margin);
-    if (hi - lo > 1.25 * span) return undefined;
-  }
-  return undefined;
 }
 
 export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, opts: QuantizeOptions & { perAxisAllowed: boolean; opsetRefusal?: OpsetRefusal }): QdqResult {
@@ -575,7 +508,7 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
     y.dq.input[0] = root.q.output[0];
     gone.add(r.node).add(y.q);
     const p = qTensors.get(r.y)!;
-    changes.push({ kind: 'fold-affine-qparams', node: nodeName(r.node), detail: `${r.node.opType} by a scalar constant folded into quantization parameters: ${r.y} reads ${r.root}'s integers at scale ${p.scale.toPrecision(4)}, zero point ${p.zeroPoint}` });
+    changes.push({ kind: 'fold-affine-qparams', node: nodeName(r.node), detail: `${r.node.opType} by a scalar constant folded into a dequantization scale: ${r.y} reads ${r.root}'s integers at scale ${p.scale.toPrecision(4)}` });
   }
   g.node = g.node.filter((n) => !gone.has(n));
   g.node.push(...newNodes.filter((n) => !gone.has(n)));
@@ -585,7 +518,7 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
   g.node = topologicalSort(g);
   dropUnusedInitializers(proto);
   if (wide.size && !proto.opsetImport.some((o) => o.domain === MS_DOMAIN)) proto.opsetImport.push({ domain: MS_DOMAIN, version: 1 });
-  const shared = `${sharedThrough.length ? `; ${sharedThrough.length} pass-through op(s) share their input's parameters` : ''}${relabeled.length ? `; ${relabeled.length} product(s)/sum(s) with a scalar constant folded into quantization parameters` : ''}`;
+  const shared = `${sharedThrough.length ? `; ${sharedThrough.length} pass-through op(s) share their input's parameters` : ''}${relabeled.length ? `; ${relabeled.length} product(s) with a positive scalar constant folded into a dequantization scale` : ''}`;
   changes.push({ kind: 'insert-qdq', detail: `${qTensors.size} activation tensor(s) and ${weightCache.size} weight(s) quantized${constInputs.size ? `, ${constInputs.size} constant operand(s)` : ''}${shared}${wide.size ? `; ${wide.size} activation tensor(s) at 16 bits around ${a16.size} node(s)` : ''}` });
   return { decisions, changes, quantizedTensors: [...qTensors.keys()] };
 }

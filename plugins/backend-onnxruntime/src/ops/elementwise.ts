@@ -29,8 +29,7 @@ export const elementwiseQuantizer: OpQuantizer = {
   refuse: refuseElementwise,
   activationInputs: () => [0, 1],
   output: () => ({ kind: 'own' }),
-  // A product with a positive scalar or a sum with one (PP-LCNet's learnable affine `x·a + b`)
-  // becomes a change of the input's quantization parameters where that input is int8: no
-  // QLinearMul/QLinearAdd and none of their requantization rounding.
+  // A product with a positive scalar (PP-LCNet's learnable affine scale) becomes a change of the
+  // input's scale where int8 kernels read it: no QLinearMul and none of its requantization rounding.
   affine: affineMap,
 };

@@ -1,7 +1,7 @@
-import { resolveTargetProfile, quantizeOptionsFor, scaleFromRange, type CalibrationTable } from '@qforge/core';
+import { resolveTargetProfile, quantizeOptionsFor, type CalibrationTable } from '@qforge/core';
 import { DataType, GraphIndex, encodeModel, intsAttr, makeNode, makeTensor, makeValueInfo, tensorToFloat32, type ModelProto, type NodeProto, type TensorProto } from '@qforge/onnx';
 import * as ort from 'onnxruntime-node';
-import { calibrationTensors, quantizeStaticQdq, relabelStep, STATIC_OP_TYPES } from '../quantize-qdq';
+import { calibrationTensors, quantizeStaticQdq, STATIC_OP_TYPES } from '../quantize-qdq';
 import { OP_QUANTIZERS, opQuantizer } from '.';
 
 function model(nodes: NodeProto[], inits: TensorProto[]): ModelProto {
@@ -44,12 +44,12 @@ describe('op-quantizer registry', () => {
     expect(calibrationTensors(residual()).sort()).toEqual(['a', 'd', 'm', 's', 'x', 'y'].sort());
   });
 
-  it('keeps a residual block int8 end to end: QLinear-fusable Mul, the +3 and the /6 folded into parameters', () => {
+  it('keeps a residual block int8 end to end: QLinear-fusable Add/Mul, the /6 folded into a scale', () => {
     const proto = residual();
     const r = quantizeStaticQdq(proto, range('x', 'a', 's', 'm', 'd', 'y'), opts(['Conv', 'Add', 'Mul']));
     const byName = new Map(r.decisions.map((d) => [d.node, d]));
-    expect(['conv_a', 'mul', 'conv_b'].map((n) => byName.get(n)?.quantized)).toEqual([true, true, true]);
-    expect(r.changes.filter((c) => c.kind === 'fold-affine-qparams').map((c) => c.node)).toEqual(['add', 'div']);
+    expect(['conv_a', 'add', 'mul', 'conv_b'].map((n) => byName.get(n)?.quantized)).toEqual([true, true, true, true]);
+    expect(r.changes.filter((c) => c.kind === 'fold-affine-qparams').map((c) => c.node)).toEqual(['div']);
     const g = proto.graph;
     // The Div is gone; conv_b's input DequantizeLinear reads the Mul's integers at the Mul's scale / 6.
     expect(g.node.some((n) => n.opType === 'Div')).toBe(false);
@@ -105,85 +105,51 @@ async function run(proto: ModelProto, x: Float32Array): Promise<Float32Array> {
 }
 
 describe('affine relabel', () => {
-  it('turns ·a and +b into the scale and zero point the consumer reads, exactly', async () => {
+  it('turns ·a into the scale the consumer reads, exactly; the +b stays an int8 Add', async () => {
     const proto = learnableAffine(0.7, 1.5);
-    const r = quantizeStaticQdq(proto, table({ x: [-2.25, 20], m: [-1.6, 14], s: [-1.4, 14.3], y: [-30, 30] }), opts(['Conv']));
+    const r = quantizeStaticQdq(proto, table({ x: [-2.25, 20], m: [-1.6, 14], s: [-1.4, 15.5], y: [-30, 30] }), opts(['Conv', 'Add', 'Mul']));
     const g = proto.graph;
-    expect(g.node.some((n) => n.opType === 'Mul' || n.opType === 'Add')).toBe(false);
-    expect(r.changes.filter((c) => c.kind === 'fold-affine-qparams').map((c) => c.node)).toEqual(['mul', 'add']);
+    expect(g.node.some((n) => n.opType === 'Mul')).toBe(false);
+    expect(r.changes.filter((c) => c.kind === 'fold-affine-qparams').map((c) => c.node)).toEqual(['mul']);
+    expect(r.decisions.find((d) => d.node === 'add')?.quantized).toBe(true);
     const idx = new GraphIndex(g);
-    const dq = idx.producer.get(g.node.find((n) => n.name === 'conv')!.input[0])!;
+    const add = g.node.find((n) => n.name === 'add')!;
+    const dq = idx.producer.get(add.input[0])!;
     const q = idx.producer.get(dq.input[0])!;
     expect([dq.opType, q.opType, q.input[0]]).toEqual(['DequantizeLinear', 'QuantizeLinear', 'x']);
-    const num = (t: string) => {
-      const v = idx.initializers.get(t)!;
-      return v.dataType === DataType.FLOAT ? tensorToFloat32(v)[0] : Number(v.rawData?.[0] ?? (v as { int32Data?: number[] }).int32Data?.[0]);
-    };
-    const [sx, zx, sy, zy] = [num(q.input[1]), num(q.input[2]), num(dq.input[1]), num(dq.input[2])];
-    // Every integer the root can hold means a·x + b under the consumer's parameters.
-    for (let k = 0; k <= 255; k++) expect(sy * (k - zy)).toBeCloseTo(0.7 * sx * (k - zx) + 1.5, 5);
-    // The root's scale was enlarged by at most 3% to make b a whole number of steps.
-    const base = scaleFromRange(-2.25, 20, { type: 'uint8' }).scale;
-    expect(sx / base).toBeGreaterThanOrEqual(1);
-    expect(sx / base).toBeLessThanOrEqual(1.03);
+    const num = (t: string) => tensorToFloat32(idx.initializers.get(t)!)[0];
+    // The Add reads x's integers and zero point at 0.7 × x's scale.
+    expect(num(dq.input[1])).toBeCloseTo(0.7 * num(q.input[1]), 7);
+    expect(num(dq.input[2])).toBe(num(q.input[2]));
 
-    // The same integers through float Mul/Add and a requantize at the consumer's parameters give
-    // the same output: the relabel is the float graph's arithmetic, not an approximation of it.
+    // The same integers through a float Mul and a requantize at the Add's input parameters give the
+    // same output: the relabel is the float graph's arithmetic, not an approximation of it.
     const ref = structuredClone(proto);
     const rg = ref.graph;
-    rg.initializer.push(scalar('a_ref', 0.7), scalar('b_ref', 1.5));
+    rg.initializer.push(scalar('a_ref', 0.7));
     const dqRoot = makeNode('DequantizeLinear', [q.output[0], q.input[1], q.input[2]], ['x_dq_ref'], 'dq_ref');
     const mul = makeNode('Mul', ['x_dq_ref', 'a_ref'], ['m_ref'], 'mul_ref');
-    const add = makeNode('Add', ['m_ref', 'b_ref'], ['s_ref'], 'add_ref');
-    const requant = makeNode('QuantizeLinear', ['s_ref', dq.input[1], dq.input[2]], ['s_q_ref'], 'q_ref');
+    const requant = makeNode('QuantizeLinear', ['m_ref', dq.input[1], dq.input[2]], ['m_q_ref'], 'q_ref');
     const consumerDq = rg.node.find((n) => n.name === dq.name)!;
-    consumerDq.input[0] = 's_q_ref';
-    rg.node.splice(rg.node.indexOf(consumerDq), 0, dqRoot, mul, add, requant);
+    consumerDq.input[0] = 'm_q_ref';
+    rg.node.splice(rg.node.indexOf(consumerDq), 0, dqRoot, mul, requant);
     const x = Float32Array.from({ length: 32 }, (_, i) => -2.25 + (i * 22.25) / 31);
     expect(Array.from(await run(proto, x))).toEqual(Array.from(await run(ref, x)));
   });
 
-  it('snaps a shift to a whole number of steps, or refuses when that would cost more than 3% of the scale', () => {
-    const root = { ...scaleFromRange(-1, 9, { type: 'uint8' }), type: 'uint8' as const };
-    const d = { root: 'r', factor: 1, shift: 0 };
-    const ok = relabelStep(d, { input: 'r', factor: 2, offset: 1.5 }, root, false, [-1, 9], false)!;
-    const k = ok.derivation.shift;
-    expect(1.5 / (ok.root!.scale * 2)).toBeCloseTo(k, 9);
-    expect(ok.root!.zeroPoint - k).toBeGreaterThanOrEqual(0);
-    // An offset of a few steps cannot be snapped cheaply.
-    expect(relabelStep(d, { input: 'r', factor: 1, offset: 0.1 }, root, false, [-1, 9], false)).toBeUndefined();
-    // A pinned root takes another shift only when it is whole at the pinned scale.
-    const pinned = ok.root!;
-    expect(relabelStep({ ...d, factor: 2, shift: k }, { input: 'r', factor: 1, offset: 3 * pinned.scale * 2 }, pinned, true, [-1, 9], false)?.derivation.shift).toBe(k + 3);
-    expect(relabelStep({ ...d, factor: 2, shift: k }, { input: 'r', factor: 1, offset: 3.5 * pinned.scale * 2 }, pinned, true, [-1, 9], false)).toBeUndefined();
-    // A product never needs a snap; 16-bit tensors are left alone.
-    expect(relabelStep(d, { input: 'r', factor: 0.5, offset: 0 }, root, false, [-1, 9], false)).toEqual({ derivation: { root: 'r', factor: 0.5, shift: 0 } });
-    expect(relabelStep(d, { input: 'r', factor: 1, offset: 1 }, root, false, [-1, 9], true)).toBeUndefined();
+  it('keeps ·a and +b float when the element-wise family is not asked for and the Add stays float', () => {
+    const proto = learnableAffine(0.7, 1.5);
+    const r = quantizeStaticQdq(proto, table({ x: [-2.25, 20], m: [-1.6, 14], s: [-1.4, 15.5], y: [-30, 30] }), opts(['Conv']));
+    expect(r.changes.filter((c) => c.kind === 'fold-affine-qparams')).toEqual([]);
+    expect(proto.graph.node.filter((n) => n.opType === 'Mul' || n.opType === 'Add').map((n) => n.opType)).toEqual(['Mul', 'Add']);
   });
 
-  it('widens the root a little when the output zero would fall outside the integers, and refuses beyond a quarter', () => {
-    const root = { ...scaleFromRange(0, 10, { type: 'uint8' }), type: 'uint8' as const };
-    const d = { root: 'r', factor: 1, shift: 0 };
-    // y = x + 1 on x in [0, 10]: y is never 0, so the root must reach −1 (10% wider).
-    const wide = relabelStep(d, { input: 'r', factor: 1, offset: 1 }, root, false, [0, 10], false)!;
-    expect(wide.root!.zeroPoint - wide.derivation.shift).toBeGreaterThanOrEqual(0);
-    expect(wide.root!.scale * 255).toBeLessThanOrEqual(10 * 1.25);
-    // y = x + 5 would need the root to reach −5: 50% wider, refused.
-    expect(relabelStep(d, { input: 'r', factor: 1, offset: 5 }, root, false, [0, 10], false)).toBeUndefined();
-  });
-
-  it('falls back to the int8 Add kernel when the family is asked for and the relabel is impossible', () => {
-    // +0.01 on a range of 22: less than one step, no exact relabel.
-    const proto = learnableAffine(0.7, 0.01);
-    const r = quantizeStaticQdq(proto, table({ x: [-2.25, 20], m: [-1.6, 14], s: [-1.6, 14], y: [-30, 30] }), opts(['Conv', 'Add', 'Mul']));
-    expect(r.decisions.find((d) => d.node === 'add')?.quantized).toBe(true);
-    expect(r.changes.filter((c) => c.kind === 'fold-affine-qparams').map((c) => c.node)).toEqual(['mul']);
-    expect(proto.graph.node.filter((n) => n.opType === 'Add')).toHaveLength(1);
-    // Without the family the Add stays float, and the ·a before it then has no int8 reader: float too.
-    const plain = learnableAffine(0.7, 0.01);
-    const p = quantizeStaticQdq(plain, table({ x: [-2.25, 20], m: [-1.6, 14], s: [-1.6, 14], y: [-30, 30] }), opts(['Conv']));
-    expect(p.changes.filter((c) => c.kind === 'fold-affine-qparams')).toEqual([]);
-    expect(plain.graph.node.filter((n) => n.opType === 'Mul' || n.opType === 'Add').map((n) => n.opType)).toEqual(['Mul', 'Add']);
+  it('gives a ·a whose output float ops read to the int8 Mul kernel when the family is asked for', () => {
+    const proto = model([conv('x', 'w', 'c', 'conv'), makeNode('Mul', ['c', 'a'], ['y'], 'mul')], [weight('w'), scalar('a', 0.5)]);
+    proto.graph.node.push(makeNode('Relu', ['c'], ['unused'], 'side'));
+    const r = quantizeStaticQdq(proto, table({ x: [-1, 1], c: [-4, 4], y: [-2, 2] }), opts(['Conv', 'Mul']));
+    expect(r.changes.filter((c) => c.kind === 'fold-affine-qparams')).toEqual([]);
+    expect(r.decisions.find((d) => d.node === 'mul')?.reason).toMatch(/graph output/);
   });
 
   it('leaves hard-swish\'s +3 to the Add kernel that absorbs the following Clip', () => {

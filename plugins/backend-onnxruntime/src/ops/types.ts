@@ -9,12 +9,11 @@ import type { NodeProto, GraphIndex } from '@qforge/onnx';
  */
 export type OutputRule = { kind: 'own' } | { kind: 'shared' } | { kind: 'fixed'; min: number; max: number };
 
-/** y = factor·x + offset, x being the node's tensor input `input` (the other input is a scalar constant). */
+/** y = factor·x, x being the node's tensor input `input` (the other input is a scalar constant). */
 export interface AffineMap {
   input: string;
   /** > 0: a scale stays positive. */
   factor: number;
-  offset: number;
 }
 
 /**
@@ -56,11 +55,10 @@ export interface OpQuantizer {
   /** How the output's parameters are chosen (weighted and activation families). */
   output(node: NodeProto, ctx: OpContext): OutputRule;
   /**
-   * When the node is an affine map of one tensor by scalar constants, it can leave the graph where
-   * that tensor is quantized: DQ(q, s, z)·f + o = DQ(q, s·f, z − o/(s·f)), exact when o/(s·f) is an
-   * integer (the driver snaps the source's scale so it is) and the zero point stays in range. The
-   * consumers' DequantizeLinear then reads the source's integers: no kernel, no extra rounding.
-   * Tried before the family's own int8 kernel.
+   * When the node multiplies one tensor by a positive scalar constant, it can leave the graph where
+   * int8 kernels read its output: DQ(q, s, z)·f = DQ(q, s·f, z) exactly. The consumers'
+   * DequantizeLinear then reads the source's integers: no kernel, no extra rounding. Tried before
+   * the family's own int8 kernel.
    */
   affine?(node: NodeProto, ctx: OpContext): AffineMap | undefined;
   /**
