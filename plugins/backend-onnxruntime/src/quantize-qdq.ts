@@ -120,7 +120,6 @@ interface StaticPlan {
 }
 
 interface PlanInput {
-  g: ModelProto['graph'];
   idx: GraphIndex;
   ctx: OpContext;
   order: NodeProto[];
@@ -337,10 +336,10 @@ export function quantizeStaticQdq(proto: ModelProto, table: CalibrationTable, op
   // An affine node whose relabel proves impossible is planned again as an ordinary node (its
   // family's int8 kernel when asked for, else float); its neighbours' choices follow.
   const noRelabel = new Set<NodeProto>();
-  let plan = planStatic({ g, idx, ctx, order, table, opts, opTypes, excluded, noRelabel });
+  let plan = planStatic({ idx, ctx, order, table, opts, opTypes, excluded, noRelabel });
   for (let round = 0; round < 4 && plan.failedRelabels.length; round++) {
     plan.failedRelabels.forEach((n) => noRelabel.add(n));
-    plan = planStatic({ g, idx, ctx, order, table, opts, opTypes, excluded, noRelabel });
+    plan = planStatic({ idx, ctx, order, table, opts, opTypes, excluded, noRelabel });
   }
   const { selected, weightOnly, decisions, wide, qTensors, constInputs, outputPairs, floatOutputConvs, sharedThrough, relabeled } = plan;
   const changes: GraphChange[] = plan.fusedActivations.map((n) => ({ kind: 'fuse-activation', node: n.name, detail: `${fusedActivation(idx, n.output[0])!.opType} absorbed into the output range of ${nodeName(n)}` }));
