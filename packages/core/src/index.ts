@@ -141,7 +141,7 @@ export { findLabelFile, readLabelFile, withLabelFile } from './datasets/labels';
 export { SdkAdapterBackend } from './adapter';
 export { runProbe } from './probe';
 export type { ProbeResult } from './probe';
-export { DEFAULT_RECOVER_BUDGET_MS, recordSensitivityRun, runQuantize } from './pipeline';
+export { DEFAULT_CALIBRATION_SAMPLES, DEFAULT_RECOVER_BUDGET_MS, recordSensitivityRun, runQuantize } from './pipeline';
 export type { QuantizeRunOptions, QuantizeRunResult } from './pipeline';
 export { METRIC_KINDS, Trial, analyzeSensitivity, deriveTable, meets, parseAccuracyTarget, score, searchForTarget, spearman } from './tuning';
 export type { AccuracyTarget, EvalPlan, LayerSensitivity, MetricKind, SearchResult, SearchStep, SensitivityResult, TrialPlan, TrialRunner, TrialScore, TrialVariant } from './tuning';

@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { checkOutputPath, modelInputFiles, modelRef, openDataset, withInputShapes, resolveTargetProfile, writeCalibrationTable, type CalibrationMethod, type CalibrationTable } from '@qforge/core';
+import { DEFAULT_CALIBRATION_SAMPLES, checkOutputPath, modelInputFiles, modelRef, openDataset, withInputShapes, resolveTargetProfile, writeCalibrationTable, type CalibrationMethod, type CalibrationTable } from '@qforge/core';
 import { resolve } from 'node:path';
 import { QforgeCommand } from '../lib/base';
 import { RANGES, backendFlag, imageFlags, imageOptions, numberIn, positiveInt, targetFlag } from '../lib/flags';
@@ -12,7 +12,7 @@ export default class Calibrate extends QforgeCommand {
   static args = { model: Args.string({ description: 'Model file.', required: true }) };
   static flags = {
     data: Flags.string({ char: 'd', description: 'Dataset: folder of images or .npy, labeled folder, .npy file, mnist[:split], random[:seed].', required: true }),
-    samples: Flags.integer({ description: 'Samples to read.', default: 128 }),
+    samples: Flags.integer({ description: 'Samples to read.', default: DEFAULT_CALIBRATION_SAMPLES }),
     method: Flags.string({ description: 'Range method (default: from the target profile).', options: ['minmax', 'percentile', 'entropy', 'mse'] }),
     percentile: Flags.string({ description: 'Percentile kept by --method percentile.', default: '99.999' }),
     output: Flags.string({ char: 'o', description: 'Where to write the table (JSON).', required: true }),

@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { errInvalidOption, modelRef, resolveTargetProfile, type CalibrationMethod, type QuantFormat, type QuantMode, type QuantType, type QuantizeRunOptions, type RunReport } from '@qforge/core';
+import { DEFAULT_CALIBRATION_SAMPLES, errInvalidOption, modelRef, resolveTargetProfile, type CalibrationMethod, type QuantFormat, type QuantMode, type QuantType, type QuantizeRunOptions, type RunReport } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
 import { RANGES, backendFlag, imageFlags, imageOptions, list, numberIn, positiveInt, targetFlag, taskFlags, taskOptions } from '../lib/flags';
 import { checkQueueReachable, redactArgs } from '@qforge/queue';
@@ -42,7 +42,7 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     'keep-float': Flags.string({ description: '--mode weight-only (ONNX): MatMuls kept in float by position: first, last (the LM head), or first,last.' }),
     format: Flags.string({ description: 'Quantized graph format (default: from the target).', options: ['qdq', 'qoperator'] }),
     data: Flags.string({ char: 'd', description: 'Calibration dataset: folder, .npy, mnist[:split], random[:seed].' }),
-    samples: Flags.integer({ description: 'Calibration samples.', default: 128 }),
+    samples: Flags.integer({ description: 'Calibration samples.', default: DEFAULT_CALIBRATION_SAMPLES }),
     method: Flags.string({ description: 'Calibration range method (default: from the target).', options: ['minmax', 'percentile', 'entropy', 'mse'] }),
     percentile: Flags.string({ description: 'Percentile for --method percentile.', default: '99.999' }),
     'per-channel': Flags.boolean({ description: 'Per-channel weight scales (default: from the target).', allowNo: true }),
