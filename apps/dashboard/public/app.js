@@ -148,7 +148,7 @@
         <label for="target">target</label><select id="target" name="target">${opts(c.targets)}</select>
         <label for="mode">mode</label><select id="mode" name="mode">${opts(['static', 'dynamic', 'weight-only'])}</select>
         <label for="method">method</label><select id="method" name="method">${opts(['minmax', 'percentile', 'entropy', 'mse'])}</select>
-        <label for="samples">samples</label><input id="samples" name="samples" type="number" min="1" value="64">
+        <label for="samples">samples</label><input id="samples" name="samples" type="number" min="1" value="256">
         <label for="evalSamples">evaluation samples</label><input id="evalSamples" name="evalSamples" type="number" min="1" value="200">
         <fieldset class="data-options"><legend>Data options (as the CLI's flags; empty = from the model)</legend>
           <label for="inputShape">input shape</label><input id="inputShape" name="inputShape" placeholder="1,3,224,224 or input:1,3,224,224 (; between inputs)">

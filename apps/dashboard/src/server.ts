@@ -4,7 +4,7 @@ import { closeSync, createReadStream, existsSync, readdirSync, readFileSync, rea
 import { isIP, type AddressInfo } from 'node:net';
 import { extname, join, resolve } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { TARGET_PROFILES, errInvalidOption, isInsideFolder } from '@qforge/core';
+import { DEFAULT_CALIBRATION_SAMPLES, TARGET_PROFILES, errInvalidOption, isInsideFolder } from '@qforge/core';
 import { JobQueue, type JobEvent, type RunLauncher, type StartRunRequest } from './jobs';
 import { redactCredentials, trialsFromRunsFolder, type QueuedTrialSource } from './queued';
 import { RunStore } from './runs';
@@ -71,7 +71,7 @@ const startRunSchema = {
     target: { type: 'string', enum: ['auto', ...Object.keys(TARGET_PROFILES)], default: 'auto' },
     mode: { type: 'string', enum: ['static', 'dynamic', 'weight-only'], default: 'static' },
     method: { type: 'string', enum: ['minmax', 'percentile', 'entropy', 'mse'], default: 'minmax' },
-    samples: { type: 'integer', minimum: 1, maximum: 100000, default: 64 },
+    samples: { type: 'integer', minimum: 1, maximum: 100000, default: DEFAULT_CALIBRATION_SAMPLES },
     evalSamples: { type: 'integer', minimum: 1, maximum: 100000, default: 200 },
     // The CLI's data flags, checked here by shape and again by the CLI's own parsers.
     inputShape: { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^([A-Za-z0-9_.:/-]+:)?[0-9]+(,[0-9]+)*$', maxLength: 256 } },

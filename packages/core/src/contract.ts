@@ -93,7 +93,7 @@ export interface OpFamily {
 export interface CalibrateOptions {
   /** @defaultValue the target profile's method */
   method: CalibrationMethod;
-  /** Upper bound on samples read from the dataset. @defaultValue 128 */
+  /** Upper bound on samples read from the dataset (`runQuantize` and the CLI pass `DEFAULT_CALIBRATION_SAMPLES`, 256, when none is named). */
   samples: number;
   /** Percentile kept by the `percentile` method. @defaultValue 99.999 */
   percentile?: number;

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { CalibrationTable } from './calibration-table';
 import type { Backend, ModelRef, OpFamily, QuantizeOptions, VerifyResult } from './contract';
 import { createRunContext } from './context';
 import { chooseForLatency, type LatencyTimer } from './latency-search';
@@ -28,6 +29,8 @@ interface Scenario {
   budgetMs?: number;
   /** Fake time that passes per quantization, ms. */
   quantizeMs?: number;
+  /** Other calibration methods offered to the search; a model quantized with one has `@method` in its key. */
+  alternatives?: string[];
 }
 
 async function search(s: Scenario) {
@@ -37,9 +40,9 @@ async function search(s: Scenario) {
   const backend = {
     id: 'fake',
     capabilities: { opFamilies: FAMILIES, storageOnly: true },
-    quantize: async (_m: unknown, _t: unknown, o: QuantizeOptions) => {
+    quantize: async (_m: unknown, t: CalibrationTable | undefined, o: QuantizeOptions) => {
       now += s.quantizeMs ?? 0;
-      writeFileSync(o.output, keyOf(o));
+      writeFileSync(o.output, keyOf(o) + (t && t.method !== 'minmax' ? `@${t.method}` : ''));
       return { model: { path: o.output, format: 'onnx' }, sizeBytes: 1, preparation: [], decisions: [] };
     },
     verify: async (_r: unknown, c: ModelRef): Promise<VerifyResult> => {
@@ -55,12 +58,23 @@ async function search(s: Scenario) {
   };
   const options = { output: join(dir, 'model.int8.onnx'), opTypes: s.opTypes ?? [], mode: 'static' } as unknown as QuantizeOptions;
   const ctx = createRunContext();
-  const quantized = await backend.quantize({ path: 'm.onnx', format: 'onnx' }, undefined, options, ctx);
+  const table = { method: 'minmax', tensors: {} } as unknown as CalibrationTable;
+  const computed: string[] = [];
+  const alternatives = (s.alternatives ?? []).map((method) => ({
+    method,
+    table: async () => {
+      computed.push(method);
+      return { method, tensors: {} } as unknown as CalibrationTable;
+    },
+  }));
+  const quantized = await backend.quantize({ path: 'm.onnx', format: 'onnx' }, table, options, ctx);
   const verify = await backend.verify({ path: 'm.onnx', format: 'onnx' }, quantized.model, undefined as never, { samples: 4, thresholds: {} }, ctx);
   const result = await chooseForLatency(
     backend,
     {
       model: { path: 'm.onnx', format: 'onnx' },
+      table,
+      alternatives,
       options,
       quantized,
       verify,
@@ -73,7 +87,7 @@ async function search(s: Scenario) {
     },
     ctx,
   );
-  return { ...result, written: readFileSync(result.quantized.model.path, 'utf8'), path: result.quantized.model.path, output: options.output };
+  return { ...result, written: readFileSync(result.quantized.model.path, 'utf8'), path: result.quantized.model.path, output: options.output, computed };
 }
 
 const ALL = 'Add,Conv,GlobalAveragePool,Mul';
@@ -100,6 +114,36 @@ describe('chooseForLatency', () => {
     expect(r.choices.steps[0]).toMatchObject({ candidate: 'all opt-in families (element-wise, pooling)', passed: false, kept: false });
     // Adding pooling to element-wise is the failing set already measured: not tried again.
     expect(r.choices.steps.filter((s) => s.families.length === 2)).toHaveLength(1);
+  });
+
+  it('retries all families with another calibration method when the run\'s ranges fail, and writes that table', async () => {
+    const r = await search({
+      latencyMs: { [FP32]: 20, default: 14, [ALL]: 10, [`${ALL}@mse`]: 10, [`${ADD}@mse`]: 12, [`${POOL}@mse`]: 13 },
+      failing: [ALL],
+      alternatives: ['mse', 'percentile'],
+    });
+    expect(r.choices.steps[0]).toMatchObject({ candidate: 'all opt-in families (element-wise, pooling)', passed: false, kept: false });
+    expect(r.choices.steps[1]).toMatchObject({ candidate: 'all opt-in families (element-wise, pooling), mse calibration', method: 'mse', passed: true, kept: true });
+    expect(r.choices.method).toBe('mse');
+    expect(r.table?.method).toBe('mse');
+    // The toggles after it use the mse table too, and the written model is rebuilt from it.
+    expect(r.choices.steps.slice(2, -1).every((x) => x.method === 'mse')).toBe(true);
+    expect(r.written).toBe(`${ALL}@mse`);
+    // Tables are computed only when needed: percentile never was.
+    expect(r.computed).toEqual(['mse']);
+    expect(r.choices.notes).toEqual([expect.stringMatching(/^calibrated with mse: with the run's minmax ranges/)]);
+  });
+
+  it('keeps the run\'s table when every other method fails too (negative twin)', async () => {
+    const r = await search({
+      latencyMs: { [FP32]: 20, default: 14, [ALL]: 10, [`${ALL}@mse`]: 10, [`${ALL}@percentile`]: 10, [ADD]: 14.5, [POOL]: 14.5 },
+      failing: [ALL, `${ALL}@mse`, `${ALL}@percentile`],
+      alternatives: ['mse', 'percentile'],
+    });
+    expect(r.computed).toEqual(['mse', 'percentile']);
+    expect(r.choices.method).toBeUndefined();
+    expect(r.table?.method).toBe('minmax');
+    expect(r.written).toBe('default');
   });
 
   it('keeps the default set when no family is measurably faster', async () => {

@@ -18,6 +18,8 @@ export interface LatencyStep {
   /** Opt-in families on in this candidate. */
   families: string[];
   storageOnly?: boolean;
+  /** Calibration method of the candidate's table when it differs from the run's. */
+  method?: string;
   /** What it was timed against, alternately in one benchmark: `fp32` or the choice kept so far. */
   against: string;
   /** Median latency of the candidate and of what it was timed against, in ms. */
@@ -40,6 +42,8 @@ export interface LatencyChoices {
   families: string[];
   /** The written model stores int8 weights dequantized at load and computes in float (fp32 speed). */
   storageOnly: boolean;
+  /** Calibration method of the written model when the search changed it. */
+  method?: string;
   /** The choice kept, timed against fp32 by the search. */
   vsFp32?: SpeedupEstimate;
   steps: LatencyStep[];
@@ -58,9 +62,23 @@ export function benchmarkTimer(backend: Backend, o: { threads: number; dataset?:
   };
 }
 
+/** Another calibration of the same data, computed only when a candidate needs it. */
+export interface AlternativeTable {
+  method: string;
+  table: () => Promise<CalibrationTable>;
+}
+
 export interface LatencySearchInput {
   model: ModelRef;
   table?: CalibrationTable;
+  /**
+   * Tables of other calibration methods, in the order to try: when the first candidate (all opt-in
+   * families) fails verification with the run's table, it is retried with each until one passes.
+   * Ranges the default families tolerate can be too coarse once every op is int8 (PP-OCRv4 det:
+   * minmax passes with the defaults, all families need mse). Empty when `--method` or a
+   * calibration table fixed the ranges.
+   */
+  alternatives?: AlternativeTable[];
   /** The recipe of the run so far (`opTypes` empty: the backend's default set). */
   options: QuantizeOptions;
   quantized: QuantizeResult;
@@ -80,6 +98,8 @@ export interface LatencySearchResult {
   quantized: QuantizeResult;
   verify: VerifyResult;
   options: QuantizeOptions;
+  /** The table the written model was quantized with (another method's when `choices.method` is set). */
+  table?: CalibrationTable;
   choices: LatencyChoices;
   /** What the verdict must say (a fallback, or int8 slower than fp32 with none). */
   verdictNotes: string[];
@@ -88,6 +108,9 @@ export interface LatencySearchResult {
 interface Choice {
   families: string[];
   storageOnly: boolean;
+  table?: CalibrationTable;
+  /** Set when `table` is an alternative's. */
+  method?: string;
   quantized: QuantizeResult;
   verify: VerifyResult;
   label: string;
@@ -120,14 +143,14 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
   const verdictNotes: string[] = [];
   const files: string[] = [];
   let serial = 0;
-  const build = async (on: string[], storageOnly: boolean, label: string): Promise<Choice> => {
+  const build = async (on: string[], storageOnly: boolean, label: string, table: CalibrationTable | undefined, method?: string): Promise<Choice> => {
     throwIfAborted(ctx, 'latency search');
     const output = join(input.evaluation.workDir, `latency-candidate-${++serial}${ext}`);
     files.push(output);
     const options: QuantizeOptions = { ...input.options, opTypes: opTypesFor(on), storageOnly, output };
-    const quantized = await backend.quantize(input.model, input.table, options, ctx);
+    const quantized = await backend.quantize(input.model, table, options, ctx);
     const verify = await backend.verify(input.model, quantized.model, input.evaluation.dataset, input.evaluation.options, ctx);
-    return { families: on, storageOnly, quantized, verify, label };
+    return { families: on, storageOnly, quantized, verify, label, table, method };
   };
   const time = async (a: Choice, b: Choice | 'fp32') => {
     const bRef = b === 'fp32' ? input.model : b.quantized.model;
@@ -135,7 +158,14 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
   };
   const outOfTime = () => clock() - started > budgetMs;
 
-  let current: Choice = { families: [], storageOnly: false, quantized: input.quantized, verify: input.verify, label: 'default op families' };
+  let current: Choice = { families: [], storageOnly: false, quantized: input.quantized, verify: input.verify, label: 'default op families', table: input.table };
+  const step = (c: Choice, t: Awaited<ReturnType<typeof time>>): boolean => {
+    const faster = t.speedup.low > 1;
+    const kept = c.verify.passed && faster;
+    const reason = !c.verify.passed ? `fails verification (${c.verify.failures[0] ?? 'thresholds not met'})` : faster ? 'passes verification and is measurably faster' : 'not measurably faster';
+    steps.push({ candidate: c.label, families: c.families, ...(c.method ? { method: c.method } : {}), against: current.label, medianMs: t.primaryMs, againstMedianMs: t.compareMs, speedup: t.speedup, passed: c.verify.passed, kept, reason });
+    return kept;
+  };
   if (input.options.opTypes.length) notes.push(`op families fixed by --op-types (${input.options.opTypes.join(',')}): only the fp32 check ran`);
   else if (!optIn.length) notes.push('no opt-in op family occurs in this model: only the fp32 check ran');
   else {
@@ -151,13 +181,20 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
       }
       tried.add(key(on));
       const label = i === 0 ? `all opt-in families (${optIn.join(', ')})` : `${on.length > current.families.length ? '+' : '−'}${candidates[i][0]}`;
-      const c = await build(on, false, label);
-      const t = await time(c, current);
-      const faster = t.speedup.low > 1;
-      const kept = c.verify.passed && faster;
-      const reason = !c.verify.passed ? `fails verification (${c.verify.failures[0] ?? 'thresholds not met'})` : faster ? 'passes verification and is measurably faster' : 'not measurably faster';
-      steps.push({ candidate: label, families: on, against: current.label, medianMs: t.primaryMs, againstMedianMs: t.compareMs, speedup: t.speedup, passed: c.verify.passed, kept, reason });
-      if (kept) current = c;
+      const c = await build(on, false, label, current.table, current.method);
+      if (step(c, await time(c, current))) current = c;
+      else if (i === 0 && !c.verify.passed) {
+        // Every family in int8 may need finer ranges than the defaults did: retry with the other methods.
+        for (const alt of input.alternatives ?? []) {
+          if (outOfTime()) break;
+          const a = await build(on, false, `${label}, ${alt.method} calibration`, await alt.table(), alt.method);
+          if (step(a, await time(a, current))) {
+            current = a;
+            break;
+          }
+          if (a.verify.passed) break; // passes but is not faster: another method will not be faster either
+        }
+      }
     }
   }
 
@@ -167,7 +204,7 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
   steps.push({ candidate: current.label, families: current.families, against: 'fp32', medianMs: vs.primaryMs, againstMedianMs: vs.compareMs, speedup: vs.speedup, passed: current.verify.passed, kept: true, reason: 'the choice kept, timed against fp32' });
   if (vs.speedup.high < 1) {
     if (backend.capabilities.storageOnly) {
-      const fallback = await build([], true, 'int8 storage only');
+      const fallback = await build([], true, 'int8 storage only', input.table);
       const tf = await time(fallback, 'fp32');
       // Verification of the fallback sees only weight rounding; it replaces a slower int8 model unless it fails where int8 passed.
       const take = fallback.verify.passed || !current.verify.passed;
@@ -187,10 +224,11 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
   let quantized = input.quantized;
   let verify = input.verify;
   if (current.quantized !== input.quantized) {
-    quantized = await backend.quantize(input.model, input.table, options, ctx);
+    quantized = await backend.quantize(input.model, current.table, options, ctx);
     const same = (await sha256File(quantized.model.path)) === (await sha256File(current.quantized.model.path));
     verify = same ? current.verify : await backend.verify(input.model, quantized.model, input.evaluation.dataset, input.evaluation.options, ctx);
   }
+  if (current.method) notes.push(`calibrated with ${current.method}: with the run's ${input.table?.method ?? 'default'} ranges the opt-in families in int8 failed verification`);
   for (const f of files) rmSync(f, { force: true });
   notes.push(...verdictNotes);
   return {
@@ -198,6 +236,7 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
     verify,
     options,
     verdictNotes,
-    choices: { threads: input.threads, budgetMs, durationMs: clock() - started, families: current.families, storageOnly: current.storageOnly, vsFp32, steps, notes },
+    table: current.table,
+    choices: { threads: input.threads, budgetMs, durationMs: clock() - started, families: current.families, storageOnly: current.storageOnly, ...(current.method ? { method: current.method } : {}), vsFp32, steps, notes },
   };
 }

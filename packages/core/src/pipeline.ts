@@ -213,6 +213,9 @@ function speedReasons(b: BenchmarkResult): string[] {
  */
 export const DEFAULT_CALIBRATION_SAMPLES = 256;
 
+/** Calibration methods the latency search may retry its all-families candidate with, in this order. */
+const LATENCY_METHODS: CalibrationMethod[] = ['mse', 'percentile', 'entropy'];
+
 /** Time the search after a failed verdict may take before the default recipe is written. */
 export const DEFAULT_RECOVER_BUDGET_MS = 10 * 60 * 1000;
 
@@ -527,11 +530,27 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       const searchLatency = opts.latencySearch !== false && mode === 'static' && !options.qat && opts.benchmark !== false && backend.capabilities.verbs.includes('benchmark');
       if (searchLatency) {
         const info = await backend.inspect(opts.model, ctx);
+        // Other calibration methods for the all-families candidate, unless the user fixed the ranges.
+        let histTable: Promise<CalibrationTable> | undefined;
+        const calibData = opts.data;
+        const alternatives =
+          table && calibData && !opts.method && !opts.calibTable
+            ? LATENCY_METHODS.filter((m) => m !== table!.method).map((method) => ({
+                method,
+                table: async () => {
+                  histTable ??= backend.calibrate(opts.model, open(calibData), { method: table!.method, samples: opts.samples ?? DEFAULT_CALIBRATION_SAMPLES, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: true, equalize: options.equalize }, ctx);
+                  const derived = deriveTable(await histTable, method);
+                  for (const t of Object.values(derived.tensors)) delete t.histogram;
+                  return derived;
+                },
+              }))
+            : [];
         const found = await chooseForLatency(
           backend,
           {
             model: opts.model,
             table,
+            alternatives,
             options,
             quantized: q,
             verify,
@@ -552,6 +571,16 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
           await recordOutput();
           report.options.opTypes = options.opTypes;
           report.options.storageOnly = options.storageOnly;
+        }
+        if (found.choices.method && found.table) {
+          table = found.table;
+          if (report.calibrationTable) {
+            await writeCalibrationTable(report.calibrationTable.path, table);
+            report.calibrationTable = { ...(await artifact(report.calibrationTable.path)), format: 'json' };
+          }
+          if (report.calibration) report.calibration = { ...report.calibration, method: table.method };
+          report.options.method = table.method;
+          report.verdictReasons.push(`the latency search recalibrated with ${table.method} (the opt-in op families in int8 failed verification with the run's ranges); chosen on this evaluation data — confirm on other held-out data`);
         }
       }
     }

@@ -1,5 +1,5 @@
 // Weight-only quantization: MatMul weights → ONNX Runtime's block-wise `MatMulNBits` (4 or 8 bits), by round-to-nearest or GPTQ.
-import { errInvalidOption, errUnsupported, throwIfAborted, type Dataset, type GraphChange, type ModelRef, type NodeDecision, type QuantizeOptions, type QuantizeResult, type RunContext, type WeightOnlyOptions } from '@qforge/core';
+import { DEFAULT_CALIBRATION_SAMPLES, errInvalidOption, errUnsupported, throwIfAborted, type Dataset, type GraphChange, type ModelRef, type NodeDecision, type QuantizeOptions, type QuantizeResult, type RunContext, type WeightOnlyOptions } from '@qforge/core';
 import { GraphIndex, encodeModel, intAttr, loadModel, makeNode, makeTensor, tensorToFloat32, topologicalSort, uniqueNamer, withExtraOutputs, type ModelProto, type NodeProto } from '@qforge/onnx';
 import { dropUnusedInitializers, prepareGraph } from './prepare';
 import { applyEmbeddingRewrite, blockWeightType, computesWithTableTransposed, embeddingChange, gatherBlockQuantized, gatherFromMatMulNBits, refuseBlockLayout, selectEmbeddings, type MatMulNBitsStorage } from './quantize-gather';
@@ -325,7 +325,7 @@ export async function quantizeWeightOnly(proto: ModelProto, options: { excludeNo
   let gram: Map<string, Float64Array> | undefined;
   if (o.algorithm === 'gptq' && chosen.length) {
     if (!options.correctionData) throw errInvalidOption('--algorithm gptq', 'GPTQ needs calibration data (the inputs of each MatMul)', 'Pass --data <dataset>, or use --algorithm rtn.');
-    const collected = await collectInputGram(proto, chosen.map((c) => ({ tensor: c.node.input[0], k: Number(c.weight.dims[0]) })), options.correctionData, options.correctionSamples ?? 128, ctx);
+    const collected = await collectInputGram(proto, chosen.map((c) => ({ tensor: c.node.input[0], k: Number(c.weight.dims[0]) })), options.correctionData, options.correctionSamples ?? DEFAULT_CALIBRATION_SAMPLES, ctx);
     if (!collected.samples) throw errInvalidOption('--data', 'the calibration dataset yielded no samples for GPTQ');
     gram = collected.gram;
     changes.push({ kind: 'weight-only-statistics', detail: `GPTQ: XᵀX of ${collected.gram.size} distinct MatMul input(s) from ${collected.samples} sample(s), ${collected.rows} row(s)` });
