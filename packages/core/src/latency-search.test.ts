@@ -31,6 +31,8 @@ interface Scenario {
   quantizeMs?: number;
   /** Other calibration methods offered to the search; a model quantized with one has `@method` in its key. */
   alternatives?: string[];
+  /** Alternatives whose table cannot be computed. */
+  brokenTables?: string[];
 }
 
 async function search(s: Scenario) {
@@ -64,6 +66,7 @@ async function search(s: Scenario) {
     method,
     table: async () => {
       computed.push(method);
+      if ((s.brokenTables ?? []).includes(method)) throw new Error(`no histogram for ${method}`);
       return { method, tensors: {} } as unknown as CalibrationTable;
     },
   }));
@@ -126,8 +129,11 @@ describe('chooseForLatency', () => {
     expect(r.choices.steps[1]).toMatchObject({ candidate: 'all opt-in families (element-wise, pooling), mse calibration', method: 'mse', passed: true, kept: true });
     expect(r.choices.method).toBe('mse');
     expect(r.table?.method).toBe('mse');
-    // The toggles after it use the mse table too, and the written model is rebuilt from it.
-    expect(r.choices.steps.slice(2, -1).every((x) => x.method === 'mse')).toBe(true);
+    // The toggles after it use the mse table too (timed as mse models), and the written model is rebuilt from it.
+    expect(r.choices.steps.slice(2, -1).map((x) => [x.candidate, x.method, x.medianMs])).toEqual([
+      ['−element-wise', 'mse', 13],
+      ['−pooling', 'mse', 12],
+    ]);
     expect(r.written).toBe(`${ALL}@mse`);
     // Tables are computed only when needed: percentile never was.
     expect(r.computed).toEqual(['mse']);
@@ -144,6 +150,37 @@ describe('chooseForLatency', () => {
     expect(r.choices.method).toBeUndefined();
     expect(r.table?.method).toBe('minmax');
     expect(r.written).toBe('default');
+  });
+
+  it('stops retrying when a method passes but is not faster, and when a table cannot be computed', async () => {
+    const slow = await search({
+      latencyMs: { [FP32]: 20, default: 10, [ALL]: 10, [`${ALL}@mse`]: 10.5, [ADD]: 10, [POOL]: 10 },
+      failing: [ALL],
+      alternatives: ['mse', 'percentile'],
+    });
+    expect(slow.computed).toEqual(['mse']);
+    expect(slow.written).toBe('default');
+    const broken = await search({
+      latencyMs: { [FP32]: 20, default: 14, [ALL]: 10, [ADD]: 14.5, [POOL]: 14.5 },
+      failing: [ALL],
+      alternatives: ['mse', 'percentile'],
+      brokenTables: ['mse'],
+    });
+    expect(broken.computed).toEqual(['mse']);
+    expect(broken.choices.notes).toEqual([expect.stringMatching(/^calibration with mse failed \(no histogram for mse\)/)]);
+    expect(broken.written).toBe('default');
+  });
+
+  it('writes storage-only int8 with the run\'s table when the recalibrated choice is still slower than fp32', async () => {
+    const r = await search({
+      latencyMs: { [FP32]: 0.6, default: 1.0, [ALL]: 0.9, [`${ALL}@mse`]: 0.9, [`${ADD}@mse`]: 0.95, [`${POOL}@mse`]: 1.0, storage: 0.6 },
+      failing: [ALL],
+      alternatives: ['mse'],
+    });
+    expect(r.choices.steps[1]).toMatchObject({ method: 'mse', kept: true });
+    expect(r.written).toBe('storage');
+    expect(r.choices.method).toBeUndefined();
+    expect(r.table?.method).toBe('minmax');
   });
 
   it('keeps the default set when no family is measurably faster', async () => {

@@ -185,9 +185,22 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
       if (step(c, await time(c, current))) current = c;
       else if (i === 0 && !c.verify.passed) {
         // Every family in int8 may need finer ranges than the defaults did: retry with the other methods.
-        for (const alt of input.alternatives ?? []) {
-          if (outOfTime()) break;
-          const a = await build(on, false, `${label}, ${alt.method} calibration`, await alt.table(), alt.method);
+        const alts = input.alternatives ?? [];
+        for (const [k, alt] of alts.entries()) {
+          if (outOfTime()) {
+            notes.push(`time budget used up: calibration method(s) ${alts.slice(k).map((x) => x.method).join(', ')} not tried`);
+            break;
+          }
+          let altTable: CalibrationTable;
+          try {
+            altTable = await alt.table();
+          } catch (e) {
+            // A method that cannot be derived ends the retry, not the run.
+            if ((e as { code?: string }).code === 'E_ABORTED') throw e;
+            notes.push(`calibration with ${alt.method} failed (${(e as Error).message}): not tried`);
+            break;
+          }
+          const a = await build(on, false, `${label}, ${alt.method} calibration`, altTable, alt.method);
           if (step(a, await time(a, current))) {
             current = a;
             break;

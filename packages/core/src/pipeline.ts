@@ -367,7 +367,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     } finally {
       trial.dispose?.();
     }
-    const derived = deriveTable(histTable, report.search.method);
+    const derived = deriveTable(histTable, report.search.method, { percentile: opts.percentile });
     for (const t of Object.values(derived.tensors)) delete t.histogram;
     if (report.search.precision === 'a16') options.activation16Nodes = [...new Set([...(options.activation16Nodes ?? []), ...report.search.floatNodes])];
     else options.excludeNodes = [...new Set([...options.excludeNodes, ...report.search.floatNodes])];
@@ -530,16 +530,17 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
       const searchLatency = opts.latencySearch !== false && mode === 'static' && !options.qat && opts.benchmark !== false && backend.capabilities.verbs.includes('benchmark');
       if (searchLatency) {
         const info = await backend.inspect(opts.model, ctx);
-        // Other calibration methods for the all-families candidate, unless the user fixed the ranges.
+        // Other calibration methods for the all-families candidate, unless the user fixed the ranges
+        // or a search already chose a method and the nodes kept in float for it.
         let histTable: Promise<CalibrationTable> | undefined;
         const calibData = opts.data;
         const alternatives =
-          table && calibData && !opts.method && !opts.calibTable
+          table && calibData && !opts.method && !opts.calibTable && !report.search
             ? LATENCY_METHODS.filter((m) => m !== table!.method).map((method) => ({
                 method,
                 table: async () => {
                   histTable ??= backend.calibrate(opts.model, open(calibData), { method: table!.method, samples: opts.samples ?? DEFAULT_CALIBRATION_SAMPLES, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: true, equalize: options.equalize }, ctx);
-                  const derived = deriveTable(await histTable, method);
+                  const derived = deriveTable(await histTable, method, { percentile: opts.percentile });
                   for (const t of Object.values(derived.tensors)) delete t.histogram;
                   return derived;
                 },
@@ -578,7 +579,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
             await writeCalibrationTable(report.calibrationTable.path, table);
             report.calibrationTable = { ...(await artifact(report.calibrationTable.path)), format: 'json' };
           }
-          if (report.calibration) report.calibration = { ...report.calibration, method: table.method };
+          if (report.calibration) report.calibration = { ...report.calibration, method: table.method, tensorCount: Object.keys(table.tensors).length };
           report.options.method = table.method;
           report.verdictReasons.push(`the latency search recalibrated with ${table.method} (the opt-in op families in int8 failed verification with the run's ranges); chosen on this evaluation data — confirm on other held-out data`);
         }
