@@ -26,6 +26,11 @@ describe('the command recorded for a dashboard run', () => {
     expect(report).toMatchObject({ status: 'succeeded', calibration: { sampleCount: 8 } });
   });
 
+  it('leaves --method out for `auto`, as the CLI without it (the searches may then change the method)', () => {
+    expect(shellWords(rerunCommand({ ...request, method: 'auto' }, '/tmp/runs'))).not.toContain('--method');
+    expect(shellWords(rerunCommand(request, '/tmp/runs'))).toEqual(expect.arrayContaining(['--method', 'minmax']));
+  });
+
   it('quotes paths a shell would split or expand, so the words come back unchanged', () => {
     const odd = "/tmp/my models/it's $HOME/m.onnx";
     const words = shellWords(rerunCommand({ ...request, model: odd, mean: '0.5', resize: 'pad' }, '/tmp/runs dir'));

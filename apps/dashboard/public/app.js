@@ -147,7 +147,7 @@
         <label for="backend">backend</label><select id="backend" name="backend">${opts(c.backends)}</select>
         <label for="target">target</label><select id="target" name="target">${opts(c.targets)}</select>
         <label for="mode">mode</label><select id="mode" name="mode">${opts(['static', 'dynamic', 'weight-only'])}</select>
-        <label for="method">method</label><select id="method" name="method">${opts(['minmax', 'percentile', 'entropy', 'mse'])}</select>
+        <label for="method">method</label><select id="method" name="method">${opts(['auto', 'minmax', 'percentile', 'entropy', 'mse'])}</select>
         <label for="samples">samples</label><input id="samples" name="samples" type="number" min="1" value="256">
         <label for="evalSamples">evaluation samples</label><input id="evalSamples" name="evalSamples" type="number" min="1" value="200">
         <fieldset class="data-options"><legend>Data options (as the CLI's flags; empty = from the model)</legend>

@@ -11,7 +11,8 @@ export interface StartRunRequest {
   backend: string;
   target: string;
   mode: 'static' | 'dynamic' | 'weight-only';
-  method: 'minmax' | 'percentile' | 'entropy' | 'mse';
+  /** `auto`: the target's method, and the run may change it (recovery and latency searches), as the CLI without --method. */
+  method: 'auto' | 'minmax' | 'percentile' | 'entropy' | 'mse';
   samples: number;
   evalSamples: number;
   /** The CLI's data options, same spelling and meaning as its flags (--input-shape, --image-size, --layout, --mean, --std, --resize). */

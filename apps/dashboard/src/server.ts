@@ -70,7 +70,7 @@ const startRunSchema = {
     backend: { type: 'string', pattern: '^[a-z0-9-]+$', default: 'auto' },
     target: { type: 'string', enum: ['auto', ...Object.keys(TARGET_PROFILES)], default: 'auto' },
     mode: { type: 'string', enum: ['static', 'dynamic', 'weight-only'], default: 'static' },
-    method: { type: 'string', enum: ['minmax', 'percentile', 'entropy', 'mse'], default: 'minmax' },
+    method: { type: 'string', enum: ['auto', 'minmax', 'percentile', 'entropy', 'mse'], default: 'auto' },
     samples: { type: 'integer', minimum: 1, maximum: 100000, default: DEFAULT_CALIBRATION_SAMPLES },
     evalSamples: { type: 'integer', minimum: 1, maximum: 100000, default: 200 },
     // The CLI's data flags, checked here by shape and again by the CLI's own parsers.

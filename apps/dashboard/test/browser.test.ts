@@ -53,7 +53,7 @@ maybe('dashboard in Chromium', () => {
     mkdirSync(join(runsDir, '20260101T000001Z-writing-onnxruntime-beef'));
     const launch = async (req: StartRunRequest, ctx: RunContext) => {
       launched.push(req);
-      const r = await runQuantize(backend, { model: modelRef(req.model), runsDir, target: resolveTargetProfile(req.target), data: req.data, samples: req.samples, method: req.method, evalData: req.evalData, evalSamples: req.evalSamples, benchmarkRuns: 20, inputShapes: req.inputShape ?? [] }, ctx);
+      const r = await runQuantize(backend, { model: modelRef(req.model), runsDir, target: resolveTargetProfile(req.target), data: req.data, samples: req.samples, method: req.method === 'auto' ? undefined : req.method, evalData: req.evalData, evalSamples: req.evalSamples, benchmarkRuns: 20, inputShapes: req.inputShape ?? [] }, ctx);
       return { runId: r.report.runId };
     };
     dash = await startDashboard({ runsDir, allow: [EXAMPLES], launch, backends: ['auto', 'onnxruntime'] });
@@ -168,7 +168,8 @@ maybe('dashboard in Chromium', () => {
     await page.waitForFunction(() => /calibrate|verify|benchmark|prepare|quantize|write/.test(document.getElementById('phase')?.textContent ?? ''), undefined, { timeout: 60000 });
     await page.waitForSelector('#new-run', { timeout: 120000 });
     await page.screenshot({ path: join(SHOTS, 'start-run.png'), fullPage: true });
-    expect(launched.at(-1)).toMatchObject({ inputShape: ['1,1,28,28'], resize: 'cover' });
+    // The form's defaults: the target's calibration method (the searches may change it), 256-sample cap overridden to 16 above.
+    expect(launched.at(-1)).toMatchObject({ inputShape: ['1,1,28,28'], resize: 'cover', method: 'auto', samples: 16 });
     expect(launched.at(-1)).not.toHaveProperty('imageSize');
     await page.click('#new-run');
     await page.waitForSelector('#latency');

@@ -22,7 +22,9 @@ function shellWord(w: string): string {
 
 /** The `qforge quantize …` command that reruns what the page asked for, recorded in the report. */
 export function rerunCommand(req: StartRunRequest, runsDir: string): string {
-  const words = ['qforge', 'quantize', req.model, '--backend', req.backend, '--target', req.target, '--mode', req.mode, '--data', req.data, '--samples', String(req.samples), '--method', req.method];
+  const words = ['qforge', 'quantize', req.model, '--backend', req.backend, '--target', req.target, '--mode', req.mode, '--data', req.data, '--samples', String(req.samples)];
+  // `auto` is the CLI without --method: the target's method, which the searches may change.
+  if (req.method !== 'auto') words.push('--method', req.method);
   if (req.evalData) words.push('--eval-data', req.evalData, '--eval-samples', String(req.evalSamples));
   for (const s of req.inputShape ?? []) words.push('--input-shape', s);
   const data: [string, string | undefined][] = [['--image-size', req.imageSize], ['--layout', req.layout], ['--mean', req.mean], ['--std', req.std], ['--resize', req.resize]];
@@ -47,7 +49,7 @@ export async function runDashboardRequest(req: StartRunRequest, ctx: RunContext,
       mode: req.mode,
       data: req.data,
       samples: req.samples,
-      method: req.method,
+      method: req.method === 'auto' ? undefined : req.method,
       evalData: req.evalData,
       evalSamples: req.evalSamples,
       benchmarkRuns: BENCHMARK_RUNS,
