@@ -4,6 +4,7 @@ import { extname, join } from 'node:path';
 import type { Backend, BenchmarkResult, ModelRef, OpFamily, QuantizeOptions, QuantizeResult, VerifyOptions, VerifyResult } from './contract';
 import type { CalibrationTable } from './calibration-table';
 import { throwIfAborted, type RunContext } from './context';
+import { toQforgeError } from './errors';
 import type { Dataset } from './datasets/dataset';
 import { formatSpeedup, type SpeedupEstimate } from './bench-stats';
 import { sha256File } from './files';
@@ -75,8 +76,8 @@ export interface LatencySearchInput {
    * Tables of other calibration methods, in the order to try: when the first candidate (all opt-in
    * families) fails verification with the run's table, it is retried with each until one passes.
    * Ranges the default families tolerate can be too coarse once every op is int8 (PP-OCRv4 det:
-   * minmax passes with the defaults, all families need mse). Empty when `--method` or a
-   * calibration table fixed the ranges.
+   * minmax passes with the defaults, all families need mse). Empty when `--method`, a
+   * calibration table or an earlier search (recovery, `--accuracy-target`) fixed the ranges.
    */
   alternatives?: AlternativeTable[];
   /** The recipe of the run so far (`opTypes` empty: the backend's default set). */
@@ -196,8 +197,9 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
             altTable = await alt.table();
           } catch (e) {
             // A method that cannot be derived ends the retry, not the run.
-            if ((e as { code?: string }).code === 'E_ABORTED') throw e;
-            notes.push(`calibration with ${alt.method} failed (${(e as Error).message}): not tried`);
+            const err = toQforgeError(e);
+            if (err.code === 'E_ABORTED') throw e;
+            notes.push(`calibration with ${alt.method} failed (${err.message}): not tried`);
             break;
           }
           const a = await build(on, false, `${label}, ${alt.method} calibration`, altTable, alt.method);

@@ -348,6 +348,13 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
    * verdict: records the path in the report, puts the nodes it keeps in higher precision into
    * `options` and returns the table of the method it chose (without histograms).
    */
+  /** The table of `method` derived from a table with histograms, without them (what quantize and calibration.json take). */
+  const rangesOf = async (histTable: CalibrationTable | Promise<CalibrationTable>, method: CalibrationMethod): Promise<CalibrationTable> => {
+    const derived = deriveTable(await histTable, method, { percentile: opts.percentile });
+    for (const t of Object.values(derived.tensors)) delete t.histogram;
+    return derived;
+  };
+
   const searchAndApply = async (open: (spec: string | Dataset) => Dataset, histTable: CalibrationTable, target: AccuracyTarget, deadline?: number, accept?: (v: VerifyResult) => boolean): Promise<CalibrationTable> => {
     const evalSpec = opts.evalData ?? opts.data!;
     const plan: TrialPlan = {
@@ -367,8 +374,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     } finally {
       trial.dispose?.();
     }
-    const derived = deriveTable(histTable, report.search.method, { percentile: opts.percentile });
-    for (const t of Object.values(derived.tensors)) delete t.histogram;
+    const derived = await rangesOf(histTable, report.search.method);
     if (report.search.precision === 'a16') options.activation16Nodes = [...new Set([...(options.activation16Nodes ?? []), ...report.search.floatNodes])];
     else options.excludeNodes = [...new Set([...options.excludeNodes, ...report.search.floatNodes])];
     return derived;
@@ -380,15 +386,17 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
     ctx.logger.debug(`model inputs: ${inputs.map((i) => `${i.name} ${i.dtype} [${i.shape.map((dim) => dim ?? '?').join(',')}]`).join('; ')}`);
     // Every dataset is checked against the inputs and records the shapes it fed.
     const open = (spec: string | Dataset): Dataset => (typeof spec === 'string' ? openDataset(spec, { inputs, image: opts.image }) : conformDataset(spec, inputs));
+    // One calibration of the run's data with the run's options; the callers differ in method, histograms and equalization.
+    const calibrateOn = (data: string | Dataset, o: { method: CalibrationMethod; keepHistograms?: boolean; equalize?: boolean }) =>
+      backend.calibrate(opts.model, open(data), { samples: opts.samples ?? DEFAULT_CALIBRATION_SAMPLES, percentile: opts.percentile, target: opts.target, activationType: options.activationType, equalize: options.equalize, ...o }, ctx);
     let table: CalibrationTable | undefined;
     if (mode === 'static') {
       const t0 = Date.now();
       if (opts.calibTable) {
         table = readCalibrationTable(resolve(opts.calibTable));
       } else {
-        const ds = open(opts.data!); // present: preflightRun refuses static runs without data or a table
-        const method = opts.method ?? d.method;
-        table = await backend.calibrate(opts.model, ds, { method, samples: opts.samples ?? DEFAULT_CALIBRATION_SAMPLES, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: Boolean(opts.accuracyTarget), equalize: options.equalize }, ctx);
+        // opts.data is present: preflightRun refuses static runs without data or a table
+        table = await calibrateOn(opts.data!, { method: opts.method ?? d.method, keepHistograms: Boolean(opts.accuracyTarget) });
         if (opts.accuracyTarget) table = await searchAndApply(open, table, parseAccuracyTarget(opts.accuracyTarget));
       }
       const tablePath = join(workDir, 'calibration.json');
@@ -447,7 +455,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
         ctx.logger.info(`verdict FAIL (${verify.failures[0]}): searching for ${target.text} (--no-recover skips this)`);
         const budgetMs = opts.recoverBudgetMs ?? DEFAULT_RECOVER_BUDGET_MS;
         const deadline = Date.now() + budgetMs;
-        const histTable = await backend.calibrate(opts.model, open(opts.data), { method: table!.method, samples: opts.samples ?? DEFAULT_CALIBRATION_SAMPLES, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: true, equalize: options.equalize }, ctx);
+        const histTable = await calibrateOn(opts.data, { method: table!.method, keepHistograms: true });
         const before = { table: table!, excludeNodes: options.excludeNodes, activation16Nodes: options.activation16Nodes };
         let found: CalibrationTable | undefined;
         // A candidate counts only when the whole verdict passes with the run's own limits, judged as
@@ -501,7 +509,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
         corrections.push({
           name: 'equalization',
           off: async (r) => ({
-            table: await backend.calibrate(opts.model, open(calibData), { method: table!.method, samples: opts.samples ?? DEFAULT_CALIBRATION_SAMPLES, percentile: opts.percentile, target: opts.target, activationType: options.activationType, equalize: false }, ctx),
+            table: await calibrateOn(calibData, { method: table!.method, equalize: false }),
             options: { ...r.options, equalize: false },
           }),
         });
@@ -538,12 +546,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
           table && calibData && !opts.method && !opts.calibTable && !report.search
             ? LATENCY_METHODS.filter((m) => m !== table!.method).map((method) => ({
                 method,
-                table: async () => {
-                  histTable ??= backend.calibrate(opts.model, open(calibData), { method: table!.method, samples: opts.samples ?? DEFAULT_CALIBRATION_SAMPLES, percentile: opts.percentile, target: opts.target, activationType: options.activationType, keepHistograms: true, equalize: options.equalize }, ctx);
-                  const derived = deriveTable(await histTable, method, { percentile: opts.percentile });
-                  for (const t of Object.values(derived.tensors)) delete t.histogram;
-                  return derived;
-                },
+                table: async () => rangesOf((histTable ??= calibrateOn(calibData, { method: table!.method, keepHistograms: true })), method),
               }))
             : [];
         const found = await chooseForLatency(
