@@ -165,6 +165,7 @@ async function benchModel(m) {
   result.recovered = r.search?.trigger === 'verdict' ? { met: r.search.met, method: r.search.method, floatNodes: r.search.floatNodes.length } : undefined;
   result.latencyKept = r.latencyChoices?.families ?? [];
   result.latencyMethod = r.latencyChoices?.method;
+  result.latencyFloatNodes = r.latencyChoices?.floatNodes?.length ?? 0;
   result.storageOnly = Boolean(r.options.storageOnly);
   const v = r.verify;
   result.verify = { samples: v.samples, output: v.outputs[0], accuracy: v.accuracy, passed: v.passed, failures: v.failures, decidedBy: v.decidedBy, outputCount: v.outputs.length, minSnrDb: Math.min(...v.outputs.map((o) => o.snrDb)) };
@@ -292,7 +293,7 @@ function markdown(results, memory, machine, extra = {}) {
   const ci = (l) => `${f2(l.speedup)}× (${f2(l.speedupLow)}–${f2(l.speedupHigh)})`;
   for (const r of results) {
     const o = r.verify.output;
-    const chose = [r.calibrationMethod ? `${r.calibrationMethod} calibration` : 'dynamic', r.recovered ? `recovery search${r.recovered.floatNodes ? `, ${r.recovered.floatNodes} node(s) float` : ''}` : '', r.storageOnly ? 'int8-stored weights (int8 kernels slower)' : r.latencyKept?.length ? `latency search kept ${r.latencyKept.join(', ')}${r.latencyMethod ? ` (recalibrated with ${r.latencyMethod})` : ''}` : ''].filter(Boolean).join('; ');
+    const chose = [r.calibrationMethod ? `${r.calibrationMethod} calibration` : 'dynamic', r.recovered ? `recovery search${r.recovered.floatNodes ? `, ${r.recovered.floatNodes} node(s) float` : ''}` : '', r.storageOnly ? 'int8-stored weights (int8 kernels slower)' : r.latencyKept?.length ? `latency search kept ${r.latencyKept.join(', ')}${r.latencyFloatNodes ? ` (${r.latencyFloatNodes} of their nodes in float)` : ''}${r.latencyMethod ? ` (recalibrated with ${r.latencyMethod})` : ''}` : ''].filter(Boolean).join('; ');
     const why = (r.verify.passed ? r.verify.decidedBy?.[0] : r.verify.failures[0]) ?? '';
     L.push(
       `| ${r.title} | ${r.mode} | ${kib(r.fp32Bytes)} → ${kib(r.int8Bytes)} | ${f2(r.int8Bytes / r.fp32Bytes)}×${r.fp32WeightBytes && Math.abs(r.fp32WeightBytes - r.fp32Bytes) / r.fp32Bytes > 0.1 ? ` (${f2(r.int8Bytes / r.fp32WeightBytes)}×)` : ''} | ${f2(r.latency[1].fp32Ms)} → ${f2(r.latency[1].int8Ms)} | ${ci(r.latency[1])} | ${f2(r.latency[2].fp32Ms)} → ${f2(r.latency[2].int8Ms)} | ${ci(r.latency[2])} | ${chose} | ${r.verdict.toUpperCase()}: ${why.replace(/\|/g, '/')} | ${f1(o.snrDb)} dB | ${accuracyCell(r)} | ${r.checker} |`,

@@ -313,7 +313,7 @@ export interface VerifyThresholds {
   maxAccuracyDropPoints?: number;
   /** Class scores without labels: share of samples with the same arg-max. @defaultValue 0.98 */
   minTop1Agreement?: number;
-  /** Probability/score maps: IoU of the binarized maps. @defaultValue 0.9 */
+  /** Probability/score maps: IoU of the binarized maps. @defaultValue 0.93 */
   minIou?: number;
   /** Sequences without CTC: share of positions with the same arg-max. @defaultValue 0.95 */
   minPositionAgreement?: number;
@@ -344,7 +344,7 @@ export interface VerifyResult {
   thresholds: VerifyThresholds;
   passed: boolean;
   failures: string[];
-  /** The metric that decided each output, with its value and limit (`det: map IoU 0.962 ≥ 0.9`). */
+  /** The metric that decided each output, with its value and limit (`det: map IoU 0.962 ≥ 0.93`). */
   decidedBy?: string[];
 }
 

@@ -8,9 +8,18 @@ import { toQforgeError } from './errors';
 import type { Dataset } from './datasets/dataset';
 import { formatSpeedup, type SpeedupEstimate } from './bench-stats';
 import { sha256File } from './files';
+import { score } from './tuning';
+import { failedTargets } from './verdict';
 
 /** Time the search may take by default (quantize + verify + timing per candidate), in ms. */
 export const DEFAULT_LATENCY_BUDGET_MS = 300_000;
+
+/**
+ * Shares of the opt-in nodes' output elements kept in float by the per-node step, smallest tensors
+ * first, tried in order until one passes. A float node on a small tensor costs little (PP-OCRv4 det:
+ * the element-wise nodes of the last backbone stages are a tenth of the family's elements).
+ */
+export const FLOAT_SHARES = [0.1, 0.25, 0.5] as const;
 
 /** One timed candidate. */
 export interface LatencyStep {
@@ -21,6 +30,8 @@ export interface LatencyStep {
   storageOnly?: boolean;
   /** Calibration method of the candidate's table when it differs from the run's. */
   method?: string;
+  /** Nodes of the opt-in families this candidate keeps in float (the per-node step). */
+  floatNodes?: string[];
   /** What it was timed against, alternately in one benchmark: `fp32` or the choice kept so far. */
   against: string;
   /** Median latency of the candidate and of what it was timed against, in ms. */
@@ -45,6 +56,8 @@ export interface LatencyChoices {
   storageOnly: boolean;
   /** Calibration method of the written model when the search changed it. */
   method?: string;
+  /** Nodes of the opt-in families the written model keeps in float (the per-node step), besides `--exclude-nodes`. */
+  floatNodes?: string[];
   /** The choice kept, timed against fp32 by the search. */
   vsFp32?: SpeedupEstimate;
   steps: LatencyStep[];
@@ -112,6 +125,8 @@ interface Choice {
   table?: CalibrationTable;
   /** Set when `table` is an alternative's. */
   method?: string;
+  /** Opt-in nodes kept in float by the per-node step. */
+  floatNodes: string[];
   quantized: QuantizeResult;
   verify: VerifyResult;
   label: string;
@@ -144,14 +159,19 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
   const verdictNotes: string[] = [];
   const files: string[] = [];
   let serial = 0;
-  const build = async (on: string[], storageOnly: boolean, label: string, table: CalibrationTable | undefined, method?: string): Promise<Choice> => {
+  const excludeFor = (floatNodes: readonly string[]) => (floatNodes.length ? [...new Set([...(input.options.excludeNodes ?? []), ...floatNodes])] : input.options.excludeNodes);
+  // Op type of each node the per-node step kept in float: a node whose family is off is not a float choice any more.
+  const floatOpType = new Map<string, string>();
+  const build = async (on: string[], storageOnly: boolean, label: string, table: CalibrationTable | undefined, method?: string, floatNodesAsked: string[] = []): Promise<Choice> => {
     throwIfAborted(ctx, 'latency search');
+    const live = new Set(families.filter((f) => on.includes(f.family)).flatMap((f) => f.opTypes));
+    const floatNodes = floatNodesAsked.filter((n) => live.has(floatOpType.get(n) ?? ''));
     const output = join(input.evaluation.workDir, `latency-candidate-${++serial}${ext}`);
     files.push(output);
-    const options: QuantizeOptions = { ...input.options, opTypes: opTypesFor(on), storageOnly, output };
+    const options: QuantizeOptions = { ...input.options, opTypes: opTypesFor(on), excludeNodes: excludeFor(floatNodes), storageOnly, output };
     const quantized = await backend.quantize(input.model, table, options, ctx);
     const verify = await backend.verify(input.model, quantized.model, input.evaluation.dataset, input.evaluation.options, ctx);
-    return { families: on, storageOnly, quantized, verify, label, table, method };
+    return { families: on, storageOnly, quantized, verify, label, table, method, floatNodes };
   };
   const time = async (a: Choice, b: Choice | 'fp32') => {
     const bRef = b === 'fp32' ? input.model : b.quantized.model;
@@ -159,13 +179,71 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
   };
   const outOfTime = () => clock() - started > budgetMs;
 
-  let current: Choice = { families: [], storageOnly: false, quantized: input.quantized, verify: input.verify, label: 'default op families', table: input.table };
+  let current: Choice = { families: [], storageOnly: false, quantized: input.quantized, verify: input.verify, label: 'default op families', table: input.table, floatNodes: [] };
   const step = (c: Choice, t: Awaited<ReturnType<typeof time>>): boolean => {
     const faster = t.speedup.low > 1;
     const kept = c.verify.passed && faster;
     const reason = !c.verify.passed ? `fails verification (${c.verify.failures[0] ?? 'thresholds not met'})` : faster ? 'passes verification and is measurably faster' : 'not measurably faster';
-    steps.push({ candidate: c.label, families: c.families, ...(c.method ? { method: c.method } : {}), against: current.label, medianMs: t.primaryMs, againstMedianMs: t.compareMs, speedup: t.speedup, passed: c.verify.passed, kept, reason });
+    steps.push({ candidate: c.label, families: c.families, ...(c.method ? { method: c.method } : {}), ...(c.floatNodes.length ? { floatNodes: c.floatNodes } : {}), against: current.label, medianMs: t.primaryMs, againstMedianMs: t.compareMs, speedup: t.speedup, passed: c.verify.passed, kept, reason });
     return kept;
+  };
+  /**
+   * The per-node step, when every opt-in family in int8 fails with every table tried: keep in float
+   * the opt-in nodes on the smallest tensors (where float costs least), a growing share of their
+   * elements at a time, until verification passes; kept only when also measurably faster than the
+   * choice so far. Sizes come from the per-layer verification of the failed candidate.
+   */
+  const perNode = async (failed: Choice[], on: string[], label: string): Promise<Choice | undefined> => {
+    // The table that came closest under the limit the verdict missed.
+    const missed = failedTargets(failed[0].verify)[0];
+    const closeness = (c: Choice) => {
+      try {
+        return missed ? score(c.verify, missed[0]) : 0;
+      } catch {
+        return -Infinity;
+      }
+    };
+    // Ties (or no target to score) go to the earlier table: the run's own first.
+    const best = failed.reduce((a, b) => (closeness(b) > closeness(a) ? b : a));
+    const types = new Set(families.filter((f) => on.includes(f.family)).flatMap((f) => f.opTypes));
+    const decisions = best.quantized.decisions;
+    const size = new Map<string, number>();
+    for (const l of best.verify.layers ?? []) if (l.node && l.elements) size.set(l.node, Math.max(size.get(l.node) ?? 0, l.elements));
+    if (!size.size) {
+      notes.push(`per-node step skipped: the verification has no per-layer tensor sizes (per-layer verification off, or backend ${backend.id} does not report them)`);
+      return undefined;
+    }
+    // A node whose output has no quantized copy of its own (hard-swish's +3 feeding Clip) takes the size of the next node that has one.
+    const sized = decisions.map((d, k) => ({ node: d.node, opType: d.opType, quantized: d.quantized, k, elements: size.get(d.node) ?? decisions.slice(k + 1).map((x) => size.get(x.node)).find((x) => x !== undefined) ?? [...decisions.slice(0, k)].reverse().map((x) => size.get(x.node)).find((x) => x !== undefined) ?? 0 }));
+    // Smallest first; equal sizes: later nodes first.
+    const nodes = sized.filter((d) => d.quantized && types.has(d.opType)).sort((a, b) => a.elements - b.elements || b.k - a.k);
+    const total = nodes.reduce((a, d) => a + d.elements, 0);
+    if (nodes.length < 2 || total <= 0) {
+      notes.push(`per-node step skipped: ${nodes.length} opt-in node(s) quantized, nothing to choose between`);
+      return undefined;
+    }
+    for (const d of nodes) floatOpType.set(d.node, d.opType);
+    let previous = 0;
+    for (const share of FLOAT_SHARES) {
+      let n = 0;
+      for (let sum = 0; n < nodes.length - 1 && sum + nodes[n].elements <= share * total; n++) sum += nodes[n].elements;
+      // At least one node, at least one left in int8.
+      n = Math.max(n, 1);
+      if (n <= previous) continue;
+      if (outOfTime()) {
+        notes.push(previous ? `time budget used up: the per-node step stopped before keeping ${Math.round(share * 100)}% of the opt-in elements in float` : 'time budget used up: the per-node step did not run');
+        return undefined;
+      }
+      previous = n;
+      const sum = nodes.slice(0, n).reduce((a, d) => a + d.elements, 0);
+      const floatNodes = nodes.slice(0, n).map((d) => d.node);
+      const c = await build(on, false, `${label}${best.method ? `, ${best.method} calibration` : ''}, ${n} of ${nodes.length} opt-in nodes in float (smallest tensors, ${Math.round((100 * sum) / total)}% of their elements)`, best.table, best.method, floatNodes);
+      const t = await time(c, current);
+      if (step(c, t)) return c;
+      // Passes but is not faster: more nodes in float will not be faster either.
+      if (c.verify.passed) return undefined;
+    }
+    return undefined;
   };
   if (input.options.opTypes.length) notes.push(`op families fixed by --op-types (${input.options.opTypes.join(',')}): only the fp32 check ran`);
   else if (!optIn.length) notes.push('no opt-in op family occurs in this model: only the fp32 check ran');
@@ -182,10 +260,12 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
       }
       tried.add(key(on));
       const label = i === 0 ? `all opt-in families (${optIn.join(', ')})` : `${on.length > current.families.length ? '+' : '−'}${candidates[i][0]}`;
-      const c = await build(on, false, label, current.table, current.method);
+      const c = await build(on, false, label, current.table, current.method, current.floatNodes);
       if (step(c, await time(c, current))) current = c;
       else if (i === 0 && !c.verify.passed) {
         // Every family in int8 may need finer ranges than the defaults did: retry with the other methods.
+        const failed: Choice[] = [c];
+        let passedSlower = false;
         const alts = input.alternatives ?? [];
         for (const [k, alt] of alts.entries()) {
           if (outOfTime()) {
@@ -207,7 +287,16 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
             current = a;
             break;
           }
-          if (a.verify.passed) break; // passes but is not faster: another method will not be faster either
+          if (a.verify.passed) {
+            passedSlower = true; // passes but is not faster: another method or float nodes will not be faster either
+            break;
+          }
+          failed.push(a);
+        }
+        // Still failing with every table (and the defaults pass): some opt-in nodes go back to float.
+        if (!passedSlower && current.families.length === 0 && current.verify.passed) {
+          const refined = await perNode(failed, on, label);
+          if (refined) current = refined;
         }
       }
     }
@@ -216,7 +305,7 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
   // The fp32 check: never write a model measurably slower than its input without trying the fallback.
   const vs = await time(current, 'fp32');
   let vsFp32 = vs.speedup;
-  steps.push({ candidate: current.label, families: current.families, against: 'fp32', medianMs: vs.primaryMs, againstMedianMs: vs.compareMs, speedup: vs.speedup, passed: current.verify.passed, kept: true, reason: 'the choice kept, timed against fp32' });
+  steps.push({ candidate: current.label, families: current.families, ...(current.method ? { method: current.method } : {}), ...(current.floatNodes.length ? { floatNodes: current.floatNodes } : {}), against: 'fp32', medianMs: vs.primaryMs, againstMedianMs: vs.compareMs, speedup: vs.speedup, passed: current.verify.passed, kept: true, reason: 'the choice kept, timed against fp32' });
   if (vs.speedup.high < 1) {
     if (backend.capabilities.storageOnly) {
       const fallback = await build([], true, 'int8 storage only', input.table);
@@ -235,15 +324,19 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
 
   // The choice is written where the run expects its model; quantization is deterministic, so the
   // verification of the candidate holds unless the bytes differ.
-  const options: QuantizeOptions = { ...input.options, opTypes: current.families.length ? opTypesFor(current.families) : input.options.opTypes, storageOnly: current.storageOnly || undefined };
+  const options: QuantizeOptions = { ...input.options, opTypes: current.families.length ? opTypesFor(current.families) : input.options.opTypes, excludeNodes: excludeFor(current.floatNodes), storageOnly: current.storageOnly || undefined };
   let quantized = input.quantized;
   let verify = input.verify;
   if (current.quantized !== input.quantized) {
     quantized = await backend.quantize(input.model, current.table, options, ctx);
     const same = (await sha256File(quantized.model.path)) === (await sha256File(current.quantized.model.path));
     verify = same ? current.verify : await backend.verify(input.model, quantized.model, input.evaluation.dataset, input.evaluation.options, ctx);
+    // The backend reads the search's float nodes as exclusions; the report says who chose them.
+    const chosen = new Set(current.floatNodes.filter((n) => !(input.options.excludeNodes ?? []).includes(n)));
+    if (chosen.size) quantized = { ...quantized, decisions: quantized.decisions.map((d) => (chosen.has(d.node) && !d.quantized ? { ...d, reason: 'kept in float by the latency search (smallest tensors first; with every opt-in node in int8 verification failed)' } : d)) };
   }
   if (current.method) notes.push(`calibrated with ${current.method}: with the run's ${input.table?.method ?? 'default'} ranges the opt-in families in int8 failed verification`);
+  if (current.floatNodes.length) notes.push(`${current.floatNodes.length} opt-in node(s) kept in float (smallest tensors first): with all of them in int8 verification failed`);
   for (const f of files) rmSync(f, { force: true });
   notes.push(...verdictNotes);
   return {
@@ -252,6 +345,6 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
     options,
     verdictNotes,
     table: current.table,
-    choices: { threads: input.threads, budgetMs, durationMs: clock() - started, families: current.families, storageOnly: current.storageOnly, ...(current.method ? { method: current.method } : {}), vsFp32, steps, notes },
+    choices: { threads: input.threads, budgetMs, durationMs: clock() - started, families: current.families, storageOnly: current.storageOnly, ...(current.method ? { method: current.method } : {}), ...(current.floatNodes.length ? { floatNodes: current.floatNodes } : {}), vsFp32, steps, notes },
   };
 }

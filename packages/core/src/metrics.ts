@@ -33,6 +33,8 @@ export interface LayerError {
   snrDb: number;
   cosine: number;
   maxAbsError: number;
+  /** Elements of the tensor in one run of the model (the first sample's, batch included): the latency search's cost of keeping its node in float. */
+  elements?: number;
 }
 
 export function snrDb(reference: ArrayLike<number>, candidate: ArrayLike<number>): number {

@@ -576,6 +576,7 @@ export async function runQuantize(backend: Backend, opts: QuantizeRunOptions, ct
           report.options.opTypes = options.opTypes;
           report.options.storageOnly = options.storageOnly;
         }
+        if (found.choices.floatNodes?.length) report.verdictReasons.push(`the latency search kept ${found.choices.floatNodes.length} node(s) of the opt-in op families in float (with all of them in int8, verification failed); chosen on this evaluation data — confirm on other held-out data`);
         if (found.choices.method && found.table) {
           table = found.table;
           if (report.calibrationTable) {

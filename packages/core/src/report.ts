@@ -175,7 +175,7 @@ export function formatRunSummary(r: RunReport): string {
   if (r.latencyChoices) {
     const l = r.latencyChoices;
     const kept = l.storageOnly ? 'int8 storage only (float compute)' : l.families.length ? `default + ${l.families.join(', ')}` : 'default op families';
-    lines.push(`latency   search kept ${kept}${l.method ? ` with ${l.method} ranges (recalibrated)` : ''}${l.vsFp32 ? `, ${formatSpeedup(l.vsFp32)} vs fp32` : ''}; ${l.steps.length} timings in ${(l.durationMs / 1000).toFixed(1)} s`);
+    lines.push(`latency   search kept ${kept}${l.floatNodes?.length ? ` (${l.floatNodes.length} of their nodes in float)` : ''}${l.method ? ` with ${l.method} ranges (recalibrated)` : ''}${l.vsFp32 ? `, ${formatSpeedup(l.vsFp32)} vs fp32` : ''}; ${l.steps.length} timings in ${(l.durationMs / 1000).toFixed(1)} s`);
     for (const s of l.steps) lines.push(`          ${s.candidate} vs ${s.against}: ${s.medianMs.toFixed(3)} vs ${s.againstMedianMs.toFixed(3)} ms, ${formatSpeedup(s.speedup)}, verify ${s.passed ? 'pass' : 'FAIL'} → ${s.kept ? 'kept' : 'dropped'}`);
   }
   if (r.search) {

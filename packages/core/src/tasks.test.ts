@@ -55,7 +55,7 @@ describe('maps: IoU of the binarized map', () => {
     expect(v.outputs[0].task).toMatchObject({ kind: 'map', iou: 1, pixelAgreement: 1, threshold: 0.5 });
     expect(v.outputs[0].snrDb).toBeLessThan(20);
     expect(v.passed).toBe(true);
-    expect(v.decidedBy![0]).toMatch(/map IoU 1\.000 ≥ 0\.9/);
+    expect(v.decidedBy![0]).toMatch(/map IoU 1\.000 ≥ 0\.93/);
   });
   it('a map whose regions moved fails on IoU, and the reason names it', () => {
     const acc = new OutputAccumulator('prob', { dims: [1, 1, 10, 10], producer: 'Sigmoid' });
@@ -63,7 +63,7 @@ describe('maps: IoU of the binarized map', () => {
     const v = verification([acc.result()]);
     expect(v.outputs[0].task!.iou).toBeCloseTo(15 / 45);
     expect(v.passed).toBe(false);
-    expect(v.failures[0]).toMatch(/^prob \(map\): map IoU 0\.333 < 0\.9/);
+    expect(v.failures[0]).toMatch(/^prob \(map\): map IoU 0\.333 < 0\.93/);
   });
   it('--map-threshold moves the cut', () => {
     const acc = new OutputAccumulator('prob', { dims: [1, 1, 10, 10] }, { mapThreshold: 0.99 });

@@ -99,7 +99,8 @@ export interface TaskFidelity {
 /** Default thresholds per kind, applied where the caller set none (docs/verification.md). */
 export const DEFAULT_TASK_THRESHOLDS = {
   minTop1Agreement: 0.98,
-  minIou: 0.9,
+  // A detector's map at IoU 0.92 already misses lines fp32 finds (PP-OCRv4 det: 332 vs 336 of 347).
+  minIou: 0.93,
   minPositionAgreement: 0.95,
   minLineAgreement: 0.9,
   maxLineAccuracyDropPoints: 3,

@@ -69,7 +69,7 @@ function judgeTask(o: OutputFidelity, t: VerifyThresholds, result: VerifyResult,
   }
 }
 
-/** The limit a verdict applied to one output, as an accuracy-search target: `['iou', '>=', 0.9]`. */
+/** The limit a verdict applied to one output, as an accuracy-search target: `['iou', '>=', 0.93]`. */
 export type VerdictTarget = [metric: 'snr' | 'top1-drop' | 'top1-agree' | 'iou' | 'line-acc-drop' | 'line-agree' | 'position-agree' | 'rel-error' | 'ppl-increase', op: '>=' | '<=', value: number];
 
 /**

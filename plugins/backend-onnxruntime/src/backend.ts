@@ -503,6 +503,7 @@ export class OnnxRuntimeBackend implements Backend {
     const preAcc = new Map([...preActs.values()].map((p) => [p.tensor, new FidelityAccumulator(p.tensor)]));
     const fid = new Map<string, OutputAccumulator>();
     const layerAcc = new Map(layerPairs.map((p) => [p.ref, new FidelityAccumulator(p.ref)]));
+    const layerElements = new Map<string, number>();
     const refAcc = new AccuracyAccumulator();
     const candAcc = new AccuracyAccumulator();
     let count = 0;
@@ -523,6 +524,7 @@ export class OnnxRuntimeBackend implements Backend {
         for (const p of preActs.values()) preAcc.get(p.tensor)!.add(r[p.tensor].data as Float32Array, c[p.tensor].data as Float32Array);
         for (const p of layerPairs) {
           const f = rescaled.get(p.ref);
+          if (!layerElements.has(p.ref)) layerElements.set(p.ref, r[p.ref].data.length);
           layerAcc.get(p.ref)!.add(r[p.ref].data as Float32Array, f ? unscaleChannels(c[p.cand].data as Float32Array, [...c[p.cand].dims].map(Number), f) : (c[p.cand].data as Float32Array));
         }
         if (sample.label !== undefined) {
@@ -560,7 +562,7 @@ export class OnnxRuntimeBackend implements Backend {
       result.layers = layerPairs
         .map((p): LayerError => {
           const f = layerAcc.get(p.ref)!.result();
-          return { tensor: p.ref, node: p.node, snrDb: f.snrDb, cosine: f.cosine, maxAbsError: f.maxAbsError };
+          return { tensor: p.ref, node: p.node, snrDb: f.snrDb, cosine: f.cosine, maxAbsError: f.maxAbsError, elements: layerElements.get(p.ref) };
         })
         .sort((a, b) => a.snrDb - b.snrDb);
     }

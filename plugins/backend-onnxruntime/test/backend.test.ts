@@ -146,6 +146,9 @@ describe('static QDQ quantization', () => {
     expect(v.outputs[0].snrDb).toBeGreaterThan(20);
     expect(v.layers!.length).toBeGreaterThan(2);
     expect(v.layers![0].snrDb).toBeLessThanOrEqual(v.layers![v.layers!.length - 1].snrDb);
+    // Each layer's size in one run (the latency search's cost of a float node): input 3×16×16,
+    // 8×16×16 after conv1 (BatchNorm folded, Clip fused), 16×16×16 after conv2, 16 after pooling.
+    expect(Object.fromEntries(v.layers!.map((l) => [l.tensor, l.elements]))).toEqual({ x: 768, relu6: 2048, relu2: 4096, flat: 16 });
   });
 
   it('keeps excluded nodes in float and says why', async () => {

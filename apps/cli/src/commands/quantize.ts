@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { DEFAULT_CALIBRATION_SAMPLES, errInvalidOption, modelRef, resolveTargetProfile, type CalibrationMethod, type QuantFormat, type QuantMode, type QuantType, type QuantizeRunOptions, type RunReport } from '@qforge/core';
+import { DEFAULT_CALIBRATION_SAMPLES, DEFAULT_TASK_THRESHOLDS, errInvalidOption, modelRef, resolveTargetProfile, type CalibrationMethod, type QuantFormat, type QuantMode, type QuantType, type QuantizeRunOptions, type RunReport } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
 import { RANGES, backendFlag, imageFlags, imageOptions, list, numberIn, positiveInt, targetFlag, taskFlags, taskOptions } from '../lib/flags';
 import { checkQueueReachable, redactArgs } from '@qforge/queue';
@@ -57,7 +57,7 @@ Exit codes: 0 when verification passes (or is skipped), 1 when it fails its thre
     'eval-data': Flags.string({ description: 'Held-out dataset for verification (default: the calibration data).' }),
     'eval-samples': Flags.integer({ description: 'Samples to verify on.', default: 200 }),
     'min-snr': Flags.string({ description: 'Also require this output SNR in dB (not judged unless given; each output is judged by its task metric).' }),
-    'min-iou': Flags.string({ description: 'Minimum IoU of binarized map outputs.', default: '0.9' }),
+    'min-iou': Flags.string({ description: 'Minimum IoU of binarized map outputs.', default: String(DEFAULT_TASK_THRESHOLDS.minIou) }),
     'max-line-acc-drop': Flags.string({ description: 'Maximum line accuracy drop in points (CTC sequences with string labels).', default: '3' }),
     'max-acc-drop': Flags.string({ description: 'Maximum top-1 accuracy drop in points (labeled data).', default: '1' }),
     'max-ppl-increase': Flags.string({ description: 'Maximum perplexity increase over fp32 in percent (language-model outputs on token data).', default: '1' }),

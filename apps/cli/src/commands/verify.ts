@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { describeTaskMetric, modelRef, openDataset, withInputShapes, type VerifyResult } from '@qforge/core';
+import { DEFAULT_TASK_THRESHOLDS, describeTaskMetric, modelRef, openDataset, withInputShapes, type VerifyResult } from '@qforge/core';
 import { QforgeCommand } from '../lib/base';
 import { RANGES, backendFlag, imageFlags, imageOptions, numberIn, positiveInt, taskFlags, taskOptions } from '../lib/flags';
 import { cliRunContext } from '../lib/progress';
@@ -10,7 +10,7 @@ export default class Verify extends QforgeCommand {
   static examples = [
     '<%= config.bin %> verify model.onnx model.int8.onnx --data mnist:test --max-acc-drop 0.5',
     '<%= config.bin %> verify rec.onnx rec.int8.onnx --data lines/ --image-size 320x48 --resize pad --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5 --charset ppocr_keys_v1.txt',
-    '<%= config.bin %> verify det.onnx det.int8.onnx --data pages/ --image-size 640x640 --min-iou 0.93',
+    '<%= config.bin %> verify det.onnx det.int8.onnx --data pages/ --image-size 640x640 --min-iou 0.95',
   ];
   static args = {
     reference: Args.string({ description: 'Reference (fp32) model.', required: true }),
@@ -20,7 +20,7 @@ export default class Verify extends QforgeCommand {
     data: Flags.string({ char: 'd', description: 'Evaluation dataset.', required: true }),
     samples: Flags.integer({ description: 'Samples to compare.', default: 500 }),
     'min-snr': Flags.string({ description: 'Also require this SNR (dB) of every output (not judged unless given).' }),
-    'min-iou': Flags.string({ description: 'Minimum IoU of binarized map outputs.', default: '0.9' }),
+    'min-iou': Flags.string({ description: 'Minimum IoU of binarized map outputs.', default: String(DEFAULT_TASK_THRESHOLDS.minIou) }),
     'max-line-acc-drop': Flags.string({ description: 'Maximum line accuracy drop in points (CTC sequences with string labels).', default: '3' }),
     'min-cosine': Flags.string({ description: 'Minimum cosine similarity per output.' }),
     'max-acc-drop': Flags.string({ description: 'Maximum top-1 accuracy drop in points (labeled data).', default: '1' }),
