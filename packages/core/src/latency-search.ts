@@ -136,7 +136,9 @@ const key = (families: readonly string[]) => [...families].sort().join('+');
 
 /**
  * Greedy search over the backend's opt-in op families, then the fp32 check:
- * 1. all opt-in families present in the model on, against the default set;
+ * 1. all opt-in families present in the model on, against the default set; when that fails
+ *    verification, retried with the `alternatives` tables, then with the opt-in nodes on the
+ *    smallest tensors in float (the per-node step);
  * 2. each family toggled against the choice kept so far;
  * a candidate is kept only when verification passes and it is measurably faster (the whole 95%
  * interval of the speedup above 1). Then the kept choice is timed against fp32: when it is
@@ -152,7 +154,8 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
   const defaults = families.filter((f) => f.byDefault).flatMap((f) => f.opTypes);
   const present = (f: OpFamily) => f.opTypes.some((t) => (input.opHistogram[t] ?? 0) > 0);
   const optIn = families.filter((f) => !f.byDefault && present(f)).map((f) => f.family);
-  const opTypesFor = (on: readonly string[]) => (on.length ? [...defaults, ...families.filter((f) => on.includes(f.family)).flatMap((f) => f.opTypes)] : []);
+  const familyOpTypes = (on: readonly string[]) => families.filter((f) => on.includes(f.family)).flatMap((f) => f.opTypes);
+  const opTypesFor = (on: readonly string[]) => (on.length ? [...defaults, ...familyOpTypes(on)] : []);
   const ext = extname(input.options.output) || '.onnx';
   const steps: LatencyStep[] = [];
   const notes: string[] = [];
@@ -164,7 +167,7 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
   const floatOpType = new Map<string, string>();
   const build = async (on: string[], storageOnly: boolean, label: string, table: CalibrationTable | undefined, method?: string, floatNodesAsked: string[] = []): Promise<Choice> => {
     throwIfAborted(ctx, 'latency search');
-    const live = new Set(families.filter((f) => on.includes(f.family)).flatMap((f) => f.opTypes));
+    const live = new Set(familyOpTypes(on));
     const floatNodes = floatNodesAsked.filter((n) => live.has(floatOpType.get(n) ?? ''));
     const output = join(input.evaluation.workDir, `latency-candidate-${++serial}${ext}`);
     files.push(output);
@@ -205,7 +208,7 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
     };
     // Ties (or no target to score) go to the earlier table: the run's own first.
     const best = failed.reduce((a, b) => (closeness(b) > closeness(a) ? b : a));
-    const types = new Set(families.filter((f) => on.includes(f.family)).flatMap((f) => f.opTypes));
+    const types = new Set(familyOpTypes(on));
     const decisions = best.quantized.decisions;
     const size = new Map<string, number>();
     for (const l of best.verify.layers ?? []) if (l.node && l.elements) size.set(l.node, Math.max(size.get(l.node) ?? 0, l.elements));
@@ -213,8 +216,12 @@ export async function chooseForLatency(backend: Backend, input: LatencySearchInp
       notes.push(`per-node step skipped: the verification has no per-layer tensor sizes (per-layer verification off, or backend ${backend.id} does not report them)`);
       return undefined;
     }
-    // A node whose output has no quantized copy of its own (hard-swish's +3 feeding Clip) takes the size of the next node that has one.
-    const sized = decisions.map((d, k) => ({ node: d.node, opType: d.opType, quantized: d.quantized, k, elements: size.get(d.node) ?? decisions.slice(k + 1).map((x) => size.get(x.node)).find((x) => x !== undefined) ?? [...decisions.slice(0, k)].reverse().map((x) => size.get(x.node)).find((x) => x !== undefined) ?? 0 }));
+    // A node whose output has no quantized copy of its own (hard-swish's +3 feeding Clip) takes the
+    // size of the next node in graph order that has one, else of the previous.
+    const elements = decisions.map((d) => size.get(d.node));
+    for (let k = elements.length - 2; k >= 0; k--) elements[k] ??= elements[k + 1];
+    for (let k = 1; k < elements.length; k++) elements[k] ??= elements[k - 1];
+    const sized = decisions.map((d, k) => ({ node: d.node, opType: d.opType, quantized: d.quantized, k, elements: elements[k] ?? 0 }));
     // Smallest first; equal sizes: later nodes first.
     const nodes = sized.filter((d) => d.quantized && types.has(d.opType)).sort((a, b) => a.elements - b.elements || b.k - a.k);
     const total = nodes.reduce((a, d) => a + d.elements, 0);
